@@ -1,0 +1,182 @@
+import keras
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from kfcn import losses
+from tests.layer_testing import to_numpy
+
+pytestmark = pytest.mark.backend
+
+
+# The seed's formulas, for one sample and one channel.
+def seed_j(y, p):
+    i = np.sum(y * p)
+    return 1 - i / (np.sum(y) + np.sum(p) - i)
+
+
+def seed_j2(y, p, eps):
+    i = np.sum(y * p)
+    return 1 - i / (np.sum(y**2) + np.sum(p**2) - i + eps)
+
+
+def seed_dice(y, p):
+    return 1 - 2 * np.sum(y * p) / (np.sum(y) + np.sum(p))
+
+
+def _pair(rng, shape):
+    y = (rng.random(shape) > 0.6).astype("float32")
+    p = rng.random(shape).astype("float32")
+    return y, p
+
+
+def test_batch_one_channel_one_equals_seed_formulas(rng):
+    y, p = _pair(rng, (1, 16, 12, 1))
+    assert float(losses.JaccardLoss()(y, p)) == pytest.approx(seed_j(y, p), rel=1e-5)
+    assert float(losses.JaccardJ2Loss(epsilon=1e-3)(y, p)) == pytest.approx(seed_j2(y, p, 1e-3), rel=1e-5)
+    assert float(losses.DiceLoss()(y, p)) == pytest.approx(seed_dice(y, p), rel=1e-5)
+
+
+def test_reduction_per_channel_then_batch(rng):
+    y, p = _pair(rng, (3, 8, 8, 4))
+    expected = np.mean([[seed_j2(y[b, ..., c], p[b, ..., c], 1e-7) for c in range(4)] for b in range(3)])
+    assert float(losses.JaccardJ2Loss()(y, p)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_batch_reduction_takes_one_ratio(rng):
+    y, p = _pair(rng, (3, 8, 8, 1))
+    assert float(losses.DiceLoss(per_sample=False)(y, p)) == pytest.approx(seed_dice(y, p), rel=1e-5)
+
+
+def test_rank3_masks_are_one_channel(rng):
+    y, p = _pair(rng, (2, 8, 8, 1))
+    assert float(losses.JaccardLoss()(y[..., 0], p)) == pytest.approx(float(losses.JaccardLoss()(y, p)))
+
+
+def test_sample_weight_weights_samples(rng):
+    y, p = _pair(rng, (2, 8, 8, 1))
+    per = [seed_dice(y[b], p[b]) for b in range(2)]
+    weighted = float(losses.DiceLoss()(y, p, sample_weight=np.array([1.0, 0.0])))
+    assert weighted == pytest.approx(per[0] / 2, rel=1e-5)
+
+
+@pytest.mark.parametrize("loss", [losses.JaccardLoss(), losses.JaccardJ2Loss(), losses.DiceLoss()])
+def test_empty_masks_are_finite_and_documented(loss):
+    empty = np.zeros((1, 8, 8, 1), "float32")
+    some = np.full((1, 8, 8, 1), 0.3, "float32")
+    both_empty = float(loss(empty, empty))
+    false_positive = float(loss(empty, some))
+    assert np.isfinite(both_empty) and np.isfinite(false_positive)
+    if isinstance(loss, losses.JaccardJ2Loss):
+        assert both_empty == pytest.approx(1.0) and false_positive == pytest.approx(1.0)
+    else:
+        assert both_empty == pytest.approx(0.0) and false_positive == pytest.approx(1.0)
+
+
+def test_j2_has_no_gradient_on_empty_target_but_compound_has():
+    empty = np.zeros((1, 4, 4, 1), "float32")
+    logits = np.full((1, 4, 4, 1), 0.5, "float32")
+    j2_grad = _prediction_gradient(losses.JaccardJ2Loss(), empty, logits)
+    assert np.all(np.isfinite(j2_grad)) and np.allclose(j2_grad, 0.0)
+    compound = losses.CompoundLoss([losses.JaccardJ2Loss(), keras.losses.BinaryCrossentropy()])
+    assert np.all(_prediction_gradient(compound, empty, logits) > 0)
+
+
+def test_batch_reduction_punishes_false_positives_on_empty_sample():
+    y = np.zeros((2, 4, 4, 1), "float32")
+    y[0, :2] = 1.0  # sample 0 has an object, sample 1 is empty
+    p = np.full((2, 4, 4, 1), 0.5, "float32")
+    grad = _prediction_gradient(losses.JaccardJ2Loss(per_sample=False), y, p)
+    assert np.all(grad[1] > 0), "false positives on the empty sample must raise the loss"
+
+
+def _prediction_gradient(loss, y, p):
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        pt = tf.constant(p)
+        with tf.GradientTape() as tape:
+            tape.watch(pt)
+            value = loss(y, pt)
+        return tape.gradient(value, pt).numpy()
+    if backend == "jax":
+        import jax
+
+        return np.asarray(jax.grad(lambda v: loss(y, v))(p))
+    import torch
+
+    pt = torch.tensor(p, requires_grad=True)
+    loss(torch.tensor(y), pt).backward()
+    return pt.grad.numpy()
+
+
+masks = arrays("float32", (1, 6, 6, 1), elements=st.sampled_from([0.0, 1.0]))
+
+
+@settings(max_examples=40, deadline=None)
+@given(a=masks, b=masks)
+def test_set_measures_are_ordered(a, b):
+    # Set measures J = 1 - j and D = 1 - d on binary masks: 0 <= J <= D <= 1.
+    jaccard = 1 - float(losses.JaccardLoss()(a, b))
+    dice = 1 - float(losses.DiceLoss()(a, b))
+    assert -1e-6 <= jaccard <= dice + 1e-6 <= 1 + 2e-6
+    if np.array_equal(a, b):
+        assert jaccard == pytest.approx(1.0) and dice == pytest.approx(1.0)
+    if np.sum(a * b) == 0 and (a.sum() + b.sum()) > 0:
+        assert jaccard == pytest.approx(0.0) and dice == pytest.approx(0.0)
+
+
+def test_mismatched_shapes_are_named():
+    with pytest.raises(ValueError, match=r"target shape \(2, 8, 8, 1\) does not match.*one-hot"):
+        losses.DiceLoss()(np.zeros((2, 8, 8, 1)), np.zeros((2, 8, 8, 3), "float32"))
+    with pytest.raises(ValueError, match="does not match"):
+        losses.JaccardLoss()(np.zeros((2, 8, 9, 1)), np.zeros((2, 8, 8, 1), "float32"))
+
+
+def test_pixel_weighted_crossentropy(rng):
+    # The U-Net loss is Keras' cross-entropy with a (B, H, W) sample_weight.
+    y = (rng.random((2, 5, 6, 1)) > 0.5).astype("float32")
+    p = rng.uniform(0.05, 0.95, (2, 5, 6, 1)).astype("float32")
+    w = rng.uniform(0.5, 10, (2, 5, 6)).astype("float32")
+    ce = -(y * np.log(p) + (1 - y) * np.log(1 - p))[..., 0]
+    expected = np.sum(w * ce) / w.size
+    actual = float(keras.losses.BinaryCrossentropy()(y, p, sample_weight=w))
+    assert actual == pytest.approx(expected, rel=1e-4)
+
+
+@pytest.mark.parametrize(
+    "loss",
+    [
+        losses.JaccardLoss(per_sample=False),
+        losses.JaccardJ2Loss(epsilon=1e-3),
+        losses.DiceLoss(),
+        losses.CompoundLoss([losses.DiceLoss(), keras.losses.BinaryCrossentropy()], [1.0, 2.0]),
+    ],
+)
+def test_serialization_round_trip(rng, loss):
+    y, p = _pair(rng, (2, 6, 6, 1))
+    clone = keras.losses.deserialize(keras.losses.serialize(loss))
+    assert float(clone(y, p)) == pytest.approx(float(loss(y, p)))
+
+
+def test_compound_is_weighted_sum(rng):
+    y, p = _pair(rng, (2, 6, 6, 1))
+    bce = keras.losses.BinaryCrossentropy()
+    compound = losses.CompoundLoss([losses.JaccardJ2Loss(), bce], [1.0, 0.5])
+    expected = float(losses.JaccardJ2Loss()(y, p)) + 0.5 * float(bce(y, p))
+    assert float(compound(y, p)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_trains_with_model_fit(rng):
+    inputs = keras.Input((8, 8, 1))
+    outputs = keras.layers.Conv2D(1, 3, padding="same", activation="sigmoid")(inputs)
+    model = keras.Model(inputs, outputs)
+    model.compile(keras.optimizers.Adam(0.05), losses.JaccardJ2Loss())
+    x = rng.normal(size=(8, 8, 8, 1)).astype("float32")
+    y = (x > 0).astype("float32")
+    history = model.fit(x, y, epochs=10, batch_size=4, verbose=0)
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    assert np.isfinite(to_numpy(model.predict(x, verbose=0))).all()
