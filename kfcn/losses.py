@@ -46,8 +46,7 @@ def _check_shapes(loss_name, y_true, y_pred):
     true_shape, pred_shape = tuple(y_true.shape), tuple(y_pred.shape)
     if len(pred_shape) != 4:
         raise ValueError(
-            f"{loss_name} expects predictions of shape (batch, height, width, channels), "
-            f"got {pred_shape}."
+            f"{loss_name} expects predictions of shape (batch, height, width, channels), got {pred_shape}."
         )
     mismatch = len(true_shape) != 4 or any(
         a is not None and b is not None and a != b for a, b in zip(true_shape, pred_shape)
@@ -227,9 +226,7 @@ class CompoundLoss(keras.losses.Loss):
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            {"losses": [keras.losses.serialize(loss) for loss in self.losses], "weights": self.weights}
-        )
+        config.update({"losses": [keras.losses.serialize(loss) for loss in self.losses], "weights": self.weights})
         return config
 
     @classmethod

@@ -145,9 +145,7 @@ class JaccardScore(_ConfusionMetric):
     0.3333
     """
 
-    def __init__(
-        self, num_classes=2, class_ids=None, threshold=0.5, ignore_class=None, name="jaccard", dtype=None
-    ):
+    def __init__(self, num_classes=2, class_ids=None, threshold=0.5, ignore_class=None, name="jaccard", dtype=None):
         super().__init__(num_classes, class_ids, threshold, ignore_class, name=name, dtype=dtype)
 
     def _per_class(self, true_positive, true_total, pred_total):

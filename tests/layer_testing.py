@@ -25,9 +25,7 @@ def run_layer_test(layer_cls, init_kwargs, inputs, expected_output_shape=None, t
     eager = layer(arrays if multi else arrays[0])
     outputs = list(eager) if isinstance(eager, (list, tuple)) else [eager]
 
-    symbolic_inputs = [
-        keras.Input(shape=a.shape[1:], dtype=str(a.dtype), batch_size=None) for a in arrays
-    ]
+    symbolic_inputs = [keras.Input(shape=a.shape[1:], dtype=str(a.dtype), batch_size=None) for a in arrays]
     symbolic = layer_cls(**init_kwargs)(symbolic_inputs if multi else symbolic_inputs[0])
     symbolic = list(symbolic) if isinstance(symbolic, (list, tuple)) else [symbolic]
     for sym, out in zip(symbolic, outputs):

@@ -40,9 +40,11 @@ class CoordinateChannels(keras.layers.Layer):
     """
 
     def compute_output_shape(self, input_shape):
-        image_shape = input_shape[0] if isinstance(input_shape, (list, tuple)) and isinstance(
-            input_shape[0], (list, tuple)
-        ) else input_shape
+        image_shape = (
+            input_shape[0]
+            if isinstance(input_shape, (list, tuple)) and isinstance(input_shape[0], (list, tuple))
+            else input_shape
+        )
         require_rank4(image_shape, self.name)
         channels = None if image_shape[3] is None else image_shape[3] + 2
         return (*image_shape[:3], channels)

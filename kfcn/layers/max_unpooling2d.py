@@ -89,9 +89,7 @@ class MaxUnpooling2D(keras.layers.Layer):
         return keras.KerasTensor(shape, dtype=inputs[0].dtype)
 
     def call(self, inputs):
-        self._check_inputs(
-            [tuple(t.shape) for t in inputs], [keras.backend.standardize_dtype(t.dtype) for t in inputs]
-        )
+        self._check_inputs([tuple(t.shape) for t in inputs], [keras.backend.standardize_dtype(t.dtype) for t in inputs])
         pooled, indices = inputs[0], ops.cast(inputs[1], "int32")
         pool_h, pool_w = self.pool_size
         shape = ops.shape(pooled)
@@ -112,10 +110,7 @@ class MaxUnpooling2D(keras.layers.Layer):
 
         rows = []
         for dy in range(pool_h):
-            planes = [
-                ops.where((row_in_window == dy) & (col_in_window == dx), pooled, zeros)
-                for dx in range(pool_w)
-            ]
+            planes = [ops.where((row_in_window == dy) & (col_in_window == dx), pooled, zeros) for dx in range(pool_w)]
             # (B, h, w, pw, C) -> (B, h, w*pw, C): column ox*pw + dx.
             rows.append(ops.reshape(ops.stack(planes, axis=3), (-1, pooled_h, pooled_w * pool_w, channels)))
         # (B, h, ph, W', C) -> (B, h*ph, W', C): row oy*ph + dy.

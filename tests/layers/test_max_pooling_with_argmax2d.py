@@ -31,9 +31,7 @@ def test_three_by_three_windows_match_tensorflow(rng):
 
 def test_hand_worked_example_with_ties():
     # One 4x4 channel; the window at the top left ties (5 appears twice): first wins.
-    x = np.array(
-        [[5, 5, 0, 1], [2, 0, 3, 9], [0, 0, 0, 0], [7, 0, 0, 8]], dtype="float32"
-    ).reshape(1, 4, 4, 1)
+    x = np.array([[5, 5, 0, 1], [2, 0, 3, 9], [0, 0, 0, 0], [7, 0, 0, 8]], dtype="float32").reshape(1, 4, 4, 1)
     pooled, indices = MaxPoolingWithArgmax2D(2)(x)
     np.testing.assert_array_equal(to_numpy(pooled)[0, :, :, 0], [[5, 9], [7, 8]])
     np.testing.assert_array_equal(to_numpy(indices)[0, :, :, 0], [[0, 7], [12, 15]])

@@ -1,0 +1,329 @@
+"""Theoretical receptive field of any Keras functional model, computed from its graph.
+
+Each tensor carries, per spatial axis, three numbers (Araujo et al. 2019, "Computing
+receptive fields of convolutional neural networks"):
+
+- `size` r: how many input pixels one of its units sees,
+- `jump` j: the distance in input pixels between two adjacent units (its stride),
+- `start` s: the input coordinate of the centre of unit 0's field.
+
+A convolution of kernel k (dilation d, k' = d(k − 1) + 1), stride t and left padding p
+gives r' = r + (k' − 1)·j, j' = j·t, s' = s + ((k' − 1)/2 − p)·j. Upsampling by t gives
+j' = j/t; a transposed convolution also widens r by (⌈k/t⌉ − 1)·j. Merging paths
+(Concatenate, Add, unpooling with indices) takes the union of the fields; crops and
+paddings shift s. The model is traced once at a concrete probe size
+(`keras.models.clone_model` with a `call_function`), so crops that depend on the
+input size (the valid U-Net's skip crops) are exact, and nested models
+(keras.applications backbones) are walked layer by layer.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import keras
+
+from kfcn.layers import CropToMatch, MaxPoolingWithArgmax2D, MaxUnpooling2D
+
+GLOBAL = math.inf
+_PROBE_SIZES = (256, 252, 508, 572, 224, 512, 1020)
+
+
+@dataclass(frozen=True)
+class AxisField:
+    size: float
+    jump: float
+    start: float
+
+    def union(self, other):
+        if math.isinf(self.size) or math.isinf(other.size):
+            return AxisField(GLOBAL, max(self.jump, other.jump), self.start)
+        low = min(self.start - (self.size - 1) / 2, other.start - (other.size - 1) / 2)
+        high = max(self.start + (self.size - 1) / 2, other.start + (other.size - 1) / 2)
+        return AxisField(high - low + 1, max(self.jump, other.jump), (low + high) / 2)
+
+
+@dataclass
+class LayerField:
+    """One row of the per-layer table."""
+
+    name: str
+    kind: str
+    output_shape: tuple
+    size: tuple
+    jump: tuple
+    start: tuple
+
+
+@dataclass
+class ReceptiveField:
+    """The receptive field of a model's (first) output, with the per-layer table.
+
+    Attributes:
+        size: `(rows, cols)` of input pixels one output unit sees (inf if global).
+        jump: `(rows, cols)` input pixels between adjacent output units.
+        start: `(rows, cols)` input coordinate of the centre of output unit (0, 0)'s
+            field: 92 for the valid U-Net (572 in, 388 out), about 0 for "same" models.
+        required_multiple: the largest total stride inside the model; every input
+            side must be a multiple of it (for "same" padding).
+        probe_size: the input size the graph was traced at.
+        layers: per-layer `LayerField` rows.
+    """
+
+    size: tuple
+    jump: tuple
+    start: tuple
+    required_multiple: int
+    probe_size: tuple
+    layers: list = field(default_factory=list)
+
+    @property
+    def margin(self):
+        """Input pixels on each side that one output unit sees beyond itself: (size − 1) / 2."""
+        return tuple(math.inf if math.isinf(s) else int(math.ceil((s - 1) / 2)) for s in self.size)
+
+    def summary(self, print_fn=print):
+        """Prints the per-layer table, like `model.summary()`."""
+        header = f"{'layer':<34}{'type':<24}{'output shape':<24}{'field':>12}{'jump':>10}{'start':>14}"
+        lines = [header, "-" * len(header)]
+        for row in self.layers:
+            lines.append(
+                f"{row.name[:33]:<34}{row.kind[:23]:<24}{str(row.output_shape)[:23]:<24}"
+                f"{_pair(row.size):>12}{_pair(row.jump):>10}{_pair(row.start):>14}"
+            )
+        lines.append("-" * len(header))
+        lines.append(
+            f"receptive field {_pair(self.size)} px, jump {_pair(self.jump)}, centre of unit 0 at "
+            f"{_pair(self.start)}, inputs must be multiples of {self.required_multiple} "
+            f"(traced at {self.probe_size[0]}x{self.probe_size[1]})"
+        )
+        print_fn("\n".join(lines))
+
+
+def _pair(values):
+    def fmt(v):
+        return "inf" if math.isinf(v) else (f"{v:g}" if abs(v - round(v)) > 1e-9 else str(int(round(v))))
+
+    return fmt(values[0]) if values[0] == values[1] else f"{fmt(values[0])}x{fmt(values[1])}"
+
+
+def receptive_field(model, input_size=None):
+    """Computes the theoretical receptive field of `model`'s output from its graph.
+
+    Args:
+        model: a functional `keras.Model` (kfcn's or any other); its first rank-4
+            input is the image, other inputs (e.g. a coordinate frame) carry no field.
+        input_size: `(height, width)` to trace at; default: the model's static size,
+            else the first of 256, 252, 508, 572, … that the model accepts.
+
+    Returns:
+        A `ReceptiveField`.
+
+    Example:
+    >>> inputs = keras.Input((None, None, 1))
+    >>> x = keras.layers.Conv2D(4, 3)(inputs)
+    >>> x = keras.layers.MaxPooling2D(2)(x)
+    >>> x = keras.layers.Conv2D(4, 3)(x)
+    >>> receptive_field(keras.Model(inputs, x)).size
+    (8, 8)
+    """
+    candidates = [tuple(input_size)] if input_size is not None else _probe_candidates(model)
+    errors = []
+    for probe in candidates:
+        try:
+            return _trace(model, probe)
+        except (ValueError, TypeError) as error:  # the probe size does not fit this model
+            errors.append(f"{probe}: {error}")
+    raise ValueError(
+        "Could not trace the model at any probe size; pass `input_size=(height, width)` that the model "
+        "accepts. Tried:\n" + "\n".join(errors)
+    )
+
+
+def _probe_candidates(model):
+    image = _image_input(model)
+    static = tuple(image.shape[1:3])
+    if None not in static:
+        return [static]
+    return [(s, s) for s in _PROBE_SIZES]
+
+
+def _image_input(model):
+    for tensor in model.inputs:
+        if len(tensor.shape) == 4:
+            return tensor
+    raise ValueError("The model has no 4-D (batch, height, width, channels) input.")
+
+
+def _trace(model, probe_size):
+    fields = {}
+    rows = []
+    image = _image_input(model)
+
+    def make_probe(tensor):
+        shape = tuple(tensor.shape[1:])
+        spatial = len(tensor.shape) == 4
+        if spatial:
+            shape = (*probe_size, shape[-1])
+        probe = keras.Input(batch_shape=(1, *shape), dtype=tensor.dtype, name=tensor.name)
+        if spatial:  # the image and any map of the image's size (e.g. a mask)
+            fields[id(probe)] = (AxisField(1, 1, 0.0), AxisField(1, 1, 0.0))
+        return probe
+
+    def call_function(layer, *args, **kwargs):
+        if isinstance(layer, keras.Sequential):
+            outputs = args[0]
+            for inner in layer.layers:
+                outputs = call_function(inner, outputs)
+            return outputs
+        if isinstance(layer, keras.Model):
+            # Inline a nested functional model (a backbone) so its layers are traced too.
+            inner_inputs = keras.tree.pack_sequence_as(layer.input, keras.tree.flatten(args))
+            inner = keras.models.clone_model(
+                layer, input_tensors=inner_inputs, clone_function=lambda sub: sub, call_function=call_function
+            )
+            return inner.output
+        outputs = layer(*args, **kwargs)
+        inputs = [t for t in keras.tree.flatten((args, kwargs)) if isinstance(t, keras.KerasTensor)]
+        result = _layer_field(layer, inputs, outputs, fields)
+        flat_outputs = keras.tree.flatten(outputs)
+        if result is not None:
+            for tensor in flat_outputs:
+                fields[id(tensor)] = result
+            rows.append(
+                LayerField(
+                    layer.name,
+                    type(layer).__name__,
+                    tuple(flat_outputs[0].shape[1:]),
+                    tuple(f.size for f in result),
+                    tuple(f.jump for f in result),
+                    tuple(f.start for f in result),
+                )
+            )
+        return outputs
+
+    if image is None:
+        raise ValueError("The model has no 4-D (batch, height, width, channels) input.")
+    probes = keras.tree.map_structure(make_probe, model.input)
+    clone = keras.models.clone_model(
+        model, input_tensors=probes, clone_function=lambda layer: layer, call_function=call_function
+    )
+    output = keras.tree.flatten(clone.outputs)[0]
+    if id(output) not in fields:
+        raise ValueError("The model's output does not depend on its image input.")
+    result = fields[id(output)]
+    multiple = 1
+    for jump in (j for row in rows for j in row.jump):
+        if jump >= 1 and abs(jump - round(jump)) < 1e-9:
+            multiple = math.lcm(multiple, int(round(jump)))
+    return ReceptiveField(
+        size=tuple(_tidy(f.size) for f in result),
+        jump=tuple(_tidy(f.jump) for f in result),
+        start=tuple(_tidy(f.start) for f in result),
+        required_multiple=multiple,
+        probe_size=tuple(probe_size),
+        layers=rows,
+    )
+
+
+def _tidy(value):
+    return int(round(value)) if not math.isinf(value) and abs(value - round(value)) < 1e-9 else value
+
+
+def _spatial(tensor):
+    return tuple(tensor.shape[1:3]) if len(tensor.shape) == 4 else None
+
+
+def _conv_like(fields_in, kernel, strides, dilation, padding, in_size):
+    out = []
+    for axis, f in enumerate(fields_in):
+        k = dilation[axis] * (kernel[axis] - 1) + 1
+        t = strides[axis]
+        if padding == "same":
+            remainder = in_size[axis] % t
+            total = max(k - (t if remainder == 0 else remainder), 0)
+            before = total // 2
+        else:
+            before = 0
+        out.append(AxisField(f.size + (k - 1) * f.jump, f.jump * t, f.start + ((k - 1) / 2 - before) * f.jump))
+    return tuple(out)
+
+
+def _layer_field(layer, inputs, outputs, fields):
+    known = [(t, fields[id(t)]) for t in inputs if id(t) in fields]
+    if not known:
+        return None
+    first_tensor, first = known[0]
+    merged = first
+    for _, other in known[1:]:
+        merged = tuple(a.union(b) for a, b in zip(merged, other))
+    in_size = _spatial(first_tensor)
+    out_tensor = keras.tree.flatten(outputs)[0]
+    out_size = _spatial(out_tensor)
+    layers = keras.layers
+
+    if isinstance(layer, (layers.Conv2D, layers.DepthwiseConv2D, layers.SeparableConv2D)) and not isinstance(
+        layer, layers.Conv2DTranspose
+    ):
+        return _conv_like(merged, layer.kernel_size, layer.strides, layer.dilation_rate, layer.padding, in_size)
+    if isinstance(layer, (layers.MaxPooling2D, layers.AveragePooling2D)):
+        return _conv_like(merged, layer.pool_size, layer.strides, (1, 1), layer.padding, in_size)
+    if isinstance(layer, MaxPoolingWithArgmax2D):
+        # "same" pads only at the bottom/right: no left padding.
+        return _conv_like(merged, layer.pool_size, layer.pool_size, (1, 1), "valid", in_size)
+    if isinstance(layer, layers.Conv2DTranspose):
+        result = []
+        for axis, f in enumerate(merged):
+            k, t = layer.kernel_size[axis], layer.strides[axis]
+            before = max(k - t, 0) // 2 if layer.padding == "same" else 0
+            result.append(
+                AxisField(
+                    f.size + (math.ceil(k / t) - 1) * f.jump, f.jump / t, f.start + f.jump * (before - (k - 1) / 2) / t
+                )
+            )
+        return tuple(result)
+    if isinstance(layer, (layers.UpSampling2D, MaxUnpooling2D)):
+        factor = layer.size if isinstance(layer, layers.UpSampling2D) else layer.pool_size
+        bilinear = getattr(layer, "interpolation", "nearest") != "nearest"
+        return tuple(
+            AxisField(f.size + (f.jump if bilinear else 0), f.jump / factor[axis], f.start)
+            for axis, f in enumerate(merged)
+        )
+    if isinstance(layer, CropToMatch):
+        x_size, ref_size = _spatial(inputs[0]), _spatial(inputs[1])
+        x_field = fields[id(inputs[0])]
+        return tuple(
+            AxisField(f.size, f.jump, f.start + ((x_size[a] - ref_size[a]) // 2) * f.jump)
+            for a, f in enumerate(x_field)
+        )
+    if isinstance(layer, layers.Cropping2D):
+        return tuple(AxisField(f.size, f.jump, f.start + layer.cropping[a][0] * f.jump) for a, f in enumerate(merged))
+    if isinstance(layer, layers.ZeroPadding2D):
+        return tuple(AxisField(f.size, f.jump, f.start - layer.padding[a][0] * f.jump) for a, f in enumerate(merged))
+    if out_size is None or _contains_global_pooling(layer):
+        # Global pooling (or a layer hiding one): every unit sees the whole input.
+        return (
+            None
+            if out_size is None and not _is_global_pooling(layer)
+            else tuple(AxisField(GLOBAL, f.jump, f.start) for f in merged)
+        )
+    if out_size == in_size or None in (out_size + in_size):
+        return merged
+    # An unknown resampling layer (e.g. Resizing): infer the factor from the sizes.
+    result = []
+    for axis, f in enumerate(merged):
+        ratio = in_size[axis] / out_size[axis]
+        widen = (ratio - 1) * f.jump if ratio > 1 else f.jump
+        result.append(AxisField(f.size + widen, f.jump * ratio, f.start))
+    return tuple(result)
+
+
+def _is_global_pooling(layer):
+    return isinstance(layer, (keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPooling2D))
+
+
+def _contains_global_pooling(layer):
+    if _is_global_pooling(layer):
+        return True
+    return any(_is_global_pooling(sub) for sub in getattr(layer, "_flatten_layers", lambda: [])())

@@ -1,0 +1,35 @@
+"""Model builders: every architecture is a Keras functional graph made from shared blocks."""
+
+from kfcn.models.encoders import BACKBONES
+from kfcn.models.fcn import fcn
+from kfcn.models.plain_cnn import plain_cnn
+from kfcn.models.segnet import segnet
+from kfcn.models.sizes import unet_valid_input_size, unet_valid_output_size
+from kfcn.models.unet import unet
+
+
+def required_multiple(model):
+    """The multiple every input side must be of: the model's largest total stride.
+
+    Computed from the graph (`kfcn.analysis.receptive_field`), so it works for any
+    Keras model, kfcn's or not.
+
+    Example:
+    >>> required_multiple(unet((None, None, 1), depth=3, filters=4))
+    8
+    """
+    from kfcn.analysis.receptive_field import receptive_field
+
+    return receptive_field(model).required_multiple
+
+
+__all__ = [
+    "BACKBONES",
+    "fcn",
+    "plain_cnn",
+    "required_multiple",
+    "segnet",
+    "unet",
+    "unet_valid_input_size",
+    "unet_valid_output_size",
+]
