@@ -193,9 +193,10 @@ class DiceLoss(_OverlapLoss):
 class CompoundLoss(keras.losses.Loss):
     """A weighted sum of losses, e.g. j2 plus cross-entropy.
 
-    Each part is reduced to one value per sample (its mean over the pixels) before
-    weighting, so a per-pixel cross-entropy and a per-image Jaccard loss add up on
-    the same scale.
+    Per-pixel parts (Keras' cross-entropies) stay per pixel and per-image parts
+    (kfcn's overlap losses) are spread evenly over the pixels, so the reduced loss is
+    the weighted sum of the parts' means, and a per-pixel `sample_weight` such as the
+    U-Net weight map applies to the cross-entropy pixel by pixel.
 
     Args:
         losses: list of `keras.losses.Loss` instances.
@@ -216,12 +217,13 @@ class CompoundLoss(keras.losses.Loss):
             raise ValueError(f"Got {len(self.losses)} losses but {len(self.weights)} weights.")
 
     def call(self, y_true, y_pred):
+        parts = [weight * loss.call(y_true, y_pred) for loss, weight in zip(self.losses, self.weights)]
+        rank = max(len(part.shape) for part in parts)
         total = 0.0
-        for loss, weight in zip(self.losses, self.weights):
-            per_item = loss.call(y_true, y_pred)
-            if len(per_item.shape) > 1:
-                per_item = ops.mean(per_item, axis=tuple(range(1, len(per_item.shape))))
-            total = total + weight * per_item
+        for part in parts:
+            # A per-sample value (B,) spreads over the pixels as (B, 1, 1): the mean is
+            # unchanged, and a per-pixel sample_weight (B, H, W) still applies to every part.
+            total = total + ops.reshape(part, tuple(ops.shape(part)) + (1,) * (rank - len(part.shape)))
         return total
 
     def get_config(self):

@@ -1,0 +1,25 @@
+"""Data: image/label folders, random-crop pipelines, augmentation, weight and density maps."""
+
+from kfcn.data.augment import PairedAugmenter, elastic_deformation
+from kfcn.data.crops import random_crop_pipeline
+from kfcn.data.degrade import degrade
+from kfcn.data.density import density_map, dots_from_image
+from kfcn.data.folder import folder_dataset, load_pair, pair_files
+from kfcn.data.io import read_image
+from kfcn.data.samples import isbi2012_dir
+from kfcn.data.weight_map import unet_weight_map
+
+__all__ = [
+    "PairedAugmenter",
+    "degrade",
+    "density_map",
+    "dots_from_image",
+    "elastic_deformation",
+    "folder_dataset",
+    "isbi2012_dir",
+    "load_pair",
+    "pair_files",
+    "random_crop_pipeline",
+    "read_image",
+    "unet_weight_map",
+]

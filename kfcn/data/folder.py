@@ -1,0 +1,148 @@
+"""Image/label folders as tf.data datasets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+from tqdm.auto import tqdm
+
+from kfcn.data.io import list_images, read_image, to_float
+
+LABEL_MODES = ("binary", "index")
+
+
+def load_pair(image_path, label_path, label_mode="binary", num_classes=None, ignore_class=None, channels=None):
+    """Reads and checks one image/label pair; returns `(image float32 (H, W, C), label int32 (H, W, 1))`.
+
+    Args:
+        image_path, label_path: the files.
+        label_mode: "binary" (0 = background, any one other value such as 255 or 1 =
+            foreground) or "index" (class-index or palette PNG: values are classes).
+        num_classes: for "index", the number of classes; values must be below it or
+            equal `ignore_class`.
+        ignore_class: a label value to keep as is (e.g. CamVid's void, 11).
+        channels: convert the image to 1 (grayscale) or 3 (RGB) channels.
+
+    Raises:
+        ValueError: naming the file, for unreadable files, sizes that differ, or label
+            values outside the declared classes.
+    """
+    image = read_image(image_path, palette_indices=False)
+    label = read_image(label_path)
+    if image.shape[:2] != label.shape[:2]:
+        raise ValueError(
+            f"Image {image_path} is {image.shape[1]}x{image.shape[0]} but its label {label_path} is "
+            f"{label.shape[1]}x{label.shape[0]}: an image and its label must have the same size."
+        )
+    if label.shape[-1] != 1:
+        if np.all(label == label[..., :1]):
+            label = label[..., :1]
+        else:
+            raise ValueError(
+                f"Label {label_path} has {label.shape[-1]} differing channels; labels must be single-channel "
+                "class indices, 0/255 masks or palette PNGs."
+            )
+    image = to_float(image)
+    if channels is not None and image.shape[-1] != channels:
+        image = _convert_channels(image, channels, image_path)
+    values = np.unique(label)
+    if label_mode == "binary":
+        foreground = values[values != 0]
+        if len(foreground) > 1:
+            raise ValueError(
+                f"Label {label_path} has values {values.tolist()}, but a binary mask has 0 and one foreground "
+                "value (e.g. 255). Use label_mode='index' with num_classes for several classes."
+            )
+        label = (label != 0).astype("int32")
+    elif label_mode == "index":
+        if num_classes is None:
+            raise ValueError("label_mode='index' needs num_classes.")
+        allowed = set(range(num_classes)) | ({ignore_class} if ignore_class is not None else set())
+        unknown = sorted(set(values.tolist()) - allowed)
+        if unknown:
+            raise ValueError(
+                f"Label {label_path} has values {unknown} outside the declared classes 0..{num_classes - 1}"
+                f"{f' and ignore_class {ignore_class}' if ignore_class is not None else ''}. Fix num_classes "
+                "or ignore_class, or the file."
+            )
+        label = label.astype("int32")
+    else:
+        raise ValueError(f"`label_mode` must be one of {LABEL_MODES}, got {label_mode!r}.")
+    return image, label
+
+
+def _convert_channels(image, channels, path):
+    if channels == 1 and image.shape[-1] in (3, 4):
+        return (image[..., :3] @ np.array([0.299, 0.587, 0.114], "float32"))[..., None]
+    if channels == 3 and image.shape[-1] == 1:
+        return np.repeat(image, 3, axis=-1)
+    if channels == 3 and image.shape[-1] == 4:
+        return image[..., :3]
+    raise ValueError(f"{path}: cannot convert {image.shape[-1]} channels to {channels}.")
+
+
+def folder_dataset(
+    image_dir, label_dir, label_mode="binary", num_classes=None, ignore_class=None, channels=None, verbose=True
+):
+    """Pairs image and label files by name and returns them as a tf.data dataset.
+
+    Files pair by stem (`slice_00.png` with `slice_00.png` or `slice_00.tif`); images
+    may differ in size from one pair to the next. Every pair is read and checked once
+    up front (with a progress bar), so a bad file fails here, by name, rather than
+    half-way through training; the arrays are then held in memory.
+
+    Args:
+        image_dir, label_dir: the folders.
+        label_mode, num_classes, ignore_class, channels: see `load_pair`.
+        verbose: show a progress bar.
+
+    Returns:
+        A `tf.data.Dataset` of `(image float32 (H, W, C) in [0, 1], label int32 (H, W, 1))`.
+
+    Raises:
+        ValueError: an image without a label (or the reverse), unreadable files,
+            sizes that differ, unknown label values.
+
+    Example:
+    >>> from kfcn.data.samples import isbi2012_dir
+    >>> ds = folder_dataset(isbi2012_dir() / "images", isbi2012_dir() / "labels", verbose=False)
+    >>> image, label = next(iter(ds))
+    >>> tuple(image.shape), tuple(label.shape)
+    ((512, 512, 1), (512, 512, 1))
+    """
+    pairs = pair_files(image_dir, label_dir)
+    arrays = [
+        load_pair(image, label, label_mode, num_classes, ignore_class, channels)
+        for image, label in tqdm(pairs, desc=f"reading {Path(image_dir).name}", disable=not verbose, unit="pair")
+    ]
+    depth = arrays[0][0].shape[-1]
+    for (image, _), (path, _) in zip(arrays, pairs):
+        if image.shape[-1] != depth:
+            raise ValueError(
+                f"{path} has {image.shape[-1]} channels but {pairs[0][0]} has {depth}; pass channels=1 or 3."
+            )
+    signature = (
+        tf.TensorSpec((None, None, depth), tf.float32),
+        tf.TensorSpec((None, None, 1), tf.int32),
+    )
+    return tf.data.Dataset.from_generator(lambda: iter(arrays), output_signature=signature)
+
+
+def pair_files(image_dir, label_dir):
+    """`[(image_path, label_path), ...]` paired by file stem; raises on unpaired files."""
+    images, labels = list_images(image_dir), list_images(label_dir)
+    unlabelled = sorted(set(images) - set(labels))
+    orphans = sorted(set(labels) - set(images))
+    if unlabelled:
+        raise ValueError(
+            f"{len(unlabelled)} image(s) in {image_dir} have no label in {label_dir}: "
+            f"{', '.join(str(images[s].name) for s in unlabelled[:5])}. Labels pair with images by file name."
+        )
+    if orphans:
+        raise ValueError(
+            f"{len(orphans)} label(s) in {label_dir} have no image in {image_dir}: "
+            f"{', '.join(str(labels[s].name) for s in orphans[:5])}."
+        )
+    return [(images[stem], labels[stem]) for stem in sorted(images)]

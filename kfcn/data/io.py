@@ -1,0 +1,71 @@
+"""Reading images and label maps from disk with clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
+
+
+def read_image(path, palette_indices=True):
+    """Reads a PNG, TIFF (8/16-bit, incl. multi-page first page), JPEG or BMP as (H, W, C).
+
+    Palette PNGs are returned as their palette indices (class-index labels) when
+    `palette_indices` is True.
+
+    Raises:
+        ValueError: naming the file, if it cannot be read.
+
+    Example:
+    >>> import tempfile, os
+    >>> from PIL import Image
+    >>> path = os.path.join(tempfile.mkdtemp(), "x.png")
+    >>> Image.fromarray(np.zeros((4, 6), np.uint8)).save(path)
+    >>> read_image(path).shape
+    (4, 6, 1)
+    """
+    path = Path(path)
+    try:
+        if path.suffix.lower() in (".tif", ".tiff"):
+            import tifffile
+
+            array = tifffile.imread(path, key=0)
+        else:
+            from PIL import Image
+
+            with Image.open(path) as image:
+                if image.mode == "P" and not palette_indices:
+                    image = image.convert("RGB")
+                array = np.asarray(image)
+    except Exception as error:  # PIL and tifffile raise many types for corrupt files
+        raise ValueError(f"Cannot read image file {path}: {error}. Is it a valid, complete image?") from error
+    if array.ndim == 2:
+        array = array[..., None]
+    if array.ndim != 3:
+        raise ValueError(f"{path}: expected a 2-D image with optional channels, got an array of shape {array.shape}.")
+    return array
+
+
+def to_float(image):
+    """Scales an integer image to [0, 1] by its dtype's range (8- or 16-bit); floats pass through.
+
+    Example:
+    >>> to_float(np.array([[0, 65535]], np.uint16)).tolist()
+    [[0.0, 1.0]]
+    """
+    if np.issubdtype(image.dtype, np.integer):
+        return image.astype("float32") / np.iinfo(image.dtype).max
+    return image.astype("float32")
+
+
+def list_images(folder):
+    """Image files of a folder keyed by file stem, sorted."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"Folder {folder} does not exist.")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise ValueError(f"Folder {folder} has no image files ({', '.join(IMAGE_SUFFIXES)}).")
+    return {p.stem: p for p in files}

@@ -1,0 +1,67 @@
+"""The U-Net border weight map (Ronneberger et al. 2015, eq. 2)."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+
+def unet_weight_map(labels, w0=10.0, sigma=5.0, class_weights="balanced", instances=None):
+    """w(x) = w_c(x) + w0 · exp(−(d1(x) + d2(x))² / (2σ²)).
+
+    d1 and d2 are the distances to the border of the nearest and the second-nearest
+    object, so the weight peaks in the thin background gaps between touching objects
+    and forces the network to learn those separating borders. w_c balances the class
+    frequencies.
+
+    Args:
+        labels: (H, W) array: a binary mask (objects are its connected components)
+            or, with `instances=True`, an instance map (0 = background, k = object k).
+            Default: instance map if it has values other than 0 and 1.
+        w0: the border weight (10 in the paper).
+        sigma: the border width in pixels (about 5 in the paper).
+        class_weights: "balanced" (w_c = N / (2 · N_c) for background and objects),
+            None (w_c = 1), or a pair `(background, foreground)`.
+        instances: whether `labels` holds instance ids; see above.
+
+    Returns:
+        (H, W) float32 weights, to feed to `model.fit` as `sample_weight`.
+
+    Example:
+    >>> mask = np.zeros((1, 9), int); mask[0, :3] = 1; mask[0, 6:] = 1
+    >>> weights = unet_weight_map(mask, w0=10, sigma=5, class_weights=None)
+    >>> round(float(weights[0, 4]), 3)  # centre of the gap: d1 = d2 = 2
+    8.261
+    """
+    labels = np.asarray(labels)
+    if labels.ndim == 3 and labels.shape[-1] == 1:
+        labels = labels[..., 0]
+    if labels.ndim != 2:
+        raise ValueError(f"unet_weight_map expects an (H, W) label map, got shape {labels.shape}.")
+    if instances is None:
+        instances = bool(np.any((labels != 0) & (labels != 1)))
+    instance_map = labels.astype(np.int64) if instances else ndimage.label(labels > 0)[0]
+    foreground = instance_map > 0
+
+    if class_weights is None:
+        weights = np.ones(labels.shape, dtype="float64")
+    else:
+        if class_weights == "balanced":
+            total = labels.size
+            counts = np.array([np.sum(~foreground), np.sum(foreground)], dtype="float64")
+            background_weight, foreground_weight = (total / (2 * np.maximum(counts, 1))).tolist()
+        else:
+            background_weight, foreground_weight = class_weights
+        weights = np.where(foreground, foreground_weight, background_weight).astype("float64")
+
+    ids = np.unique(instance_map[foreground])
+    if len(ids) >= 2:
+        nearest = np.full(labels.shape, np.inf)
+        second = np.full(labels.shape, np.inf)
+        # Running two smallest distances: memory O(H·W), not O(objects · H·W).
+        for object_id in ids:
+            distance = ndimage.distance_transform_edt(instance_map != object_id)
+            second = np.where(distance < nearest, nearest, np.minimum(second, distance))
+            nearest = np.minimum(nearest, distance)
+        weights = weights + w0 * np.exp(-((nearest + second) ** 2) / (2 * sigma**2))
+    return weights.astype("float32")

@@ -1,0 +1,64 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from kfcn.data import folder_dataset, isbi2012_dir, load_pair, read_image
+
+
+def _write(path, array, mode=None):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array, mode=mode).save(path)
+
+
+def test_shipped_isbi_copy_loads():
+    dataset = folder_dataset(isbi2012_dir() / "images", isbi2012_dir() / "labels", verbose=False)
+    pairs = list(dataset)
+    assert len(pairs) == 25
+    image, label = pairs[0]
+    assert image.shape == (512, 512, 1) and 0 <= float(image.numpy().min()) and float(image.numpy().max()) <= 1
+    assert set(np.unique(label.numpy())) == {0, 1}
+    assert 0.7 < label.numpy().mean() < 0.85  # about 78 % interior
+
+
+def test_sizes_may_differ_between_pairs(tmp_path):
+    for name, size in (("a", (20, 30)), ("b", (40, 10))):
+        _write(tmp_path / "img" / f"{name}.png", np.zeros(size, np.uint8))
+        _write(tmp_path / "lab" / f"{name}.png", np.full(size, 255, np.uint8))
+    shapes = [tuple(image.shape) for image, _ in folder_dataset(tmp_path / "img", tmp_path / "lab", verbose=False)]
+    assert shapes == [(20, 30, 1), (40, 10, 1)]
+
+
+def test_sixteen_bit_tiff_and_palette_labels(tmp_path):
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "x.tif", np.array([[0, 65535]], np.uint16))
+    label = Image.fromarray(np.array([[0, 2]], np.uint8), mode="P")
+    label.putpalette([0, 0, 0, 255, 0, 0, 0, 255, 0] + [0] * 759)
+    label.save(tmp_path / "x.png")
+    image, indices = load_pair(tmp_path / "x.tif", tmp_path / "x.png", "index", num_classes=3)
+    assert image.tolist() == [[[0.0], [1.0]]] and indices[..., 0].tolist() == [[0, 2]]
+
+
+def test_camvid_style_ignore_class(tmp_path):
+    _write(tmp_path / "i.png", np.zeros((4, 4, 3), np.uint8))
+    _write(tmp_path / "l.png", np.array([[0, 10, 11, 3]] * 4, np.uint8))
+    _, label = load_pair(tmp_path / "i.png", tmp_path / "l.png", "index", num_classes=11, ignore_class=11)
+    assert label.max() == 11
+    with pytest.raises(ValueError, match=r"values \[11\] outside the declared classes 0..10"):
+        load_pair(tmp_path / "i.png", tmp_path / "l.png", "index", num_classes=11)
+
+
+def test_errors_name_the_file(tmp_path):
+    _write(tmp_path / "img" / "a.png", np.zeros((8, 8), np.uint8))
+    _write(tmp_path / "lab" / "a.png", np.zeros((8, 9), np.uint8))
+    with pytest.raises(ValueError, match=r"a.png is 8x8 but its label .*a.png is 9x8"):
+        folder_dataset(tmp_path / "img", tmp_path / "lab", verbose=False)
+    _write(tmp_path / "img" / "b.png", np.zeros((8, 8), np.uint8))
+    with pytest.raises(ValueError, match="have no label.*b.png"):
+        folder_dataset(tmp_path / "img", tmp_path / "lab", verbose=False)
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    with pytest.raises(ValueError, match="Cannot read image file .*broken.png"):
+        read_image(tmp_path / "broken.png")
+    _write(tmp_path / "m.png", np.array([[0, 128, 255]], np.uint8))
+    with pytest.raises(ValueError, match=r"values \[0, 128, 255\].*binary mask"):
+        load_pair(tmp_path / "m.png", tmp_path / "m.png", "binary")

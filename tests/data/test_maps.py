@@ -1,0 +1,63 @@
+import numpy as np
+import pytest
+
+from kfcn.data import degrade, density_map, dots_from_image, unet_weight_map
+
+
+def test_weight_map_two_objects_by_hand():
+    # Two 3-pixel objects with a 3-pixel gap on one row: cols 0-2 and 6-8.
+    mask = np.zeros((1, 9), int)
+    mask[0, :3] = 1
+    mask[0, 6:] = 1
+    w = unet_weight_map(mask, w0=10.0, sigma=5.0, class_weights=None)
+    for col in range(9):
+        d1 = min(abs(col - 2) if col > 2 else 0, abs(col - 6) if col < 6 else 0)
+        to_left = 0 if col <= 2 else col - 2
+        to_right = 0 if col >= 6 else 6 - col
+        d1, d2 = sorted([to_left, to_right])
+        assert w[0, col] == pytest.approx(1 + 10 * np.exp(-((d1 + d2) ** 2) / 50), rel=1e-5)
+
+
+def test_weight_map_class_balance_and_single_object():
+    mask = np.zeros((10, 10), int)
+    mask[:5, :2] = 1  # one object: no border term
+    w = unet_weight_map(mask)
+    assert w[0, 0] == pytest.approx(100 / (2 * 10)) and w[9, 9] == pytest.approx(100 / (2 * 90))
+
+
+def test_weight_map_instances_touching():
+    instances = np.zeros((5, 6), int)
+    instances[:, :3], instances[:, 3:] = 1, 2  # touching: no gap in a binary mask
+    w = unet_weight_map(instances, class_weights=None)
+    assert w[2, 2] == pytest.approx(1 + 10 * np.exp(-1 / 50), rel=1e-5)
+
+
+@pytest.mark.parametrize("sigma", [1.0, 3.0])
+def test_density_map_integrates_to_count(rng, sigma):
+    points = np.concatenate([rng.uniform(0, 63, (40, 2)), [[0, 0], [63, 63], [0, 63]]])
+    density = density_map(points, (64, 64), sigma)
+    assert density.sum() == pytest.approx(len(points), rel=1e-5)
+    assert density[:32].sum() == pytest.approx(np.sum(points[:, 0] < 32), abs=1.5)
+
+
+def test_density_map_rejects_outside_dots():
+    with pytest.raises(ValueError, match="outside the 8x8 image"):
+        density_map([(9, 1)], (8, 8))
+
+
+def test_dots_from_vgg_style_image():
+    image = np.zeros((5, 5, 3), np.uint8)
+    image[1, 1] = image[3, 4] = (255, 0, 0)
+    image[2, 2] = (255, 10, 0)
+    assert dots_from_image(image).tolist() == [[1, 1], [3, 4]]
+
+
+def test_degrade_pairs(rng):
+    clean = rng.random((32, 32, 3)).astype("float32")
+    degraded, target = degrade(clean, blur_sigma=(1, 2), noise_std=(0.01, 0.02), downsample=2, seed=0)
+    assert degraded.shape == clean.shape and np.array_equal(target, clean)
+    assert np.std(degraded - clean) > 0.01
+    again, _ = degrade(clean, blur_sigma=(1, 2), noise_std=(0.01, 0.02), downsample=2, seed=0)
+    np.testing.assert_array_equal(degraded, again)
+    with pytest.raises(ValueError, match="NaN"):
+        degrade(np.full((4, 4), np.nan))
