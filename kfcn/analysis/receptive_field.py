@@ -77,6 +77,39 @@ class ReceptiveField:
     required_multiple: int
     probe_size: tuple
     layers: list = field(default_factory=list)
+    strided: list = field(default_factory=list)
+    strict: bool = True
+
+    def accepts(self, size, axis=0):
+        """Whether an input side `size` fits every strided layer exactly (no floor, no odd merge).
+
+        Each strided layer saw `n` pixels at the probe size with input jump `J`; at
+        `size` it sees `n + (size - probe) / J`, which must be a whole number that the
+        layer's stride divides ("same": n % t == 0, "valid": (n - k) % t == 0). For
+        models that floor sizes by design (keras.applications networks), sizes on the
+        probe's grid of the total stride are accepted.
+
+        Example:
+        >>> from kfcn.models import unet
+        >>> field = receptive_field(unet((None, None, 1), filters=2, depth=2, padding="valid"))
+        >>> [s for s in range(42, 70) if field.accepts(s)]
+        [44, 48, 52, 56, 60, 64, 68]
+        """
+        delta = size - self.probe_size[axis]
+        if not self.strict:
+            # The model floors sizes by design (keras.applications' valid strided
+            # convolutions): keep to the probe's position on the total-stride grid.
+            return delta % self.required_multiple == 0 and size >= self.required_multiple
+        for layer in self.strided:
+            seen, stride, jump, kernel, padding = layer[axis]
+            shifted = seen + delta / jump
+            if abs(shifted - round(shifted)) > 1e-9:
+                return False
+            shifted = int(round(shifted))
+            remainder = shifted % stride if padding == "same" else (shifted - kernel) % stride
+            if shifted < kernel or remainder:
+                return False
+        return True
 
     @property
     def margin(self):
@@ -129,12 +162,20 @@ def receptive_field(model, input_size=None):
     (8, 8)
     """
     candidates = [tuple(input_size)] if input_size is not None else _probe_candidates(model)
-    errors = []
+    errors, traced = [], []
     for probe in candidates:
         try:
-            return _trace(model, probe)
+            result = _trace(model, probe)
         except (ValueError, TypeError) as error:  # the probe size does not fit this model
             errors.append(f"{probe}: {error}")
+            continue
+        if input_size is not None or all(result.accepts(probe[a], a) for a in range(2)):
+            return result
+        traced.append(result)
+    if traced:
+        # No probe fits every stride exactly: the model floors some sizes on purpose.
+        traced[0].strict = False
+        return traced[0]
     raise ValueError(
         "Could not trace the model at any probe size; pass `input_size=(height, width)` that the model "
         "accepts. Tried:\n" + "\n".join(errors)
@@ -159,6 +200,7 @@ def _image_input(model):
 def _trace(model, probe_size):
     fields = {}
     rows = []
+    strided = []
     image = _image_input(model)
 
     def make_probe(tensor):
@@ -187,6 +229,9 @@ def _trace(model, probe_size):
         outputs = layer(*args, **kwargs)
         inputs = [t for t in keras.tree.flatten((args, kwargs)) if isinstance(t, keras.KerasTensor)]
         result = _layer_field(layer, inputs, outputs, fields)
+        stride_info = _stride_info(layer, inputs, fields)
+        if stride_info is not None:
+            strided.append(stride_info)
         flat_outputs = keras.tree.flatten(outputs)
         if result is not None:
             for tensor in flat_outputs:
@@ -224,6 +269,29 @@ def _trace(model, probe_size):
         required_multiple=multiple,
         probe_size=tuple(probe_size),
         layers=rows,
+        strided=strided,
+    )
+
+
+def _stride_info(layer, inputs, fields):
+    """Per axis (input size, stride, input jump, effective kernel, padding) of a strided layer."""
+    layers = keras.layers
+    if isinstance(layer, MaxPoolingWithArgmax2D):
+        kernel, strides, dilation, padding = layer.pool_size, layer.pool_size, (1, 1), layer.padding
+    elif isinstance(layer, (layers.MaxPooling2D, layers.AveragePooling2D)):
+        kernel, strides, dilation, padding = layer.pool_size, layer.strides, (1, 1), layer.padding
+    elif isinstance(layer, (layers.Conv2D, layers.DepthwiseConv2D, layers.SeparableConv2D)) and not isinstance(
+        layer, layers.Conv2DTranspose
+    ):
+        kernel, strides, dilation, padding = layer.kernel_size, layer.strides, layer.dilation_rate, layer.padding
+    else:
+        return None
+    if max(strides) == 1 or not inputs or id(inputs[0]) not in fields:
+        return None
+    size = _spatial(inputs[0])
+    return tuple(
+        (size[a], strides[a], fields[id(inputs[0])][a].jump, dilation[a] * (kernel[a] - 1) + 1, padding)
+        for a in range(2)
     )
 
 

@@ -1,0 +1,92 @@
+"""Runs a model on batches of NumPy tiles: inputs by name, coordinate frames, test-time augmentation."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kfcn.inference.geometry import model_geometry
+
+# (number of 90° rotations, flip left-right) for the dihedral test-time augmentations.
+TTA_TRANSFORMS = {
+    "flips": [(0, False), (0, True), (2, False), (2, True)],
+    "d4": [(k, flip) for k in range(4) for flip in (False, True)],
+}
+
+
+def check_image(image, channels, what="image"):
+    """Returns `image` as (H, W, C) float32, or raises a clear error."""
+    image = np.asarray(image) if not isinstance(image, np.memmap) else image
+    if image.ndim == 2 and channels == 1:
+        image = image[..., None]
+    if image.ndim != 3:
+        raise ValueError(
+            f"The {what} must be (height, width, channels) — one image, no batch axis — got shape {image.shape}."
+        )
+    if image.shape[-1] != channels:
+        raise ValueError(
+            f"The model expects {channels} channel(s) but the {what} has {image.shape[-1]} "
+            f"(shape {image.shape}). Convert it (e.g. grayscale <-> RGB) first."
+        )
+    return image
+
+
+def check_finite(array, what="image"):
+    if np.issubdtype(np.asarray(array[:1, :1]).dtype, np.floating) and not np.all(np.isfinite(array)):
+        raise ValueError(f"The {what} contains NaN or infinite values; clean or mask them before predicting.")
+
+
+class TileRunner:
+    """Calls `model` on a batch of tiles with the inputs it needs.
+
+    Args:
+        model: a Keras model with one (batch, height, width, channels) image input,
+            optionally a "coordinate_frame" input (filled from each tile's position)
+            and further map inputs (given in `extra_inputs`).
+        tta: None, "flips" (identity, flips, 180°) or "d4" (all 8 flips and 90°
+            rotations; square tiles only), averaged after undoing each transform.
+    """
+
+    def __init__(self, model, tta=None):
+        self.model = model
+        self.geometry = model_geometry(model)
+        if tta not in (None, *TTA_TRANSFORMS):
+            raise ValueError(f"`tta` must be None, 'flips' or 'd4'; got {tta!r}.")
+        self.transforms = TTA_TRANSFORMS[tta] if tta else [(0, False)]
+
+    def __call__(self, tiles, frames=None, extras=None):
+        """tiles: (B, h, w, C); frames: (B, 4) or None; extras: {name: (B, h, w, c)}."""
+        total = None
+        for turns, flip in self.transforms:
+            if turns % 2 and tiles.shape[1] != tiles.shape[2]:
+                raise ValueError("tta='d4' needs square tiles; use tta='flips' for rectangular ones.")
+            inputs = self._inputs(_forward(tiles, turns, flip), frames, extras, turns, flip)
+            output = self.model.predict_on_batch(inputs)
+            output = np.asarray(output[0] if isinstance(output, (list, tuple)) else output, dtype="float32")
+            output = _backward(output, turns, flip)
+            total = output if total is None else total + output
+        return total / len(self.transforms)
+
+    def _inputs(self, tiles, frames, extras, turns, flip):
+        geometry = self.geometry
+        if geometry.frame_input is None and not geometry.extra_inputs:
+            return tiles
+        inputs = {geometry.image_input: tiles}
+        if geometry.frame_input is not None:
+            if turns or flip:
+                raise ValueError("Test-time augmentation would scramble coordinate channels; use tta=None.")
+            inputs[geometry.frame_input] = frames.astype("float32")
+        for name in geometry.extra_inputs:
+            if extras is None or name not in extras:
+                raise ValueError(f"The model has an input {name!r}: pass it as extra_inputs={{{name!r}: array}}.")
+            inputs[name] = _forward(extras[name], turns, flip)
+        return inputs
+
+
+def _forward(batch, turns, flip):
+    batch = np.rot90(batch, turns, axes=(1, 2)) if turns else batch
+    return np.ascontiguousarray(batch[:, :, ::-1] if flip else batch)
+
+
+def _backward(batch, turns, flip):
+    batch = batch[:, :, ::-1] if flip else batch
+    return np.ascontiguousarray(np.rot90(batch, -turns, axes=(1, 2)) if turns else batch)

@@ -1,0 +1,232 @@
+"""Overlap-tile prediction (Ronneberger et al. 2015), generalised to any fully convolutional model.
+
+Along each axis, tile k's output covers image pixels [k·step − lead, k·step − lead + P),
+P being the model's output size for the input tile size T. Its input window reaches
+`margin` pixels further on each side for valid-padding models, which consume that
+context themselves; pixels outside the image are mirrored (reflect indexing into the
+image, so no padded copy of a large image is ever made). `step` is a multiple of the
+model's total stride, so every tile sees the same pooling grid as whole-image
+prediction, which makes tiled and whole-image outputs equal:
+
+- valid-padding models with `overlap=0`: exactly equal, everywhere;
+- "same" models with `overlap=None`: tiles overlap by the receptive field, and with
+  `blend="none"` each tile keeps only pixels at least half the field away from its
+  edges, so every kept pixel is computed from the same input values as in whole-image
+  prediction (equal to float round-off, away from the image border, where
+  whole-image prediction sees zero padding and tiles see mirrored context).
+
+`blend="linear"` or `"gaussian"` instead averages overlapping outputs with a window
+(as MONAI's `sliding_window_inference` does), for smoother seams. For "same" models
+the window is zero in the band at each tile edge that the receptive field says
+padding spoils (as far as the overlap allows), so blending mixes only sound values.
+
+Windows are separable, so the normalising weight sum is an outer product of two 1-D
+sums: memory is the output plus one tile batch.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from kfcn.inference.runner import TileRunner, check_finite, check_image
+
+BLENDS = ("none", "linear", "gaussian")
+
+
+class _AxisPlan:
+    """Tile positions and blending window along one axis."""
+
+    def __init__(self, size, tile, output, margin, multiple, overlap, blend, trim=0):
+        self.size, self.tile, self.output, self.margin = size, tile, output, margin
+        self.before, self.after = overlap // 2, overlap - overlap // 2
+        self.lead = math.ceil(self.before / multiple) * multiple
+        self.step = (output - overlap) // multiple * multiple
+        if self.step < multiple:
+            raise ValueError(
+                f"Tile size {tile} is too small: its output ({output} px) minus the overlap ({overlap} px) "
+                f"leaves less than one stride ({multiple} px). The overlap comes from the receptive field; "
+                f"use tiles of at least {tile + overlap + multiple - (output - overlap) % multiple} px "
+                "or a smaller overlap."
+            )
+        reach = size + self.lead - output + self.after
+        self.count = max(1, math.ceil(reach / self.step) + 1) if reach > 0 else 1
+        self.window = _window(output, overlap, self.before, self.after, blend, min(trim, self.before))
+        self.normaliser = np.zeros(size, dtype="float64")
+        for k in range(self.count):
+            start = self.output_start(k)
+            low, high = max(start, 0), min(start + output, size)
+            self.normaliser[low:high] += self.window[low - start : high - start]
+        if np.any(self.normaliser <= 0):
+            raise AssertionError("internal error: tiles do not cover the image")
+
+    def output_start(self, k):
+        return k * self.step - self.lead
+
+    def input_indices(self, k):
+        start = self.output_start(k) - self.margin
+        return _reflect(np.arange(start, start + self.tile), self.size)
+
+
+def _reflect(indices, size):
+    if size == 1:
+        return np.zeros_like(indices)
+    period = 2 * (size - 1)
+    indices = np.mod(indices, period)
+    return np.where(indices > size - 1, period - indices, indices)
+
+
+def _window(length, overlap, before, after, blend, trim):
+    """Per-axis weights of one tile's output: zero in the `trim` band at each edge."""
+    position = np.arange(length, dtype="float64")
+    if blend == "none":
+        return ((position >= before) & (position < length - after)).astype("float64")
+    inside = (position >= trim) & (position < length - trim)
+    if blend == "linear":
+        ramp = overlap - 2 * trim
+        distance = np.minimum(position - trim, length - 1 - trim - position)
+        window = np.ones(length) if ramp <= 0 else np.minimum(1.0, (distance + 1) / (ramp + 1))
+    else:
+        sigma = 0.125 * length
+        window = np.exp(-((position - (length - 1) / 2) ** 2) / (2 * sigma**2))
+        window = np.maximum(window / window.max(), 1e-4)
+    return np.where(inside, window, 0.0)
+
+
+def _pair(value, name):
+    pair = (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
+    if len(pair) != 2:
+        raise ValueError(f"`{name}` must be an int or a pair, got {value!r}.")
+    return tuple(int(v) for v in pair)
+
+
+def predict_tiled(
+    model,
+    image,
+    tile_size,
+    overlap=None,
+    blend="none",
+    batch_size=4,
+    tta=None,
+    extra_inputs=None,
+    out=None,
+    progress=True,
+):
+    """Predicts an image of any size tile by tile, with bounded memory.
+
+    Args:
+        model: any Keras image-to-image model (one image input; a
+            "coordinate_frame" input is filled with each tile's global position;
+            other map inputs come from `extra_inputs`).
+        image: (H, W, C) or (H, W) array; a `np.memmap` or `tifffile.memmap` works,
+            and only the tiles being predicted are read.
+        tile_size: input tile side or (rows, cols); it must suit the model
+            (multiples of its stride, or a valid-padding size; the error says which).
+        overlap: output pixels shared by adjacent tiles (int or pair). None: the
+            receptive field for "same" models (exact away from the border), 0 for
+            valid-padding models (they carry their context).
+        blend: "none" (keep the central part of each tile), "linear" or "gaussian".
+        batch_size: tiles per model call.
+        tta: None, "flips" or "d4": test-time augmentation per tile.
+        extra_inputs: `{name: (H, W, c) array}` for further map inputs of the model.
+        out: optional preallocated (H, W, K) float32 array or memmap to write into.
+        progress: show a progress bar.
+
+    Returns:
+        (H, W, K) float32 prediction (`out` if given).
+
+    Example:
+    >>> from kfcn.models import unet
+    >>> model = unet((None, None, 1), num_classes=1, filters=4, depth=2, padding="valid")
+    >>> image = np.random.rand(50, 70).astype("float32")
+    >>> predict_tiled(model, image, tile_size=60, progress=False).shape
+    (50, 70, 1)
+    """
+    if blend not in BLENDS:
+        raise ValueError(f"`blend` must be one of {BLENDS}, got {blend!r}.")
+    runner = TileRunner(model, tta)
+    geometry = runner.geometry
+    image = check_image(image, geometry.channels)
+    height, width = image.shape[:2]
+    tiles = _pair(tile_size, "tile_size")
+    outputs = []
+    for tile in tiles:
+        output = geometry.output_size(model, tile)
+        if output is None:
+            nearest = geometry.valid_input_size(model, tile)
+            raise ValueError(
+                f"Tile size {tile} does not fit this model (total stride {geometry.multiple}"
+                f"{f', valid-padding margin {geometry.margin}' if geometry.margin else ''}); "
+                f"the next size that does is {nearest}."
+            )
+        outputs.append(output)
+    if overlap is None:
+        overlap = 0 if geometry.margin else 2 * geometry.context
+    overlaps = _pair(overlap, "overlap")
+    # Blending never uses the band at a tile edge that padding spoils ("same" models).
+    trim = 0 if geometry.margin else geometry.context
+    rows, cols = (
+        _AxisPlan(size, tile, output, (tile - output) // 2, geometry.multiple, ov, blend, trim)
+        for size, tile, output, ov in zip((height, width), tiles, outputs, overlaps)
+    )
+    return _run_plan(runner, image, rows, cols, batch_size, extra_inputs, out, progress)
+
+
+def _run_plan(runner, image, rows, cols, batch_size, extra_inputs, out, progress):
+    height, width = image.shape[:2]
+    positions = [(i, j) for i in range(rows.count) for j in range(cols.count)]
+    results = None
+    bar = tqdm(total=len(positions), desc="tiles", unit="tile", disable=not progress)
+    for first in range(0, len(positions), batch_size):
+        batch = positions[first : first + batch_size]
+        tiles = np.stack([_read(image, rows.input_indices(i), cols.input_indices(j)) for i, j in batch])
+        check_finite(tiles)
+        frames = np.array(
+            [[rows.output_start(i) - rows.margin, cols.output_start(j) - cols.margin, height, width] for i, j in batch],
+            dtype="float32",
+        )
+        extras = None
+        if extra_inputs:
+            extras = {
+                name: np.stack(
+                    [_read(np.asarray(array), rows.input_indices(i), cols.input_indices(j)) for i, j in batch]
+                )
+                for name, array in extra_inputs.items()
+            }
+        predictions = runner(tiles.astype("float32"), frames, extras)
+        if results is None:
+            results = out if out is not None else np.empty((height, width, predictions.shape[-1]), "float32")
+            if results.shape != (height, width, predictions.shape[-1]):
+                raise ValueError(f"`out` has shape {results.shape}, expected {(height, width, predictions.shape[-1])}.")
+            results[...] = 0.0
+        for (i, j), prediction in zip(batch, predictions):
+            _accumulate(results, prediction, rows, cols, i, j)
+        bar.update(len(batch))
+    bar.close()
+    # Normalise strip by strip: no image-sized temporary.
+    strip = max(1, 2**22 // max(1, width * results.shape[-1]))
+    for top in range(0, height, strip):
+        weights = np.outer(rows.normaliser[top : top + strip], cols.normaliser)[..., None]
+        results[top : top + strip] /= weights.astype("float32")
+    return results
+
+
+def _read(image, row_indices, col_indices):
+    # One contiguous block read (a memmap reads only this), then mirrored re-indexing.
+    low_r, high_r = row_indices.min(), row_indices.max() + 1
+    low_c, high_c = col_indices.min(), col_indices.max() + 1
+    block = np.asarray(image[low_r:high_r, low_c:high_c])
+    tile = block[np.ix_(row_indices - low_r, col_indices - low_c)]
+    return tile.astype("float32", copy=False)
+
+
+def _accumulate(results, prediction, rows, cols, i, j):
+    top, left = rows.output_start(i), cols.output_start(j)
+    r0, r1 = max(top, 0), min(top + rows.output, rows.size)
+    c0, c1 = max(left, 0), min(left + cols.output, cols.size)
+    if r0 >= r1 or c0 >= c1:
+        return
+    weights = np.outer(rows.window[r0 - top : r1 - top], cols.window[c0 - left : c1 - left])
+    results[r0:r1, c0:c1] += prediction[r0 - top : r1 - top, c0 - left : c1 - left] * weights[..., None]

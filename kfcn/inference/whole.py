@@ -1,0 +1,77 @@
+"""Whole-image and resized prediction."""
+
+from __future__ import annotations
+
+from kfcn.inference.runner import TileRunner, check_finite, check_image
+from kfcn.inference.tiling import _AxisPlan, _run_plan
+
+
+def predict(model, image, tta=None, extra_inputs=None):
+    """Predicts one image of any size in a single model call, returning the image's size.
+
+    The image is mirrored at its bottom/right border up to the next size the model
+    takes (a multiple of its total stride); for a valid-padding U-Net it is also
+    mirrored by the model's margin on every side (the overlap-tile context), so the
+    output covers the whole image. Padding is then cropped away.
+
+    Args:
+        model: any Keras image-to-image model (see `predict_tiled` for inputs).
+        image: (H, W, C) or (H, W) array.
+        tta: None, "flips" or "d4" test-time augmentation.
+        extra_inputs: `{name: (H, W, c) array}` for further map inputs.
+
+    Returns:
+        (H, W, K) float32.
+
+    Example:
+    >>> from kfcn.models import unet
+    >>> model = unet((None, None, 1), num_classes=2, filters=4, depth=3)
+    >>> predict(model, np.random.rand(50, 37)).shape
+    (50, 37, 2)
+    """
+    runner = TileRunner(model, tta)
+    geometry = runner.geometry
+    image = check_image(image, geometry.channels)
+    check_finite(image)
+    plans = []
+    for size in image.shape[:2]:
+        tile = geometry.valid_input_size(model, size + 2 * geometry.margin)
+        output = geometry.output_size(model, tile)
+        plans.append(_AxisPlan(size, tile, output, (tile - output) // 2, geometry.multiple, 0, "none"))
+    return _run_plan(runner, image, plans[0], plans[1], 1, extra_inputs, None, progress=False)
+
+
+def predict_resized(model, image, size, labels=False, tta=None):
+    """The resize alternative: resize to `size`, predict, resize the prediction back.
+
+    Probabilities come back bilinearly; with `labels=True` the class labels
+    (argmax, or > 0.5 for one channel) are taken at the model's resolution and come
+    back with nearest-neighbour resizing. Compare with `predict_tiled`: resizing
+    changes the scale the network sees.
+
+    Args:
+        model: any Keras image-to-image model.
+        image: (H, W, C) or (H, W) array.
+        size: (rows, cols) to predict at (must suit the model, e.g. the training crop size).
+        labels: return (H, W) int32 labels instead of (H, W, K) probabilities.
+        tta: None, "flips" or "d4".
+
+    Example:
+    >>> from kfcn.models import unet
+    >>> model = unet((None, None, 1), num_classes=2, filters=4, depth=2)
+    >>> predict_resized(model, np.random.rand(100, 60), (32, 32)).shape
+    (100, 60, 2)
+    """
+    import tensorflow as tf
+
+    geometry = TileRunner(model, tta).geometry
+    image = check_image(image, geometry.channels)
+    check_finite(image)
+    height, width = image.shape[:2]
+    small = tf.image.resize(image.astype("float32"), size, method="bilinear", antialias=True).numpy()
+    prediction = predict(model, small, tta=tta)
+    if labels:
+        small_labels = (prediction[..., 0] > 0.5) if prediction.shape[-1] == 1 else prediction.argmax(-1)
+        resized = tf.image.resize(small_labels[..., None].astype("int32"), (height, width), method="nearest")
+        return resized.numpy()[..., 0].astype("int32")
+    return tf.image.resize(prediction, (height, width), method="bilinear").numpy()

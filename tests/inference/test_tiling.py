@@ -1,0 +1,133 @@
+import numpy as np
+import pytest
+
+from kfcn.inference import model_geometry, predict, predict_resized, predict_tiled
+from kfcn.models import plain_cnn, segnet, unet
+
+pytestmark = pytest.mark.backend
+
+
+@pytest.fixture
+def image(rng):
+    return rng.random((83, 70)).astype("float32")
+
+
+@pytest.mark.parametrize("tile", [44, 60, (92, 48)])
+def test_valid_unet_tiled_equals_whole_image_everywhere(image, tile):
+    model = unet((None, None, 1), num_classes=2, filters=4, depth=2, padding="valid")
+    whole = predict(model, image)
+    tiled = predict_tiled(model, image, tile, batch_size=3, progress=False)
+    assert whole.shape == (83, 70, 2)
+    np.testing.assert_allclose(tiled, whole, atol=1e-5)
+
+
+@pytest.mark.parametrize("tile", [64, 96])
+def test_same_unet_tiled_equals_whole_away_from_border(image, tile):
+    model = unet((None, None, 1), num_classes=2, filters=4, depth=2)
+    whole = predict(model, image)
+    tiled = predict_tiled(model, image, tile, progress=False)
+    border = model_geometry(model).context
+    np.testing.assert_allclose(tiled[border:-border, border:-border], whole[border:-border, border:-border], atol=1e-5)
+
+
+def test_whole_image_of_valid_unet_equals_direct_call_with_mirror_padding(rng):
+    # predict() mirrors the margin on every side: compare with doing it by hand.
+    model = unet((None, None, 1), num_classes=1, filters=4, depth=2, padding="valid")
+    image = rng.random((24, 24)).astype("float32")
+    margin = model_geometry(model).margin
+    padded = np.pad(image, margin, mode="reflect")[None, ..., None]
+    direct = np.asarray(model.predict(padded, verbose=0))[0]
+    np.testing.assert_allclose(predict(model, image), direct, atol=1e-6)
+
+
+def test_same_models_pad_to_their_multiple(rng):
+    model = unet((None, None, 3), num_classes=3, filters=4, depth=3)
+    image = rng.random((50, 37, 3)).astype("float32")
+    padded = np.pad(image, ((0, 6), (0, 3), (0, 0)), mode="reflect")[None]
+    direct = np.asarray(model.predict(padded, verbose=0))[0, :50, :37]
+    np.testing.assert_allclose(predict(model, image), direct, atol=1e-6)
+
+
+@pytest.mark.parametrize("blend", ["linear", "gaussian"])
+def test_blended_tiles_stay_close_to_whole_image(image, blend):
+    model = plain_cnn((None, None, 1), num_layers=3, filters=4)
+    whole = predict(model, image)
+    tiled = predict_tiled(model, image, 32, overlap=12, blend=blend, progress=False)
+    np.testing.assert_allclose(tiled[3:-3, 3:-3], whole[3:-3, 3:-3], atol=1e-5)
+
+
+def test_segnet_tiles(image):
+    model = segnet((None, None, 1), num_classes=2, filters=2, depth=2)
+    whole = predict(model, image)
+    tiled = predict_tiled(model, image, 48, overlap=2 * model_geometry(model).context, progress=False)
+    border = model_geometry(model).context
+    np.testing.assert_allclose(tiled[border:-border, border:-border], whole[border:-border, border:-border], atol=1e-5)
+
+
+def test_coordinate_channel_models_get_global_frames(image):
+    model = unet((None, None, 1), num_classes=1, filters=4, depth=2, coordinate_channels=True)
+    whole = predict(model, image)
+    tiled = predict_tiled(model, image, 64, progress=False)
+    border = model_geometry(model).context
+    np.testing.assert_allclose(tiled[border:-border, border:-border], whole[border:-border, border:-border], atol=1e-5)
+
+
+def test_extra_input_maps_are_tiled_too(image):
+    model = unet((None, None, 1), num_classes=1, filters=4, depth=2, padding="valid", extra_inputs={"fov": 1})
+    mask = (np.arange(70)[None, :] < 35).astype("float32").repeat(83, 0)[..., None]
+    whole = predict(model, image, extra_inputs={"fov": mask})
+    tiled = predict_tiled(model, image, 60, extra_inputs={"fov": mask}, progress=False)
+    np.testing.assert_allclose(tiled, whole, atol=1e-5)
+    with pytest.raises(ValueError, match="extra_inputs"):
+        predict(model, image)
+
+
+def test_memmap_input_and_output(tmp_path, rng):
+    model = plain_cnn((None, None, 1), num_layers=2, filters=2)
+    source = np.lib.format.open_memmap(tmp_path / "in.npy", mode="w+", dtype="float32", shape=(100, 90, 1))
+    source[:] = rng.random((100, 90, 1))
+    target = np.lib.format.open_memmap(tmp_path / "out.npy", mode="w+", dtype="float32", shape=(100, 90, 1))
+    result = predict_tiled(model, source, 32, out=target, progress=False)
+    assert result is target
+    whole = predict(model, np.asarray(source))
+    np.testing.assert_allclose(np.asarray(target)[2:-2, 2:-2], whole[2:-2, 2:-2], atol=1e-5)
+
+
+def test_test_time_augmentation_of_an_equivariant_model_changes_nothing(rng):
+    # A 1x1 convolution commutes with flips and rotations.
+    model = plain_cnn((None, None, 1), num_layers=1, kernel_size=1)
+    image = rng.random((16, 16)).astype("float32")
+    np.testing.assert_allclose(predict(model, image, tta="d4"), predict(model, image), atol=1e-6)
+    np.testing.assert_allclose(
+        predict_tiled(model, image, 8, tta="flips", progress=False), predict(model, image), atol=1e-6
+    )
+
+
+def test_predict_resized(rng):
+    model = unet((None, None, 1), num_classes=3, filters=4, depth=2)
+    image = rng.random((100, 60)).astype("float32")
+    probabilities = predict_resized(model, image, (32, 32))
+    assert probabilities.shape == (100, 60, 3)
+    np.testing.assert_allclose(probabilities.sum(-1), 1.0, atol=1e-5)
+    labels = predict_resized(model, image, (32, 32), labels=True)
+    assert labels.shape == (100, 60) and set(np.unique(labels)) <= {0, 1, 2}
+
+
+def test_errors_are_clear(rng):
+    model = unet((None, None, 1), num_classes=2, filters=4, depth=2, padding="valid")
+    image = rng.random((50, 50)).astype("float32")
+    with pytest.raises(ValueError, match="next size that does is 44"):
+        predict_tiled(model, image, 42, progress=False)
+    same = unet((None, None, 1), num_classes=2, filters=4, depth=2)
+    with pytest.raises(ValueError, match="too small"):
+        predict_tiled(same, image, 32, progress=False)
+    with pytest.raises(ValueError, match="expects 1 channel"):
+        predict(same, rng.random((20, 20, 3)))
+    with pytest.raises(ValueError, match="no batch axis"):
+        predict(same, rng.random((2, 20, 20, 1)))
+    bad = image.copy()
+    bad[3, 3] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        predict_tiled(same, bad, 64, progress=False)
+    with pytest.raises(ValueError, match="blend"):
+        predict_tiled(same, image, 64, blend="max", progress=False)
