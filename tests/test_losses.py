@@ -6,6 +6,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from kfcn import losses
+from kfcn.analysis.gradients import input_gradient
 from tests.layer_testing import to_numpy
 
 pytestmark = pytest.mark.backend
@@ -93,24 +94,7 @@ def test_batch_reduction_punishes_false_positives_on_empty_sample():
 
 
 def _prediction_gradient(loss, y, p):
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        pt = tf.constant(p)
-        with tf.GradientTape() as tape:
-            tape.watch(pt)
-            value = loss(y, pt)
-        return tape.gradient(value, pt).numpy()
-    if backend == "jax":
-        import jax
-
-        return np.asarray(jax.grad(lambda v: loss(y, v))(p))
-    import torch
-
-    pt = torch.tensor(p, requires_grad=True)
-    loss(torch.tensor(y), pt).backward()
-    return pt.grad.numpy()
+    return input_gradient(lambda v: loss(y, v), p)
 
 
 masks = arrays("float32", (1, 6, 6, 1), elements=st.sampled_from([0.0, 1.0]))

@@ -23,7 +23,8 @@ class ModelGeometry:
         margin: pixels a valid-padding model consumes on each side (92 for the
             published U-Net), 0 for "same" models.
         context: half the theoretical receptive field: how far one output pixel
-            sees, i.e. how far padding effects reach into a tile.
+            sees, i.e. how far padding effects reach into a tile (inf for models
+            with global pooling, such as DeepLab's image-pooling branch).
         image_input: name of the image input; `frame_input`: name of the
             coordinate-frame input or None; `extra_inputs`: names of other map inputs.
     """
@@ -72,12 +73,12 @@ def model_geometry(model):
     probe = field.probe_size[0]
     output = _output_size(model, probe)
     margin = (probe - output) // 2 if output is not None else 0
-    context = 0 if math.isinf(field.size[0]) else max(field.margin)
+    context = math.inf if math.isinf(field.size[0]) else max(field.margin)
     geometry = ModelGeometry(
         channels=_input_by_name(model, image_input).shape[-1],
         multiple=field.required_multiple,
         margin=int(margin),
-        context=int(context),
+        context=context if math.isinf(context) else int(context),
         image_input=image_input,
         frame_input=frame_input,
         extra_inputs=extras,

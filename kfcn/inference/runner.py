@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 
 from kfcn.inference.geometry import model_geometry
@@ -52,6 +53,7 @@ class TileRunner:
         if tta not in (None, *TTA_TRANSFORMS):
             raise ValueError(f"`tta` must be None, 'flips' or 'd4'; got {tta!r}.")
         self.transforms = TTA_TRANSFORMS[tta] if tta else [(0, False)]
+        self._call = _compiled_call(model)
 
     def __call__(self, tiles, frames=None, extras=None):
         """tiles: (B, h, w, C); frames: (B, 4) or None; extras: {name: (B, h, w, c)}."""
@@ -60,8 +62,9 @@ class TileRunner:
             if turns % 2 and tiles.shape[1] != tiles.shape[2]:
                 raise ValueError("tta='d4' needs square tiles; use tta='flips' for rectangular ones.")
             inputs = self._inputs(_forward(tiles, turns, flip), frames, extras, turns, flip)
-            output = self.model.predict_on_batch(inputs)
-            output = np.asarray(output[0] if isinstance(output, (list, tuple)) else output, dtype="float32")
+            output = self._call(inputs)
+            output = keras.tree.flatten(output)[0]
+            output = np.asarray(keras.ops.convert_to_numpy(output), dtype="float32")
             output = _backward(output, turns, flip)
             total = output if total is None else total + output
         return total / len(self.transforms)
@@ -90,3 +93,15 @@ def _forward(batch, turns, flip):
 def _backward(batch, turns, flip):
     batch = batch[:, :, ::-1] if flip else batch
     return np.ascontiguousarray(np.rot90(batch, -turns, axes=(1, 2)) if turns else batch)
+
+
+def _compiled_call(model):
+    """A compiled inference call. On TensorFlow a `tf.function` traced once per tile
+    shape: Keras' own `predict_on_batch` relaxes shapes to None on the second shape
+    (`reduce_retracing`), which models that compute sizes in Python (keras-cv's
+    DeepLabV3Plus) cannot take. Elsewhere, Keras' `predict_on_batch`."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.function(lambda inputs: model(inputs, training=False), autograph=False)
+    return model.predict_on_batch

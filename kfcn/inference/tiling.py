@@ -126,7 +126,8 @@ def predict_tiled(
             (multiples of its stride, or a valid-padding size; the error says which).
         overlap: output pixels shared by adjacent tiles (int or pair). None: the
             receptive field for "same" models (exact away from the border), 0 for
-            valid-padding models (they carry their context).
+            valid-padding models (they carry their context), a quarter tile for
+            models with global context (no tiling can be exact for those).
         blend: "none" (keep the central part of each tile), "linear" or "gaussian".
         batch_size: tiles per model call.
         tta: None, "flips" or "d4": test-time augmentation per tile.
@@ -163,10 +164,16 @@ def predict_tiled(
             )
         outputs.append(output)
     if overlap is None:
-        overlap = 0 if geometry.margin else 2 * geometry.context
+        if geometry.margin:
+            overlap = 0
+        elif math.isinf(geometry.context):
+            # Global context (image pooling): no overlap makes tiles exact; take a quarter tile.
+            overlap = tuple(output // 4 for output in outputs)
+        else:
+            overlap = 2 * geometry.context
     overlaps = _pair(overlap, "overlap")
     # Blending never uses the band at a tile edge that padding spoils ("same" models).
-    trim = 0 if geometry.margin else geometry.context
+    trim = 0 if geometry.margin else min(geometry.context, max(tiles))
     rows, cols = (
         _AxisPlan(size, tile, output, (tile - output) // 2, geometry.multiple, ov, blend, trim)
         for size, tile, output, ov in zip((height, width), tiles, outputs, overlaps)

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from kfcn.analysis.gradients import input_gradient
 from kfcn.layers import MaxPoolingWithArgmax2D
 from tests.layer_testing import run_layer_test, to_numpy
 
@@ -57,33 +58,11 @@ def test_gradient_reaches_only_the_maxima(rng):
     x = rng.normal(size=(1, 4, 4, 1)).astype("float32")
     inputs = keras.Input((4, 4, 1))
     model = keras.Model(inputs, MaxPoolingWithArgmax2D(2)(inputs)[0])
-    grad = _input_gradient(model, x)
+    grad = input_gradient(lambda v: model(v), x)
     expected = np.zeros_like(x)
     _, tf_indices = tf.nn.max_pool_with_argmax(x, 2, 2, "VALID", include_batch_in_index=False)
     expected.reshape(-1)[tf_indices.numpy().ravel()] = 1.0
     np.testing.assert_array_equal(grad, expected)
-
-
-def _input_gradient(model, x):
-    """d(sum of outputs)/d(input) on any backend."""
-    import keras
-
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        xt = tf.constant(x)
-        with tf.GradientTape() as tape:
-            tape.watch(xt)
-            y = tf.reduce_sum(model(xt))
-        return tape.gradient(y, xt).numpy()
-    if backend == "jax":
-        import jax
-
-        return np.asarray(jax.grad(lambda v: model(v).sum())(x))
-    import torch
-
-    xt = torch.tensor(x, requires_grad=True)
-    model(xt).sum().backward()
-    return xt.grad.numpy()
 
 
 def test_rejects_wrong_rank():

@@ -1,0 +1,98 @@
+"""Translation equivariance: does shifting the input shift the output by the same amount?"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import keras
+import numpy as np
+
+
+@dataclass
+class EquivarianceReport:
+    """Result of `translation_equivariance`.
+
+    Attributes:
+        equivariant: True if every shift's interior error is below the tolerance.
+        errors: {shift: max |f(shift(x)) − shift(f(x))|} over the interior.
+        scale: output size / input size (2 for an upsampling layer, 0.5 for pooling).
+        border: output pixels at each edge excluded from the comparison: the shift
+            plus the band that padding spoils (half the receptive field).
+        spoiled_border: the smallest border at which the errors vanish for every
+            shift (None if they never do): how far padding effects really reach.
+    """
+
+    equivariant: bool
+    errors: dict = field(default_factory=dict)
+    scale: float = 1.0
+    border: int = 0
+    spoiled_border: int | None = None
+
+
+def _as_model(model_or_layer, input_shape):
+    if isinstance(model_or_layer, keras.Model):
+        return model_or_layer
+    inputs = keras.Input(input_shape)
+    return keras.Model(inputs, model_or_layer(inputs))
+
+
+def translation_equivariance(model_or_layer, input_shape, shifts=((1, 0), (0, 1), (1, 1)), tolerance=1e-4, seed=0):
+    """Tests f(shift(x)) = shift'(f(x)) away from the borders, for each shift.
+
+    The output shift is the input shift times the resampling factor (output/input
+    size); a factor that makes it fractional (a 1-pixel shift through stride-2
+    pooling) cannot be matched, which is exactly how pooling breaks equivariance.
+    Shifts are circular (`np.roll`), and the comparison skips the border where the
+    wrap-around and the padding interfere.
+
+    Args:
+        model_or_layer: a Keras model or a layer (wrapped in a one-layer model).
+        input_shape: (H, W, C) of the random probe input.
+        shifts: (rows, cols) input shifts to test.
+        tolerance: largest error still counted as equal.
+        seed: seed of the random input.
+
+    Returns:
+        An `EquivarianceReport`.
+
+    Example:
+    >>> translation_equivariance(keras.layers.Conv2D(2, 3, padding="same"), (16, 16, 1)).equivariant
+    True
+    >>> translation_equivariance(keras.layers.MaxPooling2D(2), (16, 16, 1)).equivariant
+    False
+    """
+    model = _as_model(model_or_layer, input_shape)
+    x = np.random.default_rng(seed).normal(size=(1, *input_shape)).astype("float32")
+    base = np.asarray(keras.ops.convert_to_numpy(model(x, training=False)))
+    scale = base.shape[1] / input_shape[0]
+    try:
+        from kfcn.analysis.receptive_field import receptive_field
+
+        context = max(receptive_field(model, input_size=input_shape[:2]).margin)
+    except Exception:  # a layer the graph walk cannot trace: compare the centre half only
+        context = input_shape[0] // 4
+    context = min(context, input_shape[0] // 4)
+    max_shift = max(max(abs(s) for s in shift) for shift in shifts)
+    border = int(np.ceil((context + max_shift) * max(scale, 1)))
+    errors, difference_maps = {}, []
+    for shift in shifts:
+        shifted_out = np.asarray(keras.ops.convert_to_numpy(model(np.roll(x, shift, axis=(1, 2)), training=False)))
+        out_shift = (shift[0] * scale, shift[1] * scale)
+        if any(abs(s - round(s)) > 1e-9 for s in out_shift):
+            # A fractional output shift: compare with the nearest whole shift (it cannot match).
+            out_shift = tuple(np.floor(s) for s in out_shift)
+        expected = np.roll(base, tuple(int(s) for s in out_shift), axis=(1, 2))
+        difference = np.abs(shifted_out - expected).max(axis=(0, 3))
+        difference_maps.append(difference)
+        interior = difference[border : -border or None, border : -border or None]
+        errors[tuple(shift)] = float(interior.max()) if interior.size else float("nan")
+    equivariant = all(error <= tolerance for error in errors.values())
+    return EquivarianceReport(equivariant, errors, scale, border, _spoiled_border(difference_maps, tolerance))
+
+
+def _spoiled_border(maps, tolerance):
+    size = min(maps[0].shape)
+    for width in range(size // 2):
+        if all(m[width : m.shape[0] - width, width : m.shape[1] - width].max() <= tolerance for m in maps):
+            return width
+    return None
