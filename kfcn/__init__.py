@@ -2,6 +2,6 @@
 
 __version__ = "0.1.0"
 
-from kfcn import layers, losses, metrics  # noqa: E402
+from kfcn import analysis, data, inference, layers, losses, metrics, models  # noqa: E402
 
-__all__ = ["layers", "losses", "metrics", "__version__"]
+__all__ = ["analysis", "data", "inference", "layers", "losses", "metrics", "models", "__version__"]
