@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -62,3 +64,17 @@ def test_errors_name_the_file(tmp_path):
     _write(tmp_path / "m.png", np.array([[0, 128, 255]], np.uint8))
     with pytest.raises(ValueError, match=r"values \[0, 128, 255\].*binary mask"):
         load_pair(tmp_path / "m.png", tmp_path / "m.png", "binary")
+
+
+SHARED_CAMVID = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "camvid"
+
+
+@pytest.mark.skipif(not SHARED_CAMVID.is_dir(), reason="needs the shared CamVid copy beside the project")
+def test_camvid_loads_through_the_folder_api():
+    from kfcn.data import pair_files
+
+    pairs = pair_files(SHARED_CAMVID / "val" / "images", SHARED_CAMVID / "val" / "labels")
+    assert len(pairs) == 101
+    image, label = load_pair(*pairs[0], label_mode="index", num_classes=11, ignore_class=11)
+    assert image.shape == (360, 480, 3) and label.shape == (360, 480, 1)
+    assert label.max() <= 11
