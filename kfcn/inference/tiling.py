@@ -125,7 +125,9 @@ def predict_tiled(
         tile_size: input tile side or (rows, cols); it must suit the model
             (multiples of its stride, or a valid-padding size; the error says which).
         overlap: output pixels shared by adjacent tiles (int or pair). None: the
-            receptive field for "same" models (exact away from the border), 0 for
+            receptive field for "same" models (exact away from the border; for a deep
+            U-Net that is about 200 px, so use tiles of 512 or more, or a smaller
+            overlap from `kfcn.analysis.effective_receptive_field`), 0 for
             valid-padding models (they carry their context), a quarter tile for
             models with global context (no tiling can be exact for those).
         blend: "none" (keep the central part of each tile), "linear" or "gaussian".
