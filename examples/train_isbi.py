@@ -32,6 +32,26 @@ def split_isbi():
     return full.take(count - HELD_OUT), full.skip(count - HELD_OUT)
 
 
+def save_for_inference(model, output):
+    """Saves the model without its optimizer state (a third of the size), atomically.
+
+    The file is written to a temporary name first, so an interrupted save never leaves
+    a broken model behind.
+    """
+    output = Path(output)
+    inference_model = model.__class__.from_config(model.get_config())  # uncompiled: no optimizer state
+    inference_model.set_weights(model.get_weights())
+    handle, temporary = tempfile.mkstemp(dir=output.parent, suffix=".keras")
+    os.close(handle)
+    try:
+        inference_model.save(temporary)
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, output)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=30)
@@ -72,11 +92,7 @@ def main():
             keras.callbacks.ReduceLROnPlateau("val_loss", factor=0.5, patience=4),
         ],
     )
-    # Write to a temporary file first, so an interrupted save never leaves a broken model behind.
-    with tempfile.NamedTemporaryFile(dir=output.parent, suffix=".keras", delete=False) as handle:
-        temporary = handle.name
-    model.save(temporary)
-    os.replace(temporary, output)
+    save_for_inference(model, output)
     final = {key: float(values[-1]) for key, values in history.history.items()}
     summary = {
         "command": "KERAS_BACKEND=tensorflow python examples/train_isbi.py "

@@ -24,6 +24,7 @@ def predict(model, image, tta=None, extra_inputs=None):
         (H, W, K) float32.
 
     Example:
+    >>> import numpy as np
     >>> from kfcn.models import unet
     >>> model = unet((None, None, 1), num_classes=2, filters=4, depth=3)
     >>> predict(model, np.random.rand(50, 37)).shape
@@ -57,6 +58,7 @@ def predict_resized(model, image, size, labels=False, tta=None):
         tta: None, "flips" or "d4".
 
     Example:
+    >>> import numpy as np
     >>> from kfcn.models import unet
     >>> model = unet((None, None, 1), num_classes=2, filters=4, depth=2)
     >>> predict_resized(model, np.random.rand(100, 60), (32, 32)).shape
