@@ -26,7 +26,13 @@ def _stateless_uniform(seed, shape=(), minval=0.0, maxval=1.0, dtype=tf.float32)
 
 
 def flips_and_rot90(image, maps, seed):
-    """Random horizontal/vertical flip and a random multiple of 90° (square crops only for 90°/270°)."""
+    """Random horizontal/vertical flip and a random multiple of 90° (square crops only for 90°/270°).
+
+    Example:
+    >>> image, maps = flips_and_rot90(tf.zeros((8, 8, 1)), tf.ones((8, 8, 1)), tf.constant([0, 1]))
+    >>> tuple(image.shape), float(tf.reduce_min(maps))
+    ((8, 8, 1), 1.0)
+    """
     seeds = tf.random.experimental.stateless_split(seed, 3)
     stacked = tf.concat([image, maps], axis=-1)
     stacked = tf.cond(_stateless_uniform(seeds[0]) < 0.5, lambda: tf.reverse(stacked, [1]), lambda: stacked)
@@ -44,6 +50,12 @@ def elastic_deformation(image, maps, seed, grid=3, sigma=10.0):
     Displacement vectors are drawn from N(0, sigma) pixels on a `grid` x `grid` grid,
     interpolated bicubically to every pixel; the image is resampled bilinearly, the
     label maps with nearest neighbours, with reflection at the border.
+
+    Example:
+    >>> labels = tf.cast(tf.random.uniform((32, 32, 1)) > 0.5, tf.float32)
+    >>> _, warped = elastic_deformation(tf.zeros((32, 32, 1)), labels, tf.constant([1, 2]))
+    >>> sorted(set(warped.numpy().ravel().tolist())) in ([0.0, 1.0], [0.0], [1.0])  # never interpolated
+    True
     """
     height, width = tf.shape(image)[0], tf.shape(image)[1]
     coarse = tf.random.stateless_normal((1, grid, grid, 2), seed=seed, stddev=sigma)
@@ -53,7 +65,13 @@ def elastic_deformation(image, maps, seed, grid=3, sigma=10.0):
 
 
 def rotate_and_zoom(image, maps, seed, max_angle=0.05 * 2 * math.pi, max_zoom=0.1):
-    """A random rotation in [-max_angle, max_angle] (radians) and scale in 1 ± max_zoom about the centre."""
+    """A random rotation in [-max_angle, max_angle] (radians) and scale in 1 ± max_zoom about the centre.
+
+    Example:
+    >>> image, maps = rotate_and_zoom(tf.ones((16, 16, 3)), tf.zeros((16, 16, 2)), tf.constant([3, 4]))
+    >>> tuple(image.shape), tuple(maps.shape)
+    ((16, 16, 3), (16, 16, 2))
+    """
     seeds = tf.random.experimental.stateless_split(seed, 2)
     angle = _stateless_uniform(seeds[0], (), -max_angle, max_angle)
     scale = _stateless_uniform(seeds[1], (), 1 - max_zoom, 1 + max_zoom)
@@ -108,7 +126,12 @@ def _bilinear(values, rows, cols):
 
 
 def intensity(image, seed, brightness=0.1, contrast=0.2, noise=0.02):
-    """Random brightness, contrast and Gaussian noise on the image only."""
+    """Random brightness, contrast and Gaussian noise on the image only.
+
+    Example:
+    >>> tuple(intensity(tf.fill((4, 4, 1), 0.5), tf.constant([0, 0])).shape)
+    (4, 4, 1)
+    """
     seeds = tf.random.experimental.stateless_split(seed, 3)
     image = tf.image.stateless_random_brightness(image, brightness, seeds[0])
     image = tf.image.stateless_random_contrast(image, 1 - contrast, 1 + contrast, seeds[1])

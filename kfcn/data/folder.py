@@ -28,6 +28,12 @@ def load_pair(image_path, label_path, label_mode="binary", num_classes=None, ign
     Raises:
         ValueError: naming the file, for unreadable files, sizes that differ, or label
             values outside the declared classes.
+
+    Example:
+    >>> from kfcn.data.samples import isbi2012_dir
+    >>> image, label = load_pair(isbi2012_dir() / "images/slice_00.png", isbi2012_dir() / "labels/slice_00.png")
+    >>> image.dtype, sorted(set(label.ravel().tolist()))
+    (dtype('float32'), [0, 1])
     """
     image = read_image(image_path, palette_indices=False)
     label = read_image(label_path)
@@ -131,7 +137,14 @@ def folder_dataset(
 
 
 def pair_files(image_dir, label_dir):
-    """`[(image_path, label_path), ...]` paired by file stem; raises on unpaired files."""
+    """`[(image_path, label_path), ...]` paired by file stem; raises on unpaired files.
+
+    Example:
+    >>> from kfcn.data.samples import isbi2012_dir
+    >>> pairs = pair_files(isbi2012_dir() / "images", isbi2012_dir() / "labels")
+    >>> len(pairs), pairs[0][0].name, pairs[0][1].name
+    (25, 'slice_00.png', 'slice_00.png')
+    """
     images, labels = list_images(image_dir), list_images(label_dir)
     unlabelled = sorted(set(images) - set(labels))
     orphans = sorted(set(labels) - set(images))

@@ -61,7 +61,13 @@ def to_float(image):
 
 
 def list_images(folder):
-    """Image files of a folder keyed by file stem, sorted."""
+    """Image files of a folder keyed by file stem, sorted.
+
+    Example:
+    >>> from kfcn.data.samples import isbi2012_dir
+    >>> list(list_images(isbi2012_dir() / "images"))[:2]
+    ['slice_00', 'slice_01']
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise ValueError(f"Folder {folder} does not exist.")

@@ -108,7 +108,15 @@ class ImageLabelFolder(tfds.core.GeneratorBasedBuilder):
 
 
 def as_pairs(dataset, binary=True):
-    """Maps TFDS examples to `(image float32 [0, 1], label int32)` pairs for `random_crop_pipeline`."""
+    """Maps TFDS examples to `(image float32 [0, 1], label int32)` pairs for `random_crop_pipeline`.
+
+    Example:
+    >>> white = tf.fill((2, 2, 1), tf.constant(255, tf.uint8))
+    >>> example = {"image": white, "label": white}
+    >>> image, label = next(iter(as_pairs(tf.data.Dataset.from_tensors(example))))
+    >>> float(image[0, 0, 0]), int(label[0, 0, 0])
+    (1.0, 1)
+    """
 
     def convert(example):
         label = tf.cast(example["label"], tf.int32)

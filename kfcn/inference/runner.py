@@ -15,7 +15,12 @@ TTA_TRANSFORMS = {
 
 
 def check_image(image, channels, what="image"):
-    """Returns `image` as (H, W, C) float32, or raises a clear error."""
+    """Returns `image` as (H, W, C), or raises a clear error naming the shape and the fix.
+
+    Example:
+    >>> check_image(np.zeros((4, 5)), channels=1).shape
+    (4, 5, 1)
+    """
     image = np.asarray(image) if not isinstance(image, np.memmap) else image
     if image.ndim == 2 and channels == 1:
         image = image[..., None]
@@ -32,6 +37,14 @@ def check_image(image, channels, what="image"):
 
 
 def check_finite(array, what="image"):
+    """Raises a clear error if a float array holds NaN or infinite values.
+
+    Example:
+    >>> check_finite(np.array([[1.0, np.nan]]))
+    Traceback (most recent call last):
+    ...
+    ValueError: The image contains NaN or infinite values; clean or mask them before predicting.
+    """
     if np.issubdtype(np.asarray(array[:1, :1]).dtype, np.floating) and not np.all(np.isfinite(array)):
         raise ValueError(f"The {what} contains NaN or infinite values; clean or mask them before predicting.")
 

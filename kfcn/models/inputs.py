@@ -10,7 +10,15 @@ IMAGE_INPUT_NAME = "image"
 
 
 def check_input_shape(input_shape, model_name):
-    """Checks `(height, width, channels)`: channels known, sizes positive ints or None."""
+    """Checks `(height, width, channels)`: channels known, sizes positive ints or None.
+
+    Example:
+    >>> check_input_shape((None, None, 3), "unet")  # fine: returns None
+    >>> check_input_shape((64, 64), "unet")
+    Traceback (most recent call last):
+    ...
+    ValueError: unet: `input_shape` is (height, width, channels), e.g. (None, None, 1); got (64, 64).
+    """
     if len(tuple(input_shape)) != 3:
         raise ValueError(
             f"{model_name}: `input_shape` is (height, width, channels), e.g. (None, None, 1); got {input_shape!r}."
@@ -24,7 +32,14 @@ def check_input_shape(input_shape, model_name):
 
 
 def check_multiple(input_shape, multiple, model_name, minimum=None):
-    """Raises a clear error if a static size is not a multiple of the model's total stride."""
+    """Raises a clear error if a static size is not a multiple of the model's total stride.
+
+    Example:
+    >>> check_multiple((100, None, 1), 16, "unet")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: unet: input height 100 is not a multiple of 16, the model's total stride. Crop or pad to 96 or 112, ...
+    """
     minimum = multiple if minimum is None else minimum
     for axis, size in zip(("height", "width"), input_shape[:2]):
         if size is None:
