@@ -164,3 +164,14 @@ def test_trains_with_model_fit(rng):
     history = model.fit(x, y, epochs=10, batch_size=4, verbose=0)
     assert history.history["loss"][-1] < history.history["loss"][0]
     assert np.isfinite(to_numpy(model.predict(x, verbose=0))).all()
+
+
+def test_void_pixels_are_ignored_by_sparse_crossentropy(rng):
+    # The CamVid recipe: labels as the crop pipeline yields them (float, (B, H, W, 1)), void = 3.
+    labels = rng.integers(0, 4, (2, 6, 6, 1)).astype("float32")
+    probs = rng.dirichlet(np.ones(3), (2, 6, 6)).astype("float32")
+    loss = keras.losses.SparseCategoricalCrossentropy(ignore_class=3)
+    keep = labels[..., 0] != 3
+    picked = np.take_along_axis(probs, np.minimum(labels, 2).astype(int), axis=-1)[..., 0]
+    expected = -np.log(picked)[keep].mean()  # the mean over the non-void pixels only
+    assert float(loss(labels, probs)) == pytest.approx(expected, rel=1e-4)
