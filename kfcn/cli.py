@@ -33,14 +33,12 @@ def _write_png(array, path):
 def predict_command(args):
     import keras
 
-    from kfcn.data.io import read_image, to_float
-    from kfcn.inference import predict_tiled
+    from kfcn.data.io import convert_channels, read_image, to_float
+    from kfcn.inference import model_geometry, predict_tiled
 
     model = keras.saving.load_model(args.model)
     image = to_float(read_image(args.image, palette_indices=False))
-    channels = model.inputs[0].shape[-1]
-    if image.shape[-1] == 3 and channels == 1:
-        image = (image @ np.array([0.299, 0.587, 0.114], "float32"))[..., None]
+    image = convert_channels(image, model_geometry(model).channels, args.image)
     prediction = predict_tiled(
         model, image, args.tile, overlap=args.overlap, blend=args.blend, batch_size=args.batch, tta=args.tta
     )

@@ -8,7 +8,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm.auto import tqdm
 
-from kfcn.data.io import list_images, read_image, to_float
+from kfcn.data.io import convert_channels, list_images, read_image, to_float
 
 LABEL_MODES = ("binary", "index")
 
@@ -52,7 +52,7 @@ def load_pair(image_path, label_path, label_mode="binary", num_classes=None, ign
             )
     image = to_float(image)
     if channels is not None and image.shape[-1] != channels:
-        image = _convert_channels(image, channels, image_path)
+        image = convert_channels(image, channels, image_path)
     values = np.unique(label)
     if label_mode == "binary":
         foreground = values[values != 0]
@@ -77,16 +77,6 @@ def load_pair(image_path, label_path, label_mode="binary", num_classes=None, ign
     else:
         raise ValueError(f"`label_mode` must be one of {LABEL_MODES}, got {label_mode!r}.")
     return image, label
-
-
-def _convert_channels(image, channels, path):
-    if channels == 1 and image.shape[-1] in (3, 4):
-        return (image[..., :3] @ np.array([0.299, 0.587, 0.114], "float32"))[..., None]
-    if channels == 3 and image.shape[-1] == 1:
-        return np.repeat(image, 3, axis=-1)
-    if channels == 3 and image.shape[-1] == 4:
-        return image[..., :3]
-    raise ValueError(f"{path}: cannot convert {image.shape[-1]} channels to {channels}.")
 
 
 def folder_dataset(

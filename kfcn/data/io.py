@@ -75,3 +75,21 @@ def list_images(folder):
     if not files:
         raise ValueError(f"Folder {folder} has no image files ({', '.join(IMAGE_SUFFIXES)}).")
     return {p.stem: p for p in files}
+
+
+def convert_channels(image, channels, path="image"):
+    """Converts an (H, W, C) float image to 1 (luma) or 3 (RGB) channels; alpha is dropped.
+
+    Example:
+    >>> convert_channels(np.ones((2, 2, 3), "float32"), 1).shape
+    (2, 2, 1)
+    """
+    if image.shape[-1] == channels:
+        return image
+    if channels == 1 and image.shape[-1] in (3, 4):
+        return (image[..., :3] @ np.array([0.299, 0.587, 0.114], "float32"))[..., None]
+    if channels == 3 and image.shape[-1] == 1:
+        return np.repeat(image, 3, axis=-1)
+    if channels == 3 and image.shape[-1] == 4:
+        return image[..., :3]
+    raise ValueError(f"{path}: cannot convert {image.shape[-1]} channels to {channels}.")
