@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from kfcn.inference.geometry import model_geometry
 from kfcn.inference.runner import TileRunner, check_finite, check_image
 from kfcn.inference.tiling import _AxisPlan, _run_plan
 
@@ -66,8 +67,7 @@ def predict_resized(model, image, size, labels=False, tta=None):
     """
     import tensorflow as tf
 
-    geometry = TileRunner(model, tta).geometry
-    image = check_image(image, geometry.channels)
+    image = check_image(image, model_geometry(model).channels)
     check_finite(image)
     height, width = image.shape[:2]
     small = tf.image.resize(image.astype("float32"), size, method="bilinear", antialias=True).numpy()
