@@ -1,7 +1,7 @@
 """Using FCNs: whole-image, resized and tiled (overlap-tile, blended) prediction of any image size."""
 
-from kfcn.inference.geometry import ModelGeometry, model_geometry
+from kfcn.inference.geometry import ModelGeometry, input_range, model_geometry
 from kfcn.inference.tiling import predict_tiled
 from kfcn.inference.whole import predict, predict_resized
 
-__all__ = ["ModelGeometry", "model_geometry", "predict", "predict_resized", "predict_tiled"]
+__all__ = ["ModelGeometry", "input_range", "model_geometry", "predict", "predict_resized", "predict_tiled"]

@@ -27,6 +27,8 @@ class ModelGeometry:
             with global pooling, such as DeepLab's image-pooling branch).
         image_input: name of the image input; `frame_input`: name of the
             coordinate-frame input or None; `extra_inputs`: names of other map inputs.
+        input_range: `(low, high)` of the raw pixel values the model scales to [0, 1]
+            in its graph (its "input_scaling" layer), or None if it has none.
     """
 
     channels: int
@@ -36,6 +38,7 @@ class ModelGeometry:
     image_input: str
     frame_input: str | None
     extra_inputs: tuple
+    input_range: tuple | None = None
     field: object = dataclasses.field(default=None, repr=False, compare=False)
 
     def output_size(self, model, input_size):
@@ -82,10 +85,34 @@ def model_geometry(model):
         image_input=image_input,
         frame_input=frame_input,
         extra_inputs=extras,
+        input_range=input_range(model),
         field=field,
     )
     _geometries[model] = geometry
     return geometry
+
+
+def input_range(model):
+    """`(low, high)` of the raw pixel values a model takes, read off its "input_scaling" layer.
+
+    kfcn's builders put a `keras.layers.Rescaling` named "input_scaling" after the image
+    input (see `kfcn.models.unet(input_range=...)`); None for a model without one.
+
+    Example:
+    >>> from kfcn.models import unet
+    >>> input_range(unet((None, None, 1), filters=4, depth=2))
+    (0.0, 255.0)
+    >>> input_range(unet((None, None, 1), filters=4, depth=2, input_range=None)) is None
+    True
+    """
+    from kfcn.models.inputs import INPUT_SCALING_NAME
+
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Rescaling) and layer.name == INPUT_SCALING_NAME:
+            scale, offset = float(layer.scale), float(layer.offset)
+            low = -offset / scale
+            return round(low, 6), round(low + 1 / scale, 6)
+    return None
 
 
 def _image_input_name(model):

@@ -14,14 +14,21 @@ TTA_TRANSFORMS = {
 }
 
 
-def check_image(image, channels, what="image"):
+def check_image(image, channels, what="image", input_range=None):
     """Returns `image` as (H, W, C), or raises a clear error naming the shape and the fix.
+
+    With `input_range` (the raw pixel range the model scales in its graph) the values
+    are checked against it too (see `check_pixel_range`).
 
     Example:
     >>> check_image(np.zeros((4, 5)), channels=1).shape
     (4, 5, 1)
     """
     image = np.asarray(image) if not isinstance(image, np.memmap) else image
+    if image.dtype == bool or not (np.issubdtype(image.dtype, np.number)) or np.iscomplexobj(image):
+        raise ValueError(f"The {what} must hold real numbers (raw pixel values); got dtype {image.dtype}.")
+    if image.ndim in (2, 3) and 0 in image.shape[:2]:
+        raise ValueError(f"The {what} is empty (shape {image.shape}); it needs at least one row and one column.")
     if image.ndim == 2 and channels == 1:
         image = image[..., None]
     if image.ndim != 3:
@@ -33,7 +40,46 @@ def check_image(image, channels, what="image"):
             f"The model expects {channels} channel(s) but the {what} has {image.shape[-1]} "
             f"(shape {image.shape}). Convert it (e.g. grayscale <-> RGB) first."
         )
+    check_pixel_range(image, input_range, what)
     return image
+
+
+def check_pixel_range(image, input_range, what="image"):
+    """Refuses values a model that takes raw pixels in `input_range` would misread.
+
+    kfcn's input contract: images are raw pixel values, as stored; a model scales
+    them in its graph. So an image outside the model's range (a 16-bit image for an
+    8-bit model) is refused, and so is a float image whose values all lie in [0, 1]
+    when the model takes e.g. [0, 255] (an image someone already scaled: it would
+    look black to the network). Integer images are never taken as pre-scaled. NaN is
+    left to `check_finite`. `input_range=None` checks nothing.
+
+    Example:
+    >>> check_pixel_range(np.array([[0, 255]], np.uint8), (0, 255))  # fine
+    >>> check_pixel_range(np.array([[0.0, 0.5]]), (0, 255))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: The image's values lie in [0, 0.5], but the model takes raw pixel values in [0, 255]: ...
+    """
+    if input_range is None:
+        return
+    low, high = input_range
+    with np.errstate(invalid="ignore"):
+        smallest, largest = float(np.nanmin(image)), float(np.nanmax(image))
+    span = high - low
+    tolerance = 0.01 * span
+    if smallest < low - tolerance or largest > high + tolerance:
+        raise ValueError(
+            f"The {what}'s values lie in [{smallest:g}, {largest:g}], outside the raw pixel range "
+            f"[{low:g}, {high:g}] that the model was built for (its input_range). Pass images of that bit "
+            "depth, or rebuild/retrain the model with a matching input_range (e.g. (0, 65535) for 16-bit)."
+        )
+    if np.issubdtype(image.dtype, np.floating) and high - low > 2 and low >= 0 and largest <= 1:
+        raise ValueError(
+            f"The {what}'s values lie in [{smallest:g}, {largest:g}], but the model takes raw pixel values in "
+            f"[{low:g}, {high:g}]: it scales them itself. Pass the pixels as stored (e.g. the uint8 array), "
+            f"or multiply a [0, 1] image by {high:g}."
+        )
 
 
 def check_finite(array, what="image"):

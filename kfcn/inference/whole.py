@@ -28,12 +28,12 @@ def predict(model, image, tta=None, extra_inputs=None):
     >>> import numpy as np
     >>> from kfcn.models import unet
     >>> model = unet((None, None, 1), num_classes=2, filters=4, depth=3)
-    >>> predict(model, np.random.rand(50, 37)).shape
+    >>> predict(model, np.random.randint(0, 256, (50, 37), dtype=np.uint8)).shape
     (50, 37, 2)
     """
     runner = TileRunner(model, tta)
     geometry = runner.geometry
-    image = check_image(image, geometry.channels)
+    image = check_image(image, geometry.channels, input_range=geometry.input_range)
     check_finite(image)
     plans = []
     for size in image.shape[:2]:
@@ -62,12 +62,13 @@ def predict_resized(model, image, size, labels=False, tta=None):
     >>> import numpy as np
     >>> from kfcn.models import unet
     >>> model = unet((None, None, 1), num_classes=2, filters=4, depth=2)
-    >>> predict_resized(model, np.random.rand(100, 60), (32, 32)).shape
+    >>> predict_resized(model, np.random.randint(0, 256, (100, 60), dtype=np.uint8), (32, 32)).shape
     (100, 60, 2)
     """
     import tensorflow as tf
 
-    image = check_image(image, model_geometry(model).channels)
+    geometry = model_geometry(model)
+    image = check_image(image, geometry.channels, input_range=geometry.input_range)
     check_finite(image)
     height, width = image.shape[:2]
     small = tf.image.resize(image.astype("float32"), size, method="bilinear", antialias=True).numpy()

@@ -27,6 +27,8 @@ def fcn(
     head=None,
     coordinate_channels=False,
     extra_inputs=None,
+    input_range=(0, 255),
+    logits=False,
     name=None,
 ):
     """Builds FCN-32s, -16s or -8s: a classification network made fully convolutional.
@@ -49,7 +51,7 @@ def fcn(
             instead of the default (see `unet`).
         batch_norm: batch normalisation in the default encoder.
         dropout: dropout after fc6 and fc7.
-        head, coordinate_channels, extra_inputs: as for `unet`.
+        head, coordinate_channels, extra_inputs, input_range, logits: as for `unet`.
         name: the model's name (default "fcn8s" etc.).
 
     Returns:
@@ -65,7 +67,8 @@ def fcn(
     name = name or f"fcn{variant}"
     check_multiple(input_shape, BACKBONE_STRIDE, name)
 
-    inputs, x = model_inputs(input_shape, extra_inputs, coordinate_channels)
+    size_rule = (BACKBONE_STRIDE, 0, BACKBONE_STRIDE)
+    inputs, x = model_inputs(input_shape, extra_inputs, coordinate_channels, input_range, size_rule, name)
     if backbone is not None:
         encoded = backbone_encoder(x, backbone, backbone_weights, backbone_trainable)
     else:
@@ -91,5 +94,5 @@ def fcn(
         )
         scores = keras.layers.Add(name=f"fuse_stride{stride}")([scores, skip_scores])
     scores = learned_upsampling(scores, num_classes, stride, name=f"upsample_x{stride}")
-    outputs = activation_layer(head)(scores)
+    outputs = activation_layer(head, logits=logits)(scores)
     return keras.Model(inputs, outputs, name=name)

@@ -14,6 +14,8 @@ def resolve_head(head, channels):
     >>> resolve_head(None, 1), resolve_head(None, 3), resolve_head("regression", 3)
     ('binary', 'semantic', 'regression')
     """
+    if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
+        raise ValueError(f"The number of output channels (num_classes) must be an int >= 1; got {channels!r}.")
     if head is None:
         head = "binary" if channels == 1 else "semantic"
     if head not in HEADS:
@@ -25,22 +27,22 @@ def resolve_head(head, channels):
     return head
 
 
-def activation_layer(head, name="output"):
-    """The head's activation, computed in float32 even under mixed precision.
+def activation_layer(head, name="output", logits=False):
+    """The head's activation (linear with `logits=True`), in float32 even under mixed precision.
 
     Example:
     >>> activation_layer("binary").activation.__name__
     'sigmoid'
     """
-    return keras.layers.Activation(HEADS[head], dtype="float32", name=name)
+    return keras.layers.Activation("linear" if logits else HEADS[head], dtype="float32", name=name)
 
 
-def prediction_head(x, channels, head, name="output"):
-    """A 1x1 convolution to `channels` outputs and the head's activation.
+def prediction_head(x, channels, head, name="output", logits=False):
+    """A 1x1 convolution to `channels` outputs and the head's activation (none with `logits=True`).
 
     Example:
     >>> prediction_head(keras.Input((8, 8, 16)), 3, "semantic").shape
     (None, 8, 8, 3)
     """
     x = keras.layers.Conv2D(channels, 1, name=f"{name}_conv")(x)
-    return activation_layer(head, name)(x)
+    return activation_layer(head, name, logits)(x)

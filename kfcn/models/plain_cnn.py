@@ -6,7 +6,7 @@ import keras
 
 from kfcn.models.blocks import conv_block
 from kfcn.models.heads import activation_layer, resolve_head
-from kfcn.models.inputs import check_input_shape, model_inputs
+from kfcn.models.inputs import check_input_shape, check_positive_int, model_inputs
 
 
 def plain_cnn(
@@ -19,6 +19,8 @@ def plain_cnn(
     head="regression",
     coordinate_channels=False,
     extra_inputs=None,
+    input_range=(0, 255),
+    logits=False,
     name="plain_cnn",
 ):
     """Builds the simplest image-to-image network: `num_layers` "same" convolutions.
@@ -36,7 +38,7 @@ def plain_cnn(
         kernel_size: kernel size of every convolution.
         batch_norm: batch normalisation after the hidden convolutions.
         head: "regression" (linear), "binary" or "semantic".
-        coordinate_channels, extra_inputs, name: as for `unet`.
+        coordinate_channels, extra_inputs, input_range, logits, name: as for `unet`.
 
     Returns:
         A functional `keras.Model`.
@@ -46,12 +48,11 @@ def plain_cnn(
     (None, None, None, 3)
     """
     check_input_shape(input_shape, name)
-    if num_layers < 1:
-        raise ValueError(f"`num_layers` must be >= 1, got {num_layers}.")
+    num_layers = check_positive_int(num_layers, "num_layers", name)
     head = resolve_head(head, out_channels)
-    inputs, x = model_inputs(input_shape, extra_inputs, coordinate_channels)
+    inputs, x = model_inputs(input_shape, extra_inputs, coordinate_channels, input_range, model_name=name)
     if num_layers > 1:
         x = conv_block(x, filters, num_layers - 1, kernel_size, batch_norm=batch_norm, name="hidden")
     x = keras.layers.Conv2D(out_channels, kernel_size, padding="same", name="output_conv")(x)
-    outputs = activation_layer(head)(x)
+    outputs = activation_layer(head, logits=logits)(x)
     return keras.Model(inputs, outputs, name=name)

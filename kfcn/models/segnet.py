@@ -8,7 +8,7 @@ from kfcn.models.blocks import UPSAMPLING, check_choice
 from kfcn.models.decoders import skip_decoder
 from kfcn.models.encoders import conv_encoder
 from kfcn.models.heads import prediction_head, resolve_head
-from kfcn.models.inputs import check_input_shape, check_multiple, model_inputs
+from kfcn.models.inputs import check_input_shape, check_multiple, check_positive_int, model_inputs
 
 VGG16_CONVS = (2, 2, 3, 3, 3)
 
@@ -24,6 +24,8 @@ def segnet(
     head=None,
     coordinate_channels=False,
     extra_inputs=None,
+    input_range=(0, 255),
+    logits=False,
     name="segnet",
 ):
     """Builds SegNet: a VGG16-style encoder whose decoder unpools with the encoder's argmax.
@@ -43,7 +45,8 @@ def segnet(
         depth: number of poolings (5 in SegNet; SegNet-Basic uses 4).
         convs_per_level: per level, shallowest first (default VGG16's 2, 2, 3, 3, 3).
         upsampling: "indices" (SegNet), "transpose" or "replicate".
-        batch_norm, head, coordinate_channels, extra_inputs, name: as for `unet`.
+        batch_norm, head, coordinate_channels, extra_inputs, input_range, logits, name:
+            as for `unet`.
 
     Returns:
         A functional `keras.Model`.
@@ -54,17 +57,16 @@ def segnet(
     (None, 360, 480, 12)
     """
     check_input_shape(input_shape, name)
+    depth = check_positive_int(depth, "depth", name)
     check_choice(upsampling, UPSAMPLING, "upsampling")
     head = resolve_head(head, num_classes)
-    if upsampling == "indices":
-        check_multiple(input_shape, 1, name, minimum=2**depth)
-    else:
-        check_multiple(input_shape, 2**depth, name)
+    size_rule = (1, 0, 2**depth) if upsampling == "indices" else (2**depth, 0, 2**depth)
+    check_multiple(input_shape, size_rule[0], name, minimum=size_rule[2])
     convs = list(convs_per_level or (VGG16_CONVS[:depth] if depth <= 5 else VGG16_CONVS + (3,) * (depth - 5)))
     level_filters = [filters * min(2**level, 8) for level in range(depth)]
     downsampling = "maxpool_argmax" if upsampling == "indices" else "maxpool"
 
-    inputs, x = model_inputs(input_shape, extra_inputs, coordinate_channels)
+    inputs, x = model_inputs(input_shape, extra_inputs, coordinate_channels, input_range, size_rule, name)
     encoded = conv_encoder(
         x, level_filters, convs, downsampling, "same", batch_norm, bottom_block=False, name="encoder"
     )
@@ -79,5 +81,5 @@ def segnet(
         halve_last_conv=True,
         name="decoder",
     )
-    outputs = prediction_head(x, num_classes, head)
+    outputs = prediction_head(x, num_classes, head, logits=logits)
     return keras.Model(inputs, outputs, name=name)

@@ -8,8 +8,8 @@ from kfcn.models.blocks import DOWNSAMPLING, UPSAMPLING, check_choice
 from kfcn.models.decoders import skip_decoder
 from kfcn.models.encoders import BACKBONE_STRIDE, backbone_encoder, conv_encoder
 from kfcn.models.heads import prediction_head, resolve_head
-from kfcn.models.inputs import check_input_shape, check_multiple, model_inputs
-from kfcn.models.sizes import unet_valid_output_size
+from kfcn.models.inputs import check_input_shape, check_multiple, check_positive_int, model_inputs
+from kfcn.models.sizes import unet_valid_input_size, unet_valid_output_size
 
 
 def unet(
@@ -28,6 +28,8 @@ def unet(
     head=None,
     coordinate_channels=False,
     extra_inputs=None,
+    input_range=(0, 255),
+    logits=False,
     name="unet",
 ):
     """Builds a U-Net: the published network, a "same"-padded one, or an improved variant.
@@ -66,6 +68,11 @@ def unet(
             (linear); default: binary for 1 channel, else semantic.
         coordinate_channels: add pixel-coordinate channels (adds a "coordinate_frame" input).
         extra_inputs: `{name: channels}` of further input maps concatenated with the image.
+        input_range: `(low, high)` of the raw pixel values the model takes (default 8-bit,
+            (0, 255); (0, 65535) for 16-bit); a `Rescaling` layer maps it to [0, 1] inside
+            the graph, so callers, TF Serving and TFLite clients send pixels as stored.
+            None: no scaling (values fed as given, e.g. already normalised data).
+        logits: True makes the head linear (logits) for `from_logits=True` losses.
         name: the model's name.
 
     Returns:
@@ -77,6 +84,7 @@ def unet(
     (31030658, (None, 388, 388, 2))
     """
     check_input_shape(input_shape, name)
+    depth = check_positive_int(depth, "depth", name)
     check_choice(padding, ("same", "valid"), "padding")
     check_choice(downsampling, DOWNSAMPLING, "downsampling")
     check_choice(upsampling, UPSAMPLING, "upsampling")
@@ -86,7 +94,14 @@ def unet(
             raise ValueError("upsampling='indices' needs kfcn's own encoder: a backbone records no pooling indices.")
         downsampling = "maxpool_argmax"
 
-    inputs, x = model_inputs(input_shape, extra_inputs, coordinate_channels)
+    if backbone is not None:
+        size_rule = (BACKBONE_STRIDE, 0, BACKBONE_STRIDE)
+    elif padding == "same":
+        size_rule = (2**depth, 0, 2**depth)
+    else:
+        smallest = unet_valid_input_size(1, depth)[0]
+        size_rule = (2**depth, smallest, smallest)
+    inputs, x = model_inputs(input_shape, extra_inputs, coordinate_channels, input_range, size_rule, name)
     if backbone is not None:
         if padding != "same":
             raise ValueError("A backbone encoder is 'same'-padded; use padding='same'.")
@@ -111,5 +126,5 @@ def unet(
         )
         decoder_filters = level_filters[:-1]
     x = skip_decoder(encoded, decoder_filters, 2, upsampling, padding, batch_norm, name="decoder")
-    outputs = prediction_head(x, num_classes, head)
+    outputs = prediction_head(x, num_classes, head, logits=logits)
     return keras.Model(inputs, outputs, name=name)

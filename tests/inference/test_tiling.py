@@ -9,7 +9,7 @@ pytestmark = pytest.mark.backend
 
 @pytest.fixture
 def image(rng):
-    return rng.random((83, 70)).astype("float32")
+    return 255 * rng.random((83, 70)).astype("float32")
 
 
 @pytest.mark.parametrize("tile", [44, 60, (92, 48)])
@@ -33,7 +33,7 @@ def test_same_unet_tiled_equals_whole_away_from_border(image, tile):
 def test_whole_image_of_valid_unet_equals_direct_call_with_mirror_padding(rng):
     # predict() mirrors the margin on every side: compare with doing it by hand.
     model = unet((None, None, 1), num_classes=1, filters=4, depth=2, padding="valid")
-    image = rng.random((24, 24)).astype("float32")
+    image = 255 * rng.random((24, 24)).astype("float32")
     margin = model_geometry(model).margin
     padded = np.pad(image, margin, mode="reflect")[None, ..., None]
     direct = np.asarray(model.predict(padded, verbose=0))[0]
@@ -42,7 +42,7 @@ def test_whole_image_of_valid_unet_equals_direct_call_with_mirror_padding(rng):
 
 def test_same_models_pad_to_their_multiple(rng):
     model = unet((None, None, 3), num_classes=3, filters=4, depth=3)
-    image = rng.random((50, 37, 3)).astype("float32")
+    image = 255 * rng.random((50, 37, 3)).astype("float32")
     padded = np.pad(image, ((0, 6), (0, 3), (0, 0)), mode="reflect")[None]
     direct = np.asarray(model.predict(padded, verbose=0))[0, :50, :37]
     np.testing.assert_allclose(predict(model, image), direct, atol=1e-6)
@@ -85,7 +85,7 @@ def test_extra_input_maps_are_tiled_too(image):
 def test_memmap_input_and_output(tmp_path, rng):
     model = plain_cnn((None, None, 1), num_layers=2, filters=2)
     source = np.lib.format.open_memmap(tmp_path / "in.npy", mode="w+", dtype="float32", shape=(100, 90, 1))
-    source[:] = rng.random((100, 90, 1))
+    source[:] = 255 * rng.random((100, 90, 1))
     target = np.lib.format.open_memmap(tmp_path / "out.npy", mode="w+", dtype="float32", shape=(100, 90, 1))
     result = predict_tiled(model, source, 32, out=target, progress=False)
     assert result is target
@@ -96,7 +96,7 @@ def test_memmap_input_and_output(tmp_path, rng):
 def test_test_time_augmentation_of_an_equivariant_model_changes_nothing(rng):
     # A 1x1 convolution commutes with flips and rotations.
     model = plain_cnn((None, None, 1), num_layers=1, kernel_size=1)
-    image = rng.random((16, 16)).astype("float32")
+    image = 255 * rng.random((16, 16)).astype("float32")
     np.testing.assert_allclose(predict(model, image, tta="d4"), predict(model, image), atol=1e-6)
     np.testing.assert_allclose(
         predict_tiled(model, image, 8, tta="flips", progress=False), predict(model, image), atol=1e-6
@@ -105,7 +105,7 @@ def test_test_time_augmentation_of_an_equivariant_model_changes_nothing(rng):
 
 def test_predict_resized(rng):
     model = unet((None, None, 1), num_classes=3, filters=4, depth=2)
-    image = rng.random((100, 60)).astype("float32")
+    image = 255 * rng.random((100, 60)).astype("float32")
     probabilities = predict_resized(model, image, (32, 32))
     assert probabilities.shape == (100, 60, 3)
     np.testing.assert_allclose(probabilities.sum(-1), 1.0, atol=1e-5)
@@ -115,16 +115,16 @@ def test_predict_resized(rng):
 
 def test_errors_are_clear(rng):
     model = unet((None, None, 1), num_classes=2, filters=4, depth=2, padding="valid")
-    image = rng.random((50, 50)).astype("float32")
+    image = 255 * rng.random((50, 50)).astype("float32")
     with pytest.raises(ValueError, match="next size that does is 44"):
         predict_tiled(model, image, 42, progress=False)
     same = unet((None, None, 1), num_classes=2, filters=4, depth=2)
     with pytest.raises(ValueError, match="too small"):
         predict_tiled(same, image, 32, progress=False)
     with pytest.raises(ValueError, match="expects 1 channel"):
-        predict(same, rng.random((20, 20, 3)))
+        predict(same, 255 * rng.random((20, 20, 3)))
     with pytest.raises(ValueError, match="no batch axis"):
-        predict(same, rng.random((2, 20, 20, 1)))
+        predict(same, 255 * rng.random((2, 20, 20, 1)))
     bad = image.copy()
     bad[3, 3] = np.nan
     with pytest.raises(ValueError, match="NaN"):
