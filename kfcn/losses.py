@@ -12,7 +12,21 @@ Reduction: the ratio is computed per sample and per channel, averaged over the
 channels, then Keras averages over the batch (`reduction="sum_over_batch_size"`).
 For batch 1 and one channel each loss equals the formula above exactly. With
 `per_sample=False` the sums run over the whole batch before the ratio is taken
-(nnU-Net's "batch Dice"), which is the remedy for empty targets below.
+(nnU-Net's "batch Dice"), which is the remedy for empty targets below. A per-pixel
+`sample_weight` (batch, height, width) weights each sample by its mean weight.
+
+Targets: dense masks or one-hot maps in [0, 1] with the prediction's shape, or class
+indices 0..K−1 of shape (B, H, W) / (B, H, W, 1) (`sparse_labels`, automatic when the
+prediction has K > 1 channels and the target one), one-hot encoded inside the loss.
+Pixels whose target equals `ignore_class` (CamVid's void) leave every sum. With
+`from_logits=True` the prediction passes through a sigmoid (one channel) or a softmax
+(K channels) first.
+
+Bad inputs never give a plausible number. Targets outside [0, 1], such as a raw 0/255
+mask, and class indices outside [0, K) raise a ValueError that names the fix when the
+values are concrete (an eager call); inside a compiled graph (`tf.function`, `jax.jit`)
+the loss becomes NaN instead, and so do non-finite targets or predictions, so
+`keras.callbacks.TerminateOnNaN` stops the training.
 
 Empty targets (Σy = 0): every value stays finite.
   - j and Dice: an empty prediction is a perfect overlap (0/0 is defined as ratio 1,
@@ -33,8 +47,72 @@ needed (see `tests/test_losses.py::test_pixel_weighted_crossentropy`).
 
 from __future__ import annotations
 
+import inspect
+import math
+import numbers
+
 import keras
+import numpy as np
 from keras import ops
+
+_RAW_MASK_FIX = "for a raw 0/255 mask use label_mode='binary' in kfcn.data.folder_dataset, or labels // 255"
+
+
+def _refuse_or_poison(bad, message):
+    """Raises `ValueError(message())` if the scalar boolean `bad` is concretely true.
+
+    Concrete values (an eager call on NumPy arrays or tensors, PyTorch's eager `fit`)
+    can be inspected, so a bad input raises. Inside a compiled graph (`tf.function`,
+    `jax.jit`) the value is not known yet: `bad` is returned, and the caller turns
+    its result into NaN where it is true (see `_poison`).
+
+    Example:
+    >>> labels = keras.ops.convert_to_tensor([0, 255])
+    >>> _refuse_or_poison(keras.ops.any(labels > 1), lambda: "labels must be 0 or 1")
+    Traceback (most recent call last):
+    ...
+    ValueError: labels must be 0 or 1
+    """
+    try:
+        concrete = bool(ops.convert_to_numpy(bad))
+    except Exception:  # a symbolic tensor or a tracer: no value before the graph runs
+        return bad
+    if concrete:
+        raise ValueError(message())
+    return bad
+
+
+def _poison(value, bad):
+    """Returns `value`, or NaN wherever the boolean `bad` (broadcastable) is true.
+
+    Example:
+    >>> keras.ops.convert_to_numpy(_poison(keras.ops.ones(2), keras.ops.convert_to_tensor(True))).tolist()
+    [nan, nan]
+    """
+    return ops.where(bad, ops.full_like(value, math.nan), value)
+
+
+def _examples_of(values, where_bad, count=5):
+    """A few distinct offending values, for an error message (eager values only)."""
+    values, where_bad = ops.convert_to_numpy(values), ops.convert_to_numpy(where_bad)
+    found = np.unique(np.broadcast_to(values, where_bad.shape)[where_bad])
+    return ", ".join(f"{v:g}" for v in found[:count]) + (", ..." if len(found) > count else "")
+
+
+def _check_ignore_class(ignore_class):
+    """Returns `ignore_class` as an int (or None), or raises a ValueError naming the fix.
+
+    Example:
+    >>> _check_ignore_class(11)
+    11
+    """
+    if ignore_class is None:
+        return None
+    if isinstance(ignore_class, bool) or not isinstance(ignore_class, numbers.Integral):
+        raise ValueError(
+            f"`ignore_class` must be an int label value (e.g. 11 for CamVid's void) or None, got {ignore_class!r}."
+        )
+    return int(ignore_class)
 
 
 def _as_channels_last(tensor):
@@ -44,21 +122,13 @@ def _as_channels_last(tensor):
 
 def _check_shapes(loss_name, y_true, y_pred):
     true_shape, pred_shape = tuple(y_true.shape), tuple(y_pred.shape)
-    if len(pred_shape) != 4:
-        raise ValueError(
-            f"{loss_name} expects predictions of shape (batch, height, width, channels), got {pred_shape}."
-        )
     mismatch = len(true_shape) != 4 or any(
         a is not None and b is not None and a != b for a, b in zip(true_shape, pred_shape)
     )
     if mismatch:
         hint = ""
         if len(true_shape) == 4 and true_shape[-1] == 1 and pred_shape[-1] not in (1, None):
-            hint = (
-                " The target looks like class indices: one-hot encode it "
-                f"(keras.ops.one_hot(labels[..., 0], {pred_shape[-1]})) or use "
-                "keras.losses.SparseCategoricalCrossentropy."
-            )
+            hint = " The target looks like class indices: pass sparse_labels=True (or leave it None, automatic)."
         raise ValueError(
             f"{loss_name}: target shape {true_shape} does not match prediction shape "
             f"{pred_shape}; they must be equal (batch, height, width, channels).{hint}"
@@ -66,19 +136,60 @@ def _check_shapes(loss_name, y_true, y_pred):
 
 
 class _OverlapLoss(keras.losses.Loss):
-    """Shared machinery: per-sample, per-channel sums over the pixels."""
+    """Shared machinery: target checks and encoding, per-sample, per-channel sums over the pixels."""
 
-    def __init__(self, per_sample=True, name=None, reduction="sum_over_batch_size", dtype=None):
+    def __init__(
+        self,
+        per_sample=True,
+        from_logits=False,
+        sparse_labels=None,
+        ignore_class=None,
+        name=None,
+        reduction="sum_over_batch_size",
+        dtype=None,
+    ):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
-        self.per_sample = per_sample
+        if sparse_labels not in (None, True, False):
+            raise ValueError(f"`sparse_labels` must be True, False or None (automatic), got {sparse_labels!r}.")
+        self.per_sample = bool(per_sample)
+        self.from_logits = bool(from_logits)
+        self.sparse_labels = sparse_labels
+        self.ignore_class = _check_ignore_class(ignore_class)
 
     def _ratio(self, sums):
         raise NotImplementedError
 
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        if sample_weight is not None:
+            # A per-pixel weight map weights each sample by its mean, as for a per-pixel loss.
+            sample_weight = ops.convert_to_tensor(sample_weight)
+            if len(sample_weight.shape) > 1:
+                sample_weight = ops.mean(ops.reshape(sample_weight, (ops.shape(sample_weight)[0], -1)), axis=1)
+        return super().__call__(y_true, y_pred, sample_weight=sample_weight)
+
     def call(self, y_true, y_pred):
         y_pred = _as_channels_last(ops.convert_to_tensor(y_pred))
+        if len(y_pred.shape) != 4:
+            raise ValueError(
+                f"{self.name} expects predictions of shape (batch, height, width, channels), got {tuple(y_pred.shape)}."
+            )
         y_true = _as_channels_last(ops.cast(y_true, y_pred.dtype))
-        _check_shapes(self.name, y_true, y_pred)
+        non_finite = ops.logical_not(ops.all(ops.isfinite(y_pred)) & ops.all(ops.isfinite(y_true)))
+        if self.from_logits:
+            y_pred = ops.sigmoid(y_pred) if y_pred.shape[-1] == 1 else ops.softmax(y_pred, axis=-1)
+        else:
+            outside = ops.isfinite(y_pred) & ((y_pred < 0) | (y_pred > 1))
+            bad_pred = _refuse_or_poison(
+                ops.any(outside),
+                lambda: (
+                    f"{self.name}: predictions must be probabilities in [0, 1], got "
+                    f"{_examples_of(y_pred, outside)}. For logits (a head without activation) pass from_logits=True."
+                ),
+            )
+            non_finite = non_finite | bad_pred
+        y_true, keep, bad_true = self._encode(y_true, y_pred)
+        if keep is not None:
+            y_pred = y_pred * keep
         axes = (1, 2) if self.per_sample else (0, 1, 2)
         sums = {
             "intersection": ops.sum(y_true * y_pred, axis=axes),
@@ -90,20 +201,92 @@ class _OverlapLoss(keras.losses.Loss):
         loss = 1.0 - ops.mean(self._ratio(sums), axis=-1)
         if not self.per_sample:
             loss = ops.broadcast_to(loss, ops.shape(y_pred)[:1])
-        return loss
+        return _poison(loss, non_finite | bad_true)
+
+    def _is_sparse(self, y_true, y_pred):
+        if self.sparse_labels is not None:
+            return self.sparse_labels
+        return y_true.shape[-1] == 1 and y_pred.shape[-1] not in (1, None)
+
+    def _encode(self, y_true, y_pred):
+        """Returns the dense target, the kept-pixel mask (or None) and a bad-target flag."""
+        if self._is_sparse(y_true, y_pred):
+            return self._encode_sparse(y_true, y_pred)
+        keep = None
+        if self.ignore_class is not None:
+            if y_true.shape[-1] != 1:
+                raise ValueError(
+                    f"{self.name}: ignore_class applies to class-index labels or one-channel masks, but the target "
+                    f"has {y_true.shape[-1]} channels. Pass class indices (batch, height, width[, 1]) instead."
+                )
+            keep = ops.cast(y_true != self.ignore_class, y_true.dtype)
+            y_true = y_true * keep
+        _check_shapes(self.name, y_true, y_pred)
+        outside = ops.isfinite(y_true) & ((y_true < 0) | (y_true > 1))
+        bad = _refuse_or_poison(
+            ops.any(outside),
+            lambda: (
+                f"{self.name}: targets must be masks or one-hot maps in [0, 1], got "
+                f"{_examples_of(y_true, outside)}; {_RAW_MASK_FIX}. For class indices 0..K-1 pass sparse_labels=True."
+            ),
+        )
+        return y_true, keep, bad
+
+    def _encode_sparse(self, y_true, y_pred):
+        channels = y_pred.shape[-1]
+        if y_true.shape[-1] != 1 or channels is None:
+            raise ValueError(
+                f"{self.name}: sparse labels must have shape (batch, height, width) or (batch, height, width, 1) "
+                f"and the prediction a known number of channels; got {tuple(y_true.shape)} and {tuple(y_pred.shape)}."
+            )
+        labels = y_true[..., 0]
+        # A single sigmoid channel is the probability of class 1, so its labels are 0 and 1.
+        num_labels = max(channels, 2)
+        keep = ops.ones_like(labels, dtype="bool") if self.ignore_class is None else labels != self.ignore_class
+        known = (labels >= 0) & (labels < num_labels) & (labels == ops.round(labels))
+        unknown = keep & ops.logical_not(known) & ops.isfinite(labels)
+        ignore_hint = "" if self.ignore_class is not None else " Mark void pixels with ignore_class=<their value>."
+        bad = _refuse_or_poison(
+            ops.any(unknown),
+            lambda: (
+                f"{self.name}: class-index labels must be whole numbers in [0, {num_labels}) for a prediction "
+                f"with {channels} channel(s), got {_examples_of(labels, unknown)}; {_RAW_MASK_FIX}.{ignore_hint}"
+            ),
+        )
+        keep = keep & known
+        index = ops.cast(ops.where(keep, labels, ops.zeros_like(labels)), "int32")
+        keep = ops.cast(keep, y_pred.dtype)[..., None]
+        one_hot = ops.one_hot(index, num_labels, dtype=y_pred.dtype)[..., num_labels - channels :]
+        return one_hot * keep, keep, bad
 
     def get_config(self):
         config = super().get_config()
-        config["per_sample"] = self.per_sample
+        config.update(
+            {
+                "per_sample": self.per_sample,
+                "from_logits": self.from_logits,
+                "sparse_labels": self.sparse_labels,
+                "ignore_class": self.ignore_class,
+            }
+        )
         return config
+
+
+_OVERLAP_ARGS = """per_sample: take the ratio per sample (default) or over the whole batch.
+        from_logits: the prediction is logits: apply a sigmoid (one channel) or a softmax first.
+        sparse_labels: the target is class indices 0..K-1, one-hot encoded inside the loss;
+            None (default) decides by shape: one target channel and K > 1 prediction channels.
+        ignore_class: target value whose pixels leave every sum (e.g. 11, CamVid's void).
+        name, reduction, dtype: as for any `keras.losses.Loss`."""
 
 
 def _safe_ratio(numerator, denominator):
     # 0/0 (empty target, empty prediction) is a perfect overlap: ratio 1, no NaN
-    # in the value or in the gradient (the unused branch divides by 1).
-    positive = denominator > 0
-    safe = ops.where(positive, denominator, ops.ones_like(denominator))
-    return ops.where(positive, numerator / safe, ops.ones_like(numerator))
+    # in the value or in the gradient (the unused branch divides by 1). A NaN
+    # denominator stays NaN: it is not "empty".
+    empty = denominator == 0
+    safe = ops.where(empty, ops.ones_like(denominator), denominator)
+    return ops.where(empty, ops.ones_like(numerator), numerator / safe)
 
 
 @keras.saving.register_keras_serializable(package="kfcn")
@@ -111,17 +294,28 @@ class JaccardLoss(_OverlapLoss):
     """The Jaccard loss j = 1 − Σyŷ / (Σy + Σŷ − Σyŷ).
 
     Args:
-        per_sample: take the ratio per sample (default) or over the whole batch.
-        name, reduction, dtype: as for any `keras.losses.Loss`.
+        ARGS
 
     Example:
     >>> y = keras.ops.ones((1, 2, 2, 1))
     >>> float(JaccardLoss()(y, 0.5 * y))
     0.5
+    >>> labels = keras.ops.convert_to_tensor([[[0, 1], [2, 1]]])  # class indices, 3 classes
+    >>> float(JaccardLoss()(labels, keras.ops.one_hot(labels, 3)))
+    0.0
     """
 
-    def __init__(self, per_sample=True, name="jaccard_loss", reduction="sum_over_batch_size", dtype=None):
-        super().__init__(per_sample=per_sample, name=name, reduction=reduction, dtype=dtype)
+    def __init__(
+        self,
+        per_sample=True,
+        from_logits=False,
+        sparse_labels=None,
+        ignore_class=None,
+        name="jaccard_loss",
+        reduction="sum_over_batch_size",
+        dtype=None,
+    ):
+        super().__init__(per_sample, from_logits, sparse_labels, ignore_class, name, reduction, dtype)
 
     def _ratio(self, sums):
         union = sums["true"] + sums["pred"] - sums["intersection"]
@@ -138,8 +332,7 @@ class JaccardJ2Loss(_OverlapLoss):
 
     Args:
         epsilon: the ε of the formula.
-        per_sample: take the ratio per sample (default) or over the whole batch.
-        name, reduction, dtype: as for any `keras.losses.Loss`.
+        ARGS
 
     Example:
     >>> y = keras.ops.ones((1, 2, 2, 1))
@@ -148,11 +341,19 @@ class JaccardJ2Loss(_OverlapLoss):
     """
 
     def __init__(
-        self, epsilon=1e-7, per_sample=True, name="jaccard_j2_loss", reduction="sum_over_batch_size", dtype=None
+        self,
+        epsilon=1e-7,
+        per_sample=True,
+        from_logits=False,
+        sparse_labels=None,
+        ignore_class=None,
+        name="jaccard_j2_loss",
+        reduction="sum_over_batch_size",
+        dtype=None,
     ):
-        super().__init__(per_sample=per_sample, name=name, reduction=reduction, dtype=dtype)
-        if epsilon < 0:
-            raise ValueError(f"`epsilon` must be >= 0, got {epsilon}.")
+        super().__init__(per_sample, from_logits, sparse_labels, ignore_class, name, reduction, dtype)
+        if not (math.isfinite(epsilon) and epsilon >= 0):
+            raise ValueError(f"`epsilon` must be a finite number >= 0, got {epsilon}.")
         self.epsilon = epsilon
 
     def _ratio(self, sums):
@@ -173,37 +374,133 @@ class DiceLoss(_OverlapLoss):
     per-channel averaging, so kfcn keeps its own, reduced like the Jaccard losses.
 
     Args:
-        per_sample: take the ratio per sample (default) or over the whole batch.
-        name, reduction, dtype: as for any `keras.losses.Loss`.
+        ARGS
 
     Example:
     >>> y = keras.ops.ones((1, 2, 2, 1))
     >>> round(float(DiceLoss()(y, 0.5 * y)), 4)
     0.3333
+    >>> round(float(DiceLoss(from_logits=True)(y, keras.ops.zeros((1, 2, 2, 1)))), 4)  # sigmoid(0) = 0.5
+    0.3333
     """
 
-    def __init__(self, per_sample=True, name="dice_loss", reduction="sum_over_batch_size", dtype=None):
-        super().__init__(per_sample=per_sample, name=name, reduction=reduction, dtype=dtype)
+    def __init__(
+        self,
+        per_sample=True,
+        from_logits=False,
+        sparse_labels=None,
+        ignore_class=None,
+        name="dice_loss",
+        reduction="sum_over_batch_size",
+        dtype=None,
+    ):
+        super().__init__(per_sample, from_logits, sparse_labels, ignore_class, name, reduction, dtype)
 
     def _ratio(self, sums):
         return _safe_ratio(2.0 * sums["intersection"], sums["true"] + sums["pred"])
 
 
-@keras.saving.register_keras_serializable(package="kfcn")
-class CompoundLoss(keras.losses.Loss):
-    """A weighted sum of losses, e.g. j2 plus cross-entropy.
+for _loss_class in (JaccardLoss, JaccardJ2Loss, DiceLoss):
+    _loss_class.__doc__ = _loss_class.__doc__.replace("ARGS", _OVERLAP_ARGS)
 
-    Per-pixel parts (Keras' cross-entropies) stay per pixel and per-image parts
-    (kfcn's overlap losses) are spread evenly over the pixels, so the reduced loss is
-    the weighted sum of the parts' means, and a per-pixel `sample_weight` such as the
-    U-Net weight map applies to the cross-entropy pixel by pixel.
+
+@keras.saving.register_keras_serializable(package="kfcn")
+class LossFunction(keras.losses.Loss):
+    """A plain loss function `fn(y_true, y_pred) -> per-pixel losses` as a reduced Keras loss.
+
+    What `CompoundLoss` turns a function or a function's name into (Keras' own wrapper
+    is private). The function must be registered with Keras (or be a Keras loss
+    function) for the wrapper to be saved and loaded.
 
     Args:
-        losses: list of `keras.losses.Loss` instances.
-        weights: list of floats, one per loss (default: all 1).
+        fn: the loss function.
+        name, reduction, dtype: as for any `keras.losses.Loss`.
 
     Example:
-    >>> loss = CompoundLoss([JaccardJ2Loss(), keras.losses.BinaryCrossentropy()], [1.0, 0.5])
+    >>> loss = LossFunction(keras.losses.mean_squared_error)
+    >>> float(loss(keras.ops.zeros((1, 2)), keras.ops.ones((1, 2))))
+    1.0
+    """
+
+    def __init__(self, fn, name=None, reduction="sum_over_batch_size", dtype=None):
+        super().__init__(name=name or getattr(fn, "__name__", None), reduction=reduction, dtype=dtype)
+        self.fn = fn
+
+    def call(self, y_true, y_pred):
+        return self.fn(y_true, y_pred)
+
+    def get_config(self):
+        config = super().get_config()
+        config["fn"] = keras.saving.serialize_keras_object(self.fn)
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["fn"] = keras.saving.deserialize_keras_object(config["fn"])
+        return cls(**config)
+
+
+def _as_loss(identifier):
+    """A `keras.losses.Loss` from an instance, a Loss class, a Keras name or config, or a function."""
+    if isinstance(identifier, keras.losses.Loss):
+        return identifier
+    if inspect.isclass(identifier) and issubclass(identifier, keras.losses.Loss):
+        return identifier()
+    if isinstance(identifier, (str, dict)):
+        try:
+            loss = keras.losses.get(identifier)
+        except (ValueError, TypeError) as error:
+            raise ValueError(
+                f"CompoundLoss cannot interpret the loss {identifier!r} ({error}). Use a Keras loss name such as "
+                "'binary_crossentropy', a keras.losses.Loss instance, or a function (y_true, y_pred) -> losses."
+            ) from None
+        return loss if isinstance(loss, keras.losses.Loss) else LossFunction(loss)
+    if callable(identifier):
+        return LossFunction(identifier)
+    raise TypeError(
+        f"CompoundLoss: {identifier!r} is not a loss. Use a Keras loss name such as 'binary_crossentropy', a "
+        "keras.losses.Loss instance, or a function (y_true, y_pred) -> losses."
+    )
+
+
+def _check_weights(weights, count):
+    if weights is None:
+        return [1.0] * count
+    weights = list(weights)
+    if len(weights) != count:
+        raise ValueError(f"CompoundLoss got {count} losses but {len(weights)} weights; give one weight per loss.")
+    try:
+        weights = [float(w) for w in weights]
+    except (TypeError, ValueError):
+        raise TypeError(f"CompoundLoss weights must be numbers, got {weights!r}.") from None
+    if not all(math.isfinite(w) and w >= 0 for w in weights) or not any(weights):
+        raise ValueError(
+            f"CompoundLoss weights must be finite and >= 0, at least one of them > 0, got {weights}. "
+            "Drop a loss rather than weighting it by 0 alone."
+        )
+    return weights
+
+
+@keras.saving.register_keras_serializable(package="kfcn")
+class CompoundLoss(keras.losses.Loss):
+    """A weighted sum of losses, e.g. j2 plus cross-entropy: Σ wᵢ · lossᵢ(y_true, y_pred, sample_weight).
+
+    Each part is called as the Keras loss it is, with its own reduction and dtype,
+    and receives the `sample_weight`: a per-pixel weight map such as the U-Net weight
+    map applies to a cross-entropy pixel by pixel, and weights each sample of an
+    overlap loss by its mean. The sum is returned as is (the parts are already
+    reduced), so `reduction` stays at its default.
+
+    Args:
+        losses: list of losses: `keras.losses.Loss` instances, Keras loss names or
+            configs (`"binary_crossentropy"`, `"BinaryCrossentropy"`), or functions
+            `(y_true, y_pred) -> per-pixel losses`.
+        weights: list of finite floats >= 0, one per loss, not all 0 (default: all 1).
+        name, dtype: as for any `keras.losses.Loss`; the sum is cast to `dtype`.
+
+    Example:
+    >>> loss = CompoundLoss([JaccardJ2Loss(), "binary_crossentropy"], [1.0, 0.5])
     >>> y = keras.ops.ones((1, 2, 2, 1))
     >>> float(loss(y, 0.99 * y)) < 0.05
     True
@@ -211,20 +508,26 @@ class CompoundLoss(keras.losses.Loss):
 
     def __init__(self, losses, weights=None, name="compound_loss", reduction="sum_over_batch_size", dtype=None):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
-        self.losses = [keras.losses.get(loss) if isinstance(loss, dict) else loss for loss in losses]
-        self.weights = [1.0] * len(self.losses) if weights is None else [float(w) for w in weights]
-        if len(self.weights) != len(self.losses):
-            raise ValueError(f"Got {len(self.losses)} losses but {len(self.weights)} weights.")
+        if self.reduction != "sum_over_batch_size":
+            raise ValueError(
+                f"CompoundLoss sums its parts' reduced values, so its own reduction={reduction!r} would be "
+                "ignored; set the reduction on each part instead."
+            )
+        if isinstance(losses, (str, dict, keras.losses.Loss)) or not isinstance(losses, (list, tuple)):
+            raise TypeError(f"CompoundLoss takes a list of losses, got {losses!r}; wrap a single loss in a list.")
+        if not losses:
+            raise ValueError("CompoundLoss needs at least one loss.")
+        self.losses = [_as_loss(loss) for loss in losses]
+        self.weights = _check_weights(weights, len(self.losses))
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        total = 0.0
+        for loss, weight in zip(self.losses, self.weights):
+            total = total + weight * ops.cast(loss(y_true, y_pred, sample_weight=sample_weight), self.dtype)
+        return total
 
     def call(self, y_true, y_pred):
-        parts = [weight * loss.call(y_true, y_pred) for loss, weight in zip(self.losses, self.weights)]
-        rank = max(len(part.shape) for part in parts)
-        total = 0.0
-        for part in parts:
-            # A per-sample value (B,) spreads over the pixels as (B, 1, 1): the mean is
-            # unchanged, and a per-pixel sample_weight (B, H, W) still applies to every part.
-            total = total + ops.reshape(part, tuple(ops.shape(part)) + (1,) * (rank - len(part.shape)))
-        return total
+        return self(y_true, y_pred)
 
     def get_config(self):
         config = super().get_config()

@@ -114,8 +114,8 @@ def test_set_measures_are_ordered(a, b):
 
 
 def test_mismatched_shapes_are_named():
-    with pytest.raises(ValueError, match=r"target shape \(2, 8, 8, 1\) does not match.*one-hot"):
-        losses.DiceLoss()(np.zeros((2, 8, 8, 1)), np.zeros((2, 8, 8, 3), "float32"))
+    with pytest.raises(ValueError, match=r"target shape \(2, 8, 8, 1\) does not match.*sparse_labels=True"):
+        losses.DiceLoss(sparse_labels=False)(np.zeros((2, 8, 8, 1)), np.zeros((2, 8, 8, 3), "float32"))
     with pytest.raises(ValueError, match="does not match"):
         losses.JaccardLoss()(np.zeros((2, 8, 9, 1)), np.zeros((2, 8, 8, 1), "float32"))
 

@@ -121,7 +121,10 @@ class MaxUnpooling2D(keras.layers.Layer):
         unpooled = unpooled[:, :height, :width, :]
         pad_h = _non_negative(height - pooled_h * pool_h)
         pad_w = _non_negative(width - pooled_w * pool_w)
-        return ops.pad(unpooled, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]])
+        unpooled = ops.pad(unpooled, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]])
+        # A pad by computed widths loses the static channel count in TensorFlow's shape
+        # inference; TFLite's builtin convolutions need it back.
+        return ops.reshape(unpooled, (-1, height, width, channels))
 
     def get_config(self):
         config = super().get_config()

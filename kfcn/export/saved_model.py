@@ -1,0 +1,103 @@
+"""SavedModel export in the layout TF Serving reads: `export_dir/<version>/saved_model.pb`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from kfcn.atomic import atomic_path, check_writable, clean_partials
+from kfcn.export.backend import on_tensorflow, run_in_tensorflow_child
+from kfcn.export.contract import MODEL_CARD_NAME, serving_contract
+
+
+def next_version(export_dir):
+    """The next free TF Serving version number in `export_dir` (1 when there is none).
+
+    Example:
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp()); (folder / "3").mkdir()
+    >>> next_version(folder)
+    4
+    """
+    folder = Path(export_dir)
+    numbers = [int(p.name) for p in folder.iterdir() if p.is_dir() and p.name.isdigit()] if folder.is_dir() else []
+    return max(numbers, default=0) + 1
+
+
+def saved_model(model, export_dir, version=None, overwrite=False, metadata=None):
+    """Exports `model` for TF Serving: `export_dir/<version>/` with `saved_model.pb`, `variables/`
+    and `kfcn_model_card.json`.
+
+    The `serving_default` signature takes a float32 batch `(batch, height, width,
+    channels)` of **raw pixel values** of any height and width; its input is named
+    after the contract (`pixels_0_255` for an 8-bit model). Inside the graph the
+    image is mirror-padded to a size the network takes (its total stride, and the
+    valid-padding margin on every side), scaled by the model's own `input_scaling`
+    layer, and the output is cropped back to the image's size. Its output is named
+    `probabilities` (sigmoid/softmax heads) or `values` (linear heads). The folder
+    loads with plain TensorFlow (`tf.saved_model.load`), without kfcn.
+
+    Backends: under TensorFlow the model is traced directly; a JAX or PyTorch model
+    is saved as `.keras` and exported by a child process under the TensorFlow
+    backend (same weights, same layout).
+
+    The export is atomic: it is written under a temporary name in `export_dir` and
+    renamed into place when complete; an existing version is never replaced unless
+    `overwrite=True`.
+
+    Args:
+        model: a functional or Sequential Keras image-to-image model with one image input.
+        export_dir: the model's base path for TF Serving (`--model_base_path`).
+        version: a positive int; None takes the next free number.
+        overwrite: replace an existing version.
+        metadata: a JSON-serialisable dict stored in the model card (training data,
+            command, metrics).
+
+    Returns:
+        The version folder as a `Path`.
+
+    Example:
+    >>> import tempfile
+    >>> import tensorflow as tf
+    >>> from kfcn.models import unet
+    >>> model = unet((None, None, 1), num_classes=1, filters=2, depth=2)
+    >>> folder = saved_model(model, tempfile.mkdtemp())
+    >>> folder.name
+    '1'
+    >>> serve = tf.saved_model.load(str(folder)).signatures["serving_default"]
+    >>> tuple(serve(pixels_0_255=tf.zeros((1, 30, 17, 1)))["probabilities"].shape)
+    (1, 30, 17, 1)
+    """
+    if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 1):
+        raise ValueError(f"`version` is a positive int (TF Serving's version folder) or None; got {version!r}.")
+    contract = serving_contract(model)  # checks the model before any file is touched
+    export_dir = check_writable(export_dir, "export folder")
+    clean_partials(export_dir)
+    version = next_version(export_dir) if version is None else version
+    target = export_dir / str(version)
+    if target.exists() and not overwrite:
+        raise FileExistsError(
+            f"Version {version} already exists in {export_dir}; pass overwrite=True (--overwrite) to replace it, "
+            "or version=None for the next free number."
+        )
+    if not on_tensorflow():
+        kwargs = {"export_dir": str(export_dir), "version": version, "overwrite": overwrite, "metadata": metadata}
+        return Path(run_in_tensorflow_child(model, "saved_model", kwargs))
+    with atomic_path(target, overwrite=overwrite) as temporary:
+        write_saved_model(model, contract, temporary)
+        card = contract.model_card(model, "saved_model", metadata)
+        card["serving"] = {"signature": "serving_default", "version": version}
+        (temporary / MODEL_CARD_NAME).write_text(json.dumps(card, indent=2) + "\n")
+    return target
+
+
+def write_saved_model(model, contract, folder, height=None, width=None, batch=None):
+    """Writes a SavedModel with the padded `serving_default` signature to `folder`."""
+    import keras
+
+    from kfcn.export.serving import serving_function
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint("serving_default", serving_function(model, contract, height, width, batch))
+    archive.write_out(str(folder), verbose=False)

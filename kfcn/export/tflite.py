@@ -1,0 +1,202 @@
+"""TFLite export with builtin ops only: float32, float16, dynamic-range and full-integer int8."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from kfcn.atomic import atomic_path
+from kfcn.export.backend import on_tensorflow, run_in_tensorflow_child
+from kfcn.export.contract import serving_contract
+
+QUANTIZATIONS = (None, "float16", "dynamic", "int8")
+logger = logging.getLogger("kfcn.export")
+
+
+def tflite(model, path, quantize=None, representative_data=None, input_shape=None, overwrite=True, max_samples=64):
+    """Converts `model` to a `.tflite` file that needs builtin ops only (no Flex, no custom op).
+
+    The graph is the SavedModel's (see `saved_model`): raw pixel values in, the
+    model's own scaling, mirror padding to the network's stride, output cropped back.
+    With `input_shape=(height, width)` the input is fixed (the fastest for XNNPACK; no
+    padding op remains when the size suits the network); without it the height and
+    width are dynamic: call `interpreter.resize_tensor_input` before
+    `allocate_tensors`. Every kfcn architecture converts with builtin ops only,
+    SegNet's pooling-index unpooling included.
+
+    Quantization:
+        - None: float32.
+        - "float16": float16 weights (half the size), float32 compute on most CPUs.
+        - "dynamic": int8 weights, float activations.
+        - "int8": full-integer ops with int8 weights and activations, calibrated on
+          `representative_data`; input and output stay float32 tensors.
+
+    Args:
+        model: a functional or Sequential Keras image-to-image model.
+        path: the `.tflite` file to write (atomically).
+        quantize: None, "float16", "dynamic" or "int8".
+        representative_data: for "int8": images as the client sends them (raw
+            pixels), an iterable of (H, W[, C]) arrays or a `tf.data.Dataset` of
+            images or of (image, label) pairs. Some tens of images are enough.
+        input_shape: `(height, width)` for a fixed input, or None for dynamic sizes.
+        overwrite: replace an existing file.
+        max_samples: calibration images used at most.
+
+    Returns:
+        A dict report: path, size in bytes, quantization, op names, input and output details.
+
+    Backends: as `saved_model` (a JAX or PyTorch model is converted in a TensorFlow child process).
+
+    Example:
+    >>> import tempfile, os
+    >>> from kfcn.models import segnet
+    >>> model = segnet((None, None, 3), num_classes=3, filters=2, depth=2)
+    >>> report = tflite(model, os.path.join(tempfile.mkdtemp(), "segnet.tflite"), input_shape=(32, 48))
+    >>> report["input"]["shape"], any(op.startswith("Flex") for op in report["ops"])
+    ([1, 32, 48, 3], False)
+    """
+    if quantize not in QUANTIZATIONS:
+        raise ValueError(f"`quantize` must be one of {QUANTIZATIONS}; got {quantize!r}.")
+    if quantize == "int8" and representative_data is None:
+        raise ValueError(
+            "quantize='int8' calibrates activations on real inputs: pass representative_data (a few tens of raw "
+            "images, e.g. a list of arrays or a tf.data.Dataset; --representative DIR on the command line)."
+        )
+    contract = serving_contract(model)
+    path = Path(path)
+    if path.suffix != ".tflite":
+        raise ValueError(f"TFLite files end in .tflite; got {path}.")
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass overwrite=True (--overwrite) to replace it.")
+    height, width = _check_input_shape(model, contract, input_shape)
+    samples = None if representative_data is None else _calibration_images(representative_data, contract, max_samples)
+    if not on_tensorflow():
+        kwargs = {"path": str(path), "quantize": quantize, "input_shape": input_shape, "overwrite": overwrite}
+        if samples is not None:  # calibration images cross to the child as nested lists
+            kwargs["representative_data"] = [sample.tolist() for sample in samples]
+        return run_in_tensorflow_child(model, "tflite", kwargs)
+    content = _convert(model, contract, quantize, samples, height, width)
+    with atomic_path(path, overwrite=overwrite) as temporary:
+        temporary.write_bytes(content)
+    report = tflite_report(path, quantize)
+    logger.info("wrote %s (%d bytes, %s): ops %s", path, report["bytes"], quantize or "float32", report["ops"])
+    return report
+
+
+def _check_input_shape(model, contract, input_shape):
+    if input_shape is None:
+        return None, None
+    try:
+        height, width = (int(v) for v in input_shape)
+    except (TypeError, ValueError):
+        raise ValueError(f"`input_shape` is (height, width) or None; got {input_shape!r}.") from None
+    if height < 1 or width < 1:
+        raise ValueError(f"`input_shape` needs positive sizes; got {input_shape!r}.")
+    for axis, size, static in zip(("height", "width"), (height, width), model.inputs[0].shape[1:3]):
+        if static is not None and static != size:
+            raise ValueError(
+                f"The model was built for input {axis} {static}, so it cannot take input_shape {axis} {size}. "
+                f"Pass input_shape with {axis} {static}, or rebuild the model with input size None."
+            )
+    return height, width
+
+
+def _calibration_images(data, contract, max_samples):
+    """Up to `max_samples` (H, W, C) float32 images from arrays, a tf.data dataset or (image, label) pairs."""
+    images = []
+    for item in data:
+        image = item[0] if isinstance(item, (tuple, list)) and len(item) == 2 and np.ndim(item[1]) >= 2 else item
+        image = np.asarray(image, dtype="float32")
+        if image.ndim == 2:
+            image = image[..., None]
+        if image.ndim == 4 and image.shape[0] == 1:
+            image = image[0]
+        if image.ndim != 3 or image.shape[-1] != contract.channels:
+            raise ValueError(
+                f"representative_data must hold (height, width, {contract.channels}) images; got shape {image.shape}."
+            )
+        if not np.all(np.isfinite(image)):
+            raise ValueError("representative_data holds NaN or infinite values; calibrate on clean images.")
+        images.append(image)
+        if len(images) >= max_samples:
+            break
+    if not images:
+        raise ValueError("representative_data is empty; quantize='int8' needs some images to calibrate on.")
+    return images
+
+
+def _convert(model, contract, quantize, samples, height, width):
+    import tensorflow as tf
+
+    from kfcn.export.saved_model import write_saved_model
+
+    with tempfile.TemporaryDirectory(prefix="kfcn-tflite-") as folder:
+        batch = 1
+        write_saved_model(model, contract, folder, height, width, batch)
+        converter = tf.lite.TFLiteConverter.from_saved_model(folder, signature_keys=["serving_default"])
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        if quantize in ("float16", "dynamic", "int8"):
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        if quantize == "float16":
+            converter.target_spec.supported_types = [tf.float16]
+        if quantize == "int8":
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+
+            def representative_dataset():
+                for image in samples:
+                    if height is not None:
+                        image = _fit(image, height, width)
+                    yield {contract.input_name: image[None]}
+
+            converter.representative_dataset = representative_dataset
+        try:
+            return converter.convert()
+        except Exception as error:  # the converter raises ConverterError and others
+            raise ValueError(
+                "TFLite conversion with builtin ops only failed: a layer of this model needs an op that TFLite has "
+                f"no builtin for (Flex or custom ops are not allowed). Converter said: {str(error)[-600:]}"
+            ) from error
+
+
+def _fit(image, height, width):
+    """Crops or mirror-pads a calibration image to the fixed input size."""
+    image = image[:height, :width]
+    pad = ((0, height - image.shape[0]), (0, width - image.shape[1]), (0, 0))
+    return np.pad(image, pad, mode="symmetric") if any(p[1] for p in pad) else image
+
+
+def tflite_report(path, quantize=None):
+    """Op names, size and input/output details of a `.tflite` file.
+
+    Example:
+    >>> import tempfile, os
+    >>> from kfcn.models import plain_cnn
+    >>> path = os.path.join(tempfile.mkdtemp(), "m.tflite")
+    >>> _ = tflite(plain_cnn((None, None, 1), num_layers=2, filters=2), path, input_shape=(8, 8))
+    >>> report = tflite_report(path)
+    >>> "CONV_2D" in report["ops"], report["output"]["name"]
+    (True, 'values')
+    """
+    import tensorflow as tf
+
+    path = Path(path)
+    interpreter = tf.lite.Interpreter(model_path=str(path))
+    ops = sorted({op["op_name"] for op in interpreter._get_ops_details()})
+    runner = interpreter.get_signature_runner("serving_default")
+    inputs, outputs = runner.get_input_details(), runner.get_output_details()
+    (input_name, input_detail), (output_name, output_detail) = next(iter(inputs.items())), next(iter(outputs.items()))
+    return {
+        "path": str(path),
+        "bytes": path.stat().st_size,
+        "quantization": quantize or "float32",
+        "ops": ops,
+        "input": {"name": input_name, "shape": input_detail["shape"].tolist(), "dtype": input_detail["dtype"].__name__},
+        "output": {
+            "name": output_name,
+            "shape": output_detail["shape"].tolist(),
+            "dtype": output_detail["dtype"].__name__,
+        },
+    }

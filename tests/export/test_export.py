@@ -1,0 +1,219 @@
+"""Export: SavedModel for TF Serving and builtin-only TFLite, for every architecture kfcn builds."""
+
+import importlib
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+
+from kfcn.export import MODEL_CARD_NAME, saved_model, tflite
+from kfcn.inference import predict
+from kfcn.models import fcn, plain_cnn, segnet, unet
+
+pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="export tests run on TensorFlow")
+
+ARCHITECTURES = {
+    "segnet_indices": lambda: segnet((None, None, 3), num_classes=3, filters=2, depth=2),
+    "unet_same": lambda: unet((None, None, 1), num_classes=2, filters=2, depth=2),
+    "unet_valid": lambda: unet((None, None, 1), num_classes=1, filters=2, depth=2, padding="valid"),
+    "fcn8s": lambda: fcn((None, None, 3), num_classes=3, variant="8s", filters=2),
+    "plain_cnn": lambda: plain_cnn((None, None, 1), out_channels=2, num_layers=3, filters=2),
+}
+
+
+def raw_image(rng, height, width, channels):
+    return rng.integers(0, 256, (height, width, channels)).astype("float32")
+
+
+def run_tflite(path, image, interpreter_class):
+    interpreter = interpreter_class(model_path=str(path))
+    runner = interpreter.get_signature_runner("serving_default")
+    (name,) = runner.get_input_details()  # the signature runner resizes a dynamic input itself
+    return next(iter(runner(**{name: image[None].astype("float32")}).values()))[0]
+
+
+def interpreters():
+    import tensorflow as tf
+    from ai_edge_litert.interpreter import Interpreter as LiteRT
+
+    return {"litert": LiteRT, "tensorflow": tf.lite.Interpreter}
+
+
+@pytest.mark.parametrize("name", sorted(ARCHITECTURES))
+def test_saved_model_serves_any_size_like_keras(name, tmp_path, rng):
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(1)
+    model = ARCHITECTURES[name]()
+    folder = saved_model(model, tmp_path / "serving", metadata={"note": "test"})
+    assert folder == tmp_path / "serving" / "1" and (folder / "saved_model.pb").exists()
+    card = json.loads((folder / MODEL_CARD_NAME).read_text())
+    assert card["input"]["value_range"] == [0, 255] and card["metadata"] == {"note": "test"}
+    serve = tf.saved_model.load(str(folder)).signatures["serving_default"]
+    input_name = card["input"]["name"]
+    for height, width in ((37, 29), (32, 64)):  # one size no stride takes, one every stride takes
+        image = raw_image(rng, height, width, model.inputs[0].shape[-1])
+        served = serve(**{input_name: tf.constant(image[None])})[card["output"]["name"]].numpy()[0]
+        np.testing.assert_allclose(served, predict(model, image), atol=1e-4)
+
+
+@pytest.mark.parametrize("name", sorted(ARCHITECTURES))
+def test_tflite_is_builtin_only_and_matches_keras(name, tmp_path, rng):
+    keras.utils.set_random_seed(2)
+    model = ARCHITECTURES[name]()
+    channels = model.inputs[0].shape[-1]
+    fixed = tflite(model, tmp_path / "fixed.tflite", input_shape=(32, 32))
+    dynamic = tflite(model, tmp_path / "dynamic.tflite")
+    for report in (fixed, dynamic):
+        assert not [op for op in report["ops"] if op.startswith("Flex") or op == "CUSTOM"], report["ops"]
+    assert fixed["input"]["shape"] == [1, 32, 32, channels]
+    image32 = raw_image(rng, 32, 32, channels)
+    odd = raw_image(rng, 27, 35, channels)
+    for interpreter in interpreters().values():
+        np.testing.assert_allclose(run_tflite(fixed["path"], image32, interpreter), predict(model, image32), atol=1e-4)
+        np.testing.assert_allclose(run_tflite(dynamic["path"], odd, interpreter), predict(model, odd), atol=1e-4)
+
+
+def test_quantized_tflite_files_run_in_litert_and_tensorflow(tmp_path, rng):
+    keras.utils.set_random_seed(3)
+    model = unet((None, None, 1), num_classes=1, filters=4, depth=2, batch_norm=True)
+    images = [raw_image(rng, 32, 32, 1) for _ in range(8)]
+    reference = predict(model, images[0])
+    float16 = tflite(model, tmp_path / "f16.tflite", quantize="float16", input_shape=(32, 32))
+    int8 = tflite(model, tmp_path / "int8.tflite", quantize="int8", representative_data=images, input_shape=(32, 32))
+    float32 = tflite(model, tmp_path / "f32.tflite", input_shape=(32, 32))
+    assert int8["bytes"] < float32["bytes"] and float16["bytes"] < float32["bytes"]
+    assert "QUANTIZE" in int8["ops"] or "DEQUANTIZE" in int8["ops"]
+    for interpreter in interpreters().values():
+        np.testing.assert_allclose(run_tflite(float16["path"], images[0], interpreter), reference, atol=2e-3)
+        quantized = run_tflite(int8["path"], images[0], interpreter)
+        assert quantized.shape == reference.shape
+        assert np.abs(quantized - reference).mean() < 0.05  # a probability map: int8 drift stays small
+
+
+def test_int8_from_a_tf_data_dataset_of_pairs(tmp_path, rng):
+    import tensorflow as tf
+
+    model = plain_cnn((None, None, 1), out_channels=1, num_layers=2, filters=2)
+    pairs = tf.data.Dataset.from_tensor_slices(
+        (np.stack([raw_image(rng, 16, 16, 1) for _ in range(4)]), np.zeros((4, 16, 16, 1), "int32"))
+    )
+    report = tflite(model, tmp_path / "m.tflite", quantize="int8", representative_data=pairs, input_shape=(16, 16))
+    assert report["quantization"] == "int8"
+
+
+def test_served_without_kfcn(tmp_path, rng):
+    """A process in which `import kfcn` fails loads the SavedModel and serves two sizes."""
+    model = unet((None, None, 1), num_classes=2, filters=2, depth=3)
+    folder = saved_model(model, tmp_path / "serving")
+    image_a, image_b = raw_image(rng, 40, 40, 1), raw_image(rng, 21, 50, 1)  # 21 is no multiple of 8
+    np.save(tmp_path / "a.npy", image_a)
+    np.save(tmp_path / "b.npy", image_b)
+    script = textwrap.dedent(
+        f"""
+        import sys, numpy as np
+        sys.modules["kfcn"] = None  # import kfcn now fails
+        try:
+            import kfcn
+        except ImportError:
+            pass
+        else:
+            raise SystemExit("kfcn was importable")
+        import tensorflow as tf
+        serve = tf.saved_model.load({str(folder)!r}).signatures["serving_default"]
+        for name in ("a", "b"):
+            image = np.load({str(tmp_path)!r} + f"/{{name}}.npy")
+            out = serve(pixels_0_255=tf.constant(image[None]))["probabilities"].numpy()
+            np.save({str(tmp_path)!r} + f"/{{name}}_out.npy", out[0])
+        """
+    )
+    environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": ""}
+    subprocess.run([sys.executable, "-c", script], check=True, env=environment, cwd=tmp_path)
+    for name, image in (("a", image_a), ("b", image_b)):
+        np.testing.assert_allclose(np.load(tmp_path / f"{name}_out.npy"), predict(model, image), atol=1e-4)
+
+
+def test_versions_and_overwrite(tmp_path):
+    model = plain_cnn((None, None, 1), num_layers=1)
+    assert saved_model(model, tmp_path).name == "1"
+    assert saved_model(model, tmp_path).name == "2"
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        saved_model(model, tmp_path, version=1)
+    before = (tmp_path / "1" / "saved_model.pb").stat().st_mtime_ns
+    assert saved_model(model, tmp_path, version=1, overwrite=True).name == "1"
+    assert (tmp_path / "1" / "saved_model.pb").stat().st_mtime_ns != before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["1", "2"]
+
+
+def test_failing_export_leaves_nothing_behind(tmp_path, monkeypatch):
+    module = importlib.import_module("kfcn.export.saved_model")  # the package's attribute is the function
+
+    def broken(*args, **kwargs):
+        (args[2] / "half_written").mkdir(parents=True)
+        raise OSError("disk full (simulated)")
+
+    monkeypatch.setattr(module, "write_saved_model", broken)
+    with pytest.raises(OSError, match="disk full"):
+        saved_model(plain_cnn((None, None, 1), num_layers=1), tmp_path / "serving")
+    assert list((tmp_path / "serving").iterdir()) == []
+    with pytest.raises(ValueError, match="is a file"):
+        (tmp_path / "file").write_text("")
+        saved_model(plain_cnn((None, None, 1), num_layers=1), tmp_path / "file")
+
+
+def test_failing_tflite_leaves_no_file(tmp_path, monkeypatch):
+    module = importlib.import_module("kfcn.export.tflite")
+
+    monkeypatch.setattr(module, "_convert", lambda *a: (_ for _ in ()).throw(ValueError("no builtin op")))
+    with pytest.raises(ValueError, match="no builtin op"):
+        tflite(plain_cnn((None, None, 1), num_layers=1), tmp_path / "m.tflite")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_requests_name_the_fix(tmp_path):
+    model = unet((None, None, 1), num_classes=1, filters=2, depth=2)
+    with pytest.raises(ValueError, match="representative_data"):
+        tflite(model, tmp_path / "m.tflite", quantize="int8")
+    with pytest.raises(ValueError, match="quantize"):
+        tflite(model, tmp_path / "m.tflite", quantize="int4")
+    fixed = unet((64, 64, 1), num_classes=1, filters=2, depth=2)
+    with pytest.raises(ValueError, match="built for input height 64"):
+        tflite(fixed, tmp_path / "m.tflite", input_shape=(32, 64))
+    vector = keras.Sequential([keras.Input((8,)), keras.layers.Dense(2)])
+    with pytest.raises(ValueError, match="no image input"):
+        saved_model(vector, tmp_path / "serving")
+    with pytest.raises(ValueError, match="version"):
+        saved_model(model, tmp_path / "serving", version=0)
+    assert not (tmp_path / "m.tflite").exists()
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_export_from_another_backend(backend, tmp_path, rng):
+    """A model built under JAX or PyTorch exports through a TensorFlow child process."""
+    script = textwrap.dedent(
+        f"""
+        import keras, kfcn
+        keras.utils.set_random_seed(0)
+        model = kfcn.models.unet((None, None, 1), num_classes=1, filters=2, depth=2)
+        model.save({str(tmp_path / "model.keras")!r})
+        print(kfcn.export.saved_model(model, {str(tmp_path / "serving")!r}))
+        print(kfcn.export.tflite(model, {str(tmp_path / "m.tflite")!r}, input_shape=(16, 16))["path"])
+        """
+    )
+    environment = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    subprocess.run([sys.executable, "-c", script], check=True, env=environment, capture_output=True)
+    import tensorflow as tf
+
+    from kfcn.saving import load_model
+
+    model = load_model(tmp_path / "model.keras")
+    image = raw_image(rng, 16, 16, 1)
+    serve = tf.saved_model.load(str(tmp_path / "serving" / "1")).signatures["serving_default"]
+    served = serve(pixels_0_255=tf.constant(image[None]))["probabilities"].numpy()[0]
+    np.testing.assert_allclose(served, predict(model, image), atol=1e-4)
+    np.testing.assert_allclose(run_tflite(tmp_path / "m.tflite", image, tf.lite.Interpreter), served, atol=1e-4)
