@@ -5,6 +5,7 @@ any size; the exported graph scales, pads to the network's stride and crops back
 """
 
 from kfcn.export.contract import MODEL_CARD_NAME, ServingContract, serving_contract
+from kfcn.export.onnx import onnx
 from kfcn.export.saved_model import next_version, saved_model
 from kfcn.export.tflite import QUANTIZATIONS, tflite, tflite_report
 
@@ -13,6 +14,7 @@ __all__ = [
     "QUANTIZATIONS",
     "ServingContract",
     "next_version",
+    "onnx",
     "saved_model",
     "serving_contract",
     "tflite",

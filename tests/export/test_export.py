@@ -217,3 +217,28 @@ def test_export_from_another_backend(backend, tmp_path, rng):
     served = serve(pixels_0_255=tf.constant(image[None]))["probabilities"].numpy()[0]
     np.testing.assert_allclose(served, predict(model, image), atol=1e-4)
     np.testing.assert_allclose(run_tflite(tmp_path / "m.tflite", image, tf.lite.Interpreter), served, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["segnet_indices", "unet_same", "fcn8s", "plain_cnn"])
+def test_onnx_matches_keras_at_any_size(name, tmp_path, rng):
+    pytest.importorskip("tf2onnx")
+    import onnxruntime
+
+    from kfcn.export import onnx
+
+    model = ARCHITECTURES[name]()
+    report = onnx(model, tmp_path / "m.onnx")
+    session = onnxruntime.InferenceSession(report["path"])
+    for height, width in ((37, 29), (64, 32)):
+        image = raw_image(rng, height, width, model.inputs[0].shape[-1])
+        (output,) = session.run([report["output"]], {report["input"]: image[None]})
+        np.testing.assert_allclose(output[0], predict(model, image), atol=1e-4)
+
+
+def test_onnx_refuses_the_valid_unet(tmp_path):
+    pytest.importorskip("tf2onnx")
+    from kfcn.export import onnx
+
+    with pytest.raises(ValueError, match="saved_model or tflite"):
+        onnx(ARCHITECTURES["unet_valid"](), tmp_path / "m.onnx")
+    assert not (tmp_path / "m.onnx").exists()
