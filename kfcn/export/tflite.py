@@ -180,10 +180,8 @@ def tflite_report(path, quantize=None):
     >>> "CONV_2D" in report["ops"], report["output"]["name"]
     (True, 'values')
     """
-    import tensorflow as tf
-
     path = Path(path)
-    interpreter = tf.lite.Interpreter(model_path=str(path))
+    interpreter = _interpreter_class()(model_path=str(path))
     ops = sorted({op["op_name"] for op in interpreter._get_ops_details()})
     runner = interpreter.get_signature_runner("serving_default")
     inputs, outputs = runner.get_input_details(), runner.get_output_details()
@@ -200,3 +198,14 @@ def tflite_report(path, quantize=None):
             "dtype": output_detail["dtype"].__name__,
         },
     }
+
+
+def _interpreter_class():
+    """LiteRT's interpreter (what edge devices run) where installed, else TensorFlow's."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        import tensorflow as tf
+
+        Interpreter = tf.lite.Interpreter
+    return Interpreter

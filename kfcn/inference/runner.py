@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import weakref
+
 import keras
 import numpy as np
 
@@ -159,8 +161,18 @@ def _compiled_call(model):
     shape: Keras' own `predict_on_batch` relaxes shapes to None on the second shape
     (`reduce_retracing`), which models that compute sizes in Python (keras-cv's
     DeepLabV3Plus) cannot take. Elsewhere, Keras' `predict_on_batch`."""
+    if model in _compiled_calls:  # one compiled function per model: traced once per tile shape
+        return _compiled_calls[model]
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
-        return tf.function(lambda inputs: model(inputs, training=False), autograph=False)
-    return model.predict_on_batch
+        reference = weakref.ref(model)  # the cache must not keep the model alive
+        call = tf.function(lambda inputs: reference()(inputs, training=False), autograph=False)
+    else:
+        reference = weakref.ref(model)
+        call = lambda inputs: reference().predict_on_batch(inputs)  # noqa: E731
+    _compiled_calls[model] = call
+    return call
+
+
+_compiled_calls = weakref.WeakKeyDictionary()

@@ -242,3 +242,21 @@ def test_onnx_refuses_the_valid_unet(tmp_path):
     with pytest.raises(ValueError, match="saved_model or tflite"):
         onnx(ARCHITECTURES["unet_valid"](), tmp_path / "m.onnx")
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_readme_serving_request_runs_through_the_signature(tmp_path):
+    """The REST body shown in README.md, sent as TF Serving would: instances stacked into a batch."""
+    import pathlib
+    import re
+
+    import tensorflow as tf
+
+    readme = (pathlib.Path(__file__).resolve().parents[2] / "README.md").read_text()
+    body = json.loads(re.search(r"<!-- serving-request -->\s*```json\n(.*?)\n```", readme, re.S).group(1))
+    model = unet((None, None, 1), num_classes=1, filters=2, depth=2)
+    serve = tf.saved_model.load(str(saved_model(model, tmp_path))).signatures[body["signature_name"]]
+    (name,) = serve.structured_input_signature[1]
+    batch = np.array([instance[name] for instance in body["instances"]], dtype="float32")
+    predictions = serve(**{name: tf.constant(batch)})["probabilities"].numpy()
+    assert predictions.shape == (1, 2, 3, 1)
+    np.testing.assert_allclose(predictions[0], predict(model, batch[0]), atol=1e-4)
