@@ -14,15 +14,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import keras
 import numpy as np
 from PIL import Image
 
 from kfcn.data import isbi2012_dir, load_pair
 from kfcn.inference import model_geometry, predict, predict_resized, predict_tiled
+from kfcn.samples import shipped_model_path
+from kfcn.saving import load_model
 
 HELD_OUT = [f"slice_{index:02d}" for index in range(20, 25)]
-MODEL = Path(__file__).resolve().parents[1] / "saved_models" / "unet_isbi.keras"
 
 
 def scores(probability, label):
@@ -40,13 +40,13 @@ def to_png(array, path):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=str(MODEL))
+    parser.add_argument("--model", default=str(shipped_model_path()))
     parser.add_argument("--output", default="outputs/isbi")
     parser.add_argument("--tile", type=int, default=512)
     args = parser.parse_args()
     if not Path(args.model).exists():
         raise SystemExit(f"No model at {args.model}. Train one with: python examples/train_isbi.py")
-    model = keras.saving.load_model(args.model)
+    model = load_model(args.model)
     geometry = model_geometry(model)
     print(
         f"model {args.model}: {model.count_params():,} parameters, receptive field "
@@ -84,7 +84,7 @@ def main():
     crop = slice(0, 256)
     panel = np.concatenate(
         [
-            mosaic[crop, crop, 0],
+            mosaic[crop, crop, 0] / 255,
             mosaic_label[crop, crop, 0].astype("float32"),
             tiled[crop, crop, 0],
             resized[crop, crop, 0],

@@ -1,16 +1,17 @@
 """Data: image/label folders, random-crop pipelines, augmentation, weight and density maps."""
 
 from kfcn.data.augment import PairedAugmenter, elastic_deformation
-from kfcn.data.crops import random_crop_pipeline
+from kfcn.data.crops import ResumeCropStream, random_crop_pipeline
 from kfcn.data.degrade import degrade
 from kfcn.data.density import density_map, dots_from_image
 from kfcn.data.folder import folder_dataset, load_pair, pair_files
 from kfcn.data.io import read_image
-from kfcn.data.samples import isbi2012_dir
+from kfcn.data.samples import isbi2012_dir, shipped_model_path
 from kfcn.data.weight_map import unet_weight_map
 
 __all__ = [
     "PairedAugmenter",
+    "ResumeCropStream",
     "degrade",
     "density_map",
     "dots_from_image",
@@ -21,5 +22,6 @@ __all__ = [
     "pair_files",
     "random_crop_pipeline",
     "read_image",
+    "shipped_model_path",
     "unet_weight_map",
 ]

@@ -21,6 +21,25 @@ import tensorflow as tf
 AUGMENTATIONS = ("geometric", "elastic", "intensity", "full")
 
 
+def check_value_range(value_range):
+    """`(low, high)` as floats; raises a ValueError naming the fix unless low < high.
+
+    Example:
+    >>> check_value_range((0, 255))
+    (0.0, 255.0)
+    """
+    try:
+        low, high = (float(value) for value in value_range)
+    except (TypeError, ValueError):
+        low = high = None
+    if low is None or not low < high:
+        raise ValueError(
+            f"`value_range` must be (low, high) with low < high: the range of the raw pixel values, e.g. (0, 255) "
+            f"for 8-bit or (0, 65535) for 16-bit images; got {value_range!r}."
+        )
+    return low, high
+
+
 def _stateless_uniform(seed, shape=(), minval=0.0, maxval=1.0, dtype=tf.float32):
     return tf.random.stateless_uniform(shape, seed=seed, minval=minval, maxval=maxval, dtype=dtype)
 
@@ -125,17 +144,28 @@ def _bilinear(values, rows, cols):
     return upper * (1 - dy) + lower * dy
 
 
-def intensity(image, seed, brightness=0.1, contrast=0.2, noise=0.02):
+def intensity(image, seed, brightness=0.1, contrast=0.2, noise=0.02, value_range=(0, 255)):
     """Random brightness, contrast and Gaussian noise on the image only.
 
+    `image` holds raw pixel values; `brightness` (the largest shift) and `noise` (the
+    noise's standard deviation) are fractions of the pixel range `value_range`, so the
+    same recipe fits 8-bit (0, 255), 16-bit (0, 65535) and [0, 1] images. `contrast`
+    scales the deviations from the mean by a factor in 1 ± contrast. An amount of 0 skips that change.
+
     Example:
-    >>> tuple(intensity(tf.fill((4, 4, 1), 0.5), tf.constant([0, 0])).shape)
-    (4, 4, 1)
+    >>> shifted = intensity(tf.fill((4, 4, 1), 128.0), tf.constant([0, 0]), contrast=0.0, noise=0.0)
+    >>> bool(tf.reduce_all(tf.abs(shifted - 128.0) <= 0.1 * 255))
+    True
     """
+    low, high = value_range
+    scale = float(high) - float(low)
     seeds = tf.random.experimental.stateless_split(seed, 3)
-    image = tf.image.stateless_random_brightness(image, brightness, seeds[0])
-    image = tf.image.stateless_random_contrast(image, 1 - contrast, 1 + contrast, seeds[1])
-    image = image + tf.random.stateless_normal(tf.shape(image), seeds[2], stddev=noise)
+    if brightness:
+        image = tf.image.stateless_random_brightness(image, brightness * scale, seeds[0])
+    if contrast:
+        image = tf.image.stateless_random_contrast(image, 1 - contrast, 1 + contrast, seeds[1])
+    if noise:
+        image = image + tf.random.stateless_normal(tf.shape(image), seeds[2], stddev=noise * scale)
     return image
 
 
@@ -145,7 +175,8 @@ class PairedAugmenter:
     Recipes: "geometric" (flips, 90° rotations, rotations by up to `rotation` of a
     turn and zooms by up to `zoom`),
     "elastic" (geometric plus the elastic deformation), "intensity" (image only),
-    "full" (all of them).
+    "full" (all of them). `value_range` is the range of the raw pixel values, used
+    only by the intensity changes (see `intensity`).
 
     Example:
     >>> augmenter = PairedAugmenter("geometric")
@@ -154,9 +185,10 @@ class PairedAugmenter:
     (8, 8, 1)
     """
 
-    def __init__(self, recipe, rotation=0.05, zoom=0.1, elastic_sigma=10.0):
+    def __init__(self, recipe, rotation=0.05, zoom=0.1, elastic_sigma=10.0, value_range=(0, 255)):
         if recipe not in AUGMENTATIONS:
             raise ValueError(f"`augment` must be None, a callable or one of {AUGMENTATIONS}; got {recipe!r}.")
+        self.value_range = check_value_range(value_range)
         self.recipe = recipe
         self.geometric = recipe in ("geometric", "elastic", "full")
         self.elastic = recipe in ("elastic", "full")
@@ -174,5 +206,5 @@ class PairedAugmenter:
         if self.elastic:
             image, maps = elastic_deformation(image, maps, seeds[2], sigma=self.elastic_sigma)
         if self.intensity:
-            image = intensity(image, seeds[3])
+            image = intensity(image, seeds[3], value_range=self.value_range)
         return image, maps

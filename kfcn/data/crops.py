@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 import tensorflow as tf
 
-from kfcn.data.augment import PairedAugmenter
+from kfcn.data.augment import AUGMENTATIONS, PairedAugmenter, check_value_range
 from kfcn.layers import FRAME_INPUT_NAME
 from kfcn.models.inputs import IMAGE_INPUT_NAME
 
@@ -22,6 +23,7 @@ def random_crop_pipeline(
     one_hot=None,
     coordinate_frame=False,
     cache=True,
+    value_range=(0, 255),
 ):
     """Turns `(image, label)` pairs of any sizes into batches of aligned random crops.
 
@@ -31,30 +33,55 @@ def random_crop_pipeline(
     than the crop are padded by reflection (the label and weights too); an image less
     than half the crop size cannot be reflected and raises an error that names the sizes.
 
+    The stream is a pure function of `seed` and the position in it: crop `i` draws its
+    window and augmentation from `(seed, i)`, and each pass over the images is
+    shuffled with `seed` (and TensorFlow's global seed, which `keras.utils.set_random_seed`
+    sets). Give `model.fit` the callback
+    `ResumeCropStream(batches)` and every epoch starts at batch `epoch * steps_per_epoch`,
+    so a run resumed by `keras.callbacks.BackupAndRestore` (or with `initial_epoch=`)
+    sees the same batches as an uninterrupted run.
+
+    Images are raw pixel values (e.g. 0-255, as `folder_dataset` returns them); the
+    pipeline never rescales them.
+
     Args:
-        dataset: a `tf.data.Dataset` of `(image (H, W, C) float, label (H, W, 1))`
-            (from `folder_dataset`, TFDS, or your own).
-        crop_size: int or `(height, width)`.
+        dataset: a `tf.data.Dataset` of `(image (H, W, C), label (H, W, 1))`
+            (from `folder_dataset`, TFDS, or your own). Labels are class indices
+            0..K-1 (a raw 0/255 mask is refused where it would give wrong targets:
+            `one_hot=` and `weight_map="unet"`), or float maps for regression.
+        crop_size: positive int or `(height, width)`.
         batch_size: crops per batch (1, 2, 4 are typical for large crops).
         augment: None, "geometric", "elastic", "intensity", "full" (see
             `kfcn.data.augment.PairedAugmenter`), or a callable
             `(image, maps, seed) -> (image, maps)` where maps stacks label and weights.
-        weight_map: None, "unet" (`unet_weight_map` with its defaults, for binary
+        weight_map: None, "unet" (`unet_weight_map` with its defaults, for 0/1
             masks), or a callable `label (H, W) ndarray -> weights (H, W)`; computed
             once per full image (and cached), then cropped with it.
         seed: int for a reproducible stream (shuffling, crops, augmentation).
         shuffle_buffer: images in the shuffle buffer (0 for no shuffling).
-        repeat: repeat forever (use `steps_per_epoch` in `fit`).
+        repeat: repeat forever (use `steps_per_epoch` in `fit`); False gives one pass,
+            the same crops at every iteration (e.g. for validation).
         one_hot: None (labels as float class values, for sigmoid outputs or sparse
-            cross-entropy) or the number of classes (one-hot labels, for Dice/Jaccard).
+            cross-entropy) or the number of classes K (one-hot labels, for
+            Dice/Jaccard); labels must then lie in 0..K-1.
         coordinate_frame: also yield the crop's frame `(top, left, height, width)` as
             input "coordinate_frame", for models with `coordinate_channels=True`.
         cache: cache the decoded images (and weight maps) in memory.
+        value_range: `(low, high)`, the range of the raw pixel values ((0, 255) for
+            8-bit, (0, 65535) for 16-bit images); used only by the intensity
+            augmentation, whose brightness shift and noise are fractions of it.
 
     Returns:
         A dataset of `(x, y)` or `(x, y, sample_weight)` batches: x `(B, h, w, C)` (or
         a dict with "image" and "coordinate_frame"), y `(B, h, w, 1)` or
         `(B, h, w, one_hot)`, sample_weight `(B, h, w)`.
+
+    Raises:
+        ValueError: for sizes or counts that are not positive integers, an unknown
+            `augment` or `weight_map`, or a dataset that is not `(image, label)` pairs.
+        tf.errors.InvalidArgumentError: while iterating, for an image with NaN or
+            infinite pixels, labels outside 0..K-1 (`one_hot=K`) or 0/1
+            (`weight_map="unet"`), or an image too small for the crop.
 
     Example:
     >>> images = tf.data.Dataset.from_tensors((tf.zeros((40, 30, 1)), tf.zeros((40, 30, 1), tf.int32)))
@@ -63,24 +90,50 @@ def random_crop_pipeline(
     >>> tuple(x.shape), tuple(y.shape)
     ((2, 16, 16, 1), (2, 16, 16, 1))
     """
-    crop_h, crop_w = (crop_size, crop_size) if isinstance(crop_size, int) else tuple(crop_size)
-    augmenter = PairedAugmenter(augment) if isinstance(augment, str) else augment
-    base_seed = int(np.random.randint(0, 2**31 - 1)) if seed is None else int(seed)
+    crop_h, crop_w = _crop_size(crop_size)
+    batch_size = _positive_int(batch_size, "batch_size")
+    one_hot = None if one_hot is None else _positive_int(one_hot, "one_hot")
+    shuffle_buffer = _positive_int(shuffle_buffer, "shuffle_buffer", allow_zero=True)
+    value_range = check_value_range(value_range)
+    _check_pairs(dataset)
+    if isinstance(augment, str):
+        augmenter = PairedAugmenter(augment, value_range=value_range)
+    elif augment is None or callable(augment):
+        augmenter = augment
+    else:
+        raise ValueError(f"`augment` must be None, a callable or one of {AUGMENTATIONS}; got {augment!r}.")
+    base_seed = tf.constant(int(np.random.randint(0, 2**31 - 1)) if seed is None else int(seed), tf.int64)
 
-    dataset = dataset.map(_as_float_pair, num_parallel_calls=tf.data.AUTOTUNE)
+    max_label = one_hot - 1 if one_hot else 1 if weight_map == "unet" else None
+    images = dataset.map(_checked_float_pair(max_label, one_hot), num_parallel_calls=tf.data.AUTOTUNE)
     with_weights = weight_map is not None
     if with_weights:
-        dataset = dataset.map(_weight_map_fn(weight_map), num_parallel_calls=tf.data.AUTOTUNE)
+        images = images.map(_weight_map_fn(weight_map), num_parallel_calls=tf.data.AUTOTUNE)
     if cache:
-        dataset = dataset.cache()
+        images = images.cache()
+
+    # Shuffling the repeated stream with a fixed seed (not reshuffled per iterator) makes the
+    # image order a function of the seed alone, whichever iterator reads it (Keras peeks once).
+    stream = images.repeat() if repeat else images
     if shuffle_buffer:
-        dataset = dataset.shuffle(shuffle_buffer, seed=base_seed, reshuffle_each_iteration=True)
+        stream = stream.shuffle(shuffle_buffer, seed=int(base_seed), reshuffle_each_iteration=False)
+
+    # The first batch of each new iterator is read from `position` when the iterator starts
+    # (ResumeCropStream sets it); crop i takes its randomness from (seed, i).
+    position = tf.Variable(tf.constant(0, tf.int64), trainable=False, name="crop_stream_position")
+
+    def stream_from(first_batch):
+        first = first_batch * batch_size
+        return tf.data.Dataset.zip(tf.data.Dataset.range(first, tf.int64.max), stream.skip(first))
+
     if repeat:
-        dataset = dataset.repeat()
+        elements = tf.data.Dataset.range(1).map(lambda _: position.read_value()).flat_map(stream_from)
+    else:
+        elements = stream.enumerate()
 
     def crop_one(index, element):
         image, maps = element
-        element_seed = tf.stack([tf.constant(base_seed, tf.int64), index])
+        element_seed = tf.stack([base_seed, index])
         crop_seed, augment_seed = tf.unstack(tf.random.experimental.stateless_split(element_seed, 2))
         image, maps, frame = _random_crop(image, maps, crop_h, crop_w, crop_seed)
         if augmenter is not None:
@@ -94,15 +147,108 @@ def random_crop_pipeline(
             return x, label, tf.ensure_shape(maps[..., 1], (crop_h, crop_w))
         return x, label
 
-    dataset = dataset.enumerate().map(crop_one, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return dataset.batch(batch_size, drop_remainder=repeat).prefetch(tf.data.AUTOTUNE)
+    batches = elements.map(crop_one, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    batches = batches.batch(batch_size, drop_remainder=repeat).prefetch(tf.data.AUTOTUNE)
+    if repeat:
+        batches._kfcn_stream_position = position
+    return batches
 
 
-def _as_float_pair(image, label, *weights):
-    maps = tf.cast(label, tf.float32)
-    if weights:
-        maps = tf.concat([maps, tf.cast(weights[0], tf.float32)[..., None]], axis=-1)
-    return tf.cast(image, tf.float32), maps
+class ResumeCropStream(keras.callbacks.Callback):
+    """Starts each epoch of `model.fit` at batch `epoch * steps_per_epoch` of a crop stream.
+
+    `random_crop_pipeline` streams are a pure function of (seed, position). Without
+    this callback a resumed run (`keras.callbacks.BackupAndRestore`, or `fit` with
+    `initial_epoch=`) would start the stream at its first batch again and so train on
+    other crops than an uninterrupted run; with it, the run resumed at epoch e reads
+    exactly the batches the uninterrupted run read from epoch e on. (BackupAndRestore
+    resumes at the start of the last saved epoch, also with `save_freq` in steps.)
+
+    Args:
+        batches: the dataset `random_crop_pipeline(..., repeat=True)` returned.
+
+    Example:
+    >>> pairs = tf.data.Dataset.from_tensors((tf.zeros((20, 20, 1)), tf.zeros((20, 20, 1), tf.int32)))
+    >>> batches = random_crop_pipeline(pairs, 8, batch_size=2, seed=0)
+    >>> callbacks = [keras.callbacks.BackupAndRestore("backup_dir"), ResumeCropStream(batches)]
+    >>> # model.fit(batches, epochs=10, steps_per_epoch=50, callbacks=callbacks)
+    """
+
+    def __init__(self, batches):
+        super().__init__()
+        self._position = getattr(batches, "_kfcn_stream_position", None)
+        if self._position is None:
+            raise ValueError(
+                "ResumeCropStream takes the dataset returned by kfcn.data.random_crop_pipeline(..., repeat=True) "
+                f"itself (not one derived from it); got {type(batches).__name__}."
+            )
+
+    def on_epoch_begin(self, epoch, logs=None):
+        steps = self.params.get("steps") if self.params else None
+        if not steps:
+            raise ValueError("ResumeCropStream needs `steps_per_epoch` in model.fit (the crop stream is infinite).")
+        self._position.assign(epoch * steps)
+
+
+def _positive_int(value, name, allow_zero=False):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"`{name}` must be an integer, got {value!r} ({type(value).__name__}); e.g. {name}=64.")
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ValueError(f"`{name}` must be {'>= 0' if allow_zero else 'positive'}, got {value}.")
+    return int(value)
+
+
+def _crop_size(crop_size):
+    if np.ndim(crop_size) == 0:  # int, NumPy integer (and floats or strings, refused by _positive_int)
+        crop_size = (crop_size, crop_size)
+    if np.ndim(crop_size) != 1 or len(crop_size) != 2:
+        raise ValueError(f"`crop_size` must be an integer or a (height, width) pair of integers, got {crop_size!r}.")
+    return tuple(_positive_int(side, "crop_size") for side in crop_size)
+
+
+def _check_pairs(dataset):
+    if not isinstance(dataset, tf.data.Dataset):
+        raise ValueError(
+            f"random_crop_pipeline takes a tf.data.Dataset of (image, label) pairs, got {type(dataset).__name__}. "
+            "Use kfcn.data.folder_dataset, or tf.data.Dataset.from_tensor_slices / from_generator."
+        )
+    spec = dataset.element_spec
+    if not isinstance(spec, tuple) or len(spec) not in (2, 3) or any(part.shape.rank not in (3, None) for part in spec):
+        raise ValueError(
+            "random_crop_pipeline needs a dataset of (image (H, W, C), label (H, W, 1)) pairs; got elements "
+            f"{spec}. Add a channel axis with image[..., None] for 2-D arrays."
+        )
+
+
+def _checked_float_pair(max_label, one_hot):
+    if one_hot:
+        problem = f"one_hot={one_hot} needs labels in 0..{one_hot - 1}"
+    else:
+        problem = "weight_map='unet' needs 0/1 masks"
+    label_message = (
+        f"random_crop_pipeline: {problem}, but a label holds other values (a raw 0/255 mask?). Load masks "
+        "with kfcn.data.folder_dataset(..., label_mode='binary'), or map labels to class indices (labels // 255)."
+    )
+
+    def convert(image, label, *weights):
+        image = tf.debugging.assert_all_finite(
+            tf.cast(image, tf.float32),
+            "random_crop_pipeline: an image has NaN or infinite pixel values; fix or drop it "
+            "(kfcn.data.load_pair names such files)",
+        )
+        maps = tf.cast(label, tf.float32)
+        if max_label is not None:
+            checks = [
+                tf.debugging.assert_non_negative(maps, message=label_message),
+                tf.debugging.assert_less_equal(maps, float(max_label), message=label_message),
+            ]
+            with tf.control_dependencies(checks):
+                maps = tf.identity(maps)
+        if weights:
+            maps = tf.concat([maps, tf.cast(weights[0], tf.float32)[..., None]], axis=-1)
+        return image, maps
+
+    return convert
 
 
 def _weight_map_fn(weight_map):
@@ -110,7 +256,7 @@ def _weight_map_fn(weight_map):
         from kfcn.data.weight_map import unet_weight_map
 
         def compute(label):
-            return unet_weight_map(label > 0).astype("float32")
+            return unet_weight_map(label, instances=False).astype("float32")
 
     elif callable(weight_map):
 

@@ -15,9 +15,10 @@ def degrade(image, blur_sigma=(0.5, 2.0), noise_std=(0.0, 0.05), downsample=1, s
     image-to-image network needs); noise is Gaussian with a random std in `noise_std`.
 
     Args:
-        image: (H, W) or (H, W, C) float image in [0, 1].
+        image: (H, W) or (H, W, C) image, raw pixel values or any float scale.
         blur_sigma: (min, max) Gaussian std in pixels, or None for no blur.
-        noise_std: (min, max) noise std, or None for no noise.
+        noise_std: (min, max) noise std in the image's own units (the default suits
+            [0, 1] images: multiply by 255 for raw 8-bit pixels), or None for no noise.
         downsample: integer factor (1 for none).
         seed: int or numpy Generator for reproducibility.
 

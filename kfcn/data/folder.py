@@ -8,13 +8,17 @@ import numpy as np
 import tensorflow as tf
 from tqdm.auto import tqdm
 
-from kfcn.data.io import convert_channels, list_images, read_image, to_float
+from kfcn.data.io import as_float32, convert_channels, list_images, read_image
 
 LABEL_MODES = ("binary", "index")
 
 
 def load_pair(image_path, label_path, label_mode="binary", num_classes=None, ignore_class=None, channels=None):
     """Reads and checks one image/label pair; returns `(image float32 (H, W, C), label int32 (H, W, 1))`.
+
+    The image holds the raw pixel values as stored in the file (0-255 for 8-bit,
+    0-65535 for 16-bit), as float32; kfcn never rescales images (the model carries
+    its input scaling). The label holds class indices: 0/1 for "binary".
 
     Args:
         image_path, label_path: the files.
@@ -26,14 +30,14 @@ def load_pair(image_path, label_path, label_mode="binary", num_classes=None, ign
         channels: convert the image to 1 (grayscale) or 3 (RGB) channels.
 
     Raises:
-        ValueError: naming the file, for unreadable files, sizes that differ, or label
-            values outside the declared classes.
+        ValueError: naming the file, for unreadable files, sizes that differ, NaN or
+            infinite pixel values, or label values outside the declared classes.
 
     Example:
     >>> from kfcn.data.samples import isbi2012_dir
     >>> image, label = load_pair(isbi2012_dir() / "images/slice_00.png", isbi2012_dir() / "labels/slice_00.png")
-    >>> image.dtype, sorted(set(label.ravel().tolist()))
-    (dtype('float32'), [0, 1])
+    >>> image.dtype, float(image.max()) > 1, sorted(set(label.ravel().tolist()))  # raw 0-255 pixels
+    (dtype('float32'), True, [0, 1])
     """
     image = read_image(image_path, palette_indices=False)
     label = read_image(label_path)
@@ -50,7 +54,12 @@ def load_pair(image_path, label_path, label_mode="binary", num_classes=None, ign
                 f"Label {label_path} has {label.shape[-1]} differing channels; labels must be single-channel "
                 "class indices, 0/255 masks or palette PNGs."
             )
-    image = to_float(image)
+    image = as_float32(image)
+    if not np.all(np.isfinite(image)):
+        raise ValueError(
+            f"Image {image_path} has {int(np.sum(~np.isfinite(image)))} NaN or infinite pixel value(s); "
+            "fix or exclude the file (e.g. replace them with np.nan_to_num before saving)."
+        )
     if channels is not None and image.shape[-1] != channels:
         image = convert_channels(image, channels, image_path)
     values = np.unique(label)
@@ -95,11 +104,12 @@ def folder_dataset(
         verbose: show a progress bar.
 
     Returns:
-        A `tf.data.Dataset` of `(image float32 (H, W, C) in [0, 1], label int32 (H, W, 1))`.
+        A `tf.data.Dataset` of `(image float32 (H, W, C) raw pixel values, label int32 (H, W, 1))`.
 
     Raises:
-        ValueError: an image without a label (or the reverse), unreadable files,
-            sizes that differ, unknown label values.
+        ValueError: an image without a label (or the reverse), two files with the same
+            name in one folder (`a.png`, `a.tif`), unreadable files, sizes that differ,
+            NaN or infinite pixels, unknown label values.
 
     Example:
     >>> from kfcn.data.samples import isbi2012_dir

@@ -10,7 +10,9 @@ IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
 
 
 def read_image(path, palette_indices=True):
-    """Reads a PNG, TIFF (8/16-bit, incl. multi-page first page), JPEG or BMP as (H, W, C).
+    """Reads a PNG, TIFF (8/16-bit, incl. multi-page first page), JPEG or BMP as (H, W, C) raw pixel values.
+
+    The array keeps the file's dtype and values (0-255 for 8-bit, 0-65535 for 16-bit).
 
     Palette PNGs are returned as their palette indices (class-index labels) when
     `palette_indices` is True.
@@ -48,20 +50,21 @@ def read_image(path, palette_indices=True):
     return array
 
 
-def to_float(image):
-    """Scales an integer image to [0, 1] by its dtype's range (8- or 16-bit); floats pass through.
+def as_float32(image):
+    """Returns the image as float32 raw pixel values: the numbers stored in the file, not rescaled.
+
+    kfcn never rescales images: 8-bit pixels stay 0-255, 16-bit pixels 0-65535; the
+    model carries its own input scaling (`input_range=` of the model builders).
 
     Example:
-    >>> to_float(np.array([[0, 65535]], np.uint16)).tolist()
-    [[0.0, 1.0]]
+    >>> as_float32(np.array([[0, 65535]], np.uint16)).tolist()
+    [[0.0, 65535.0]]
     """
-    if np.issubdtype(image.dtype, np.integer):
-        return image.astype("float32") / np.iinfo(image.dtype).max
-    return image.astype("float32")
+    return np.asarray(image).astype("float32")
 
 
 def list_images(folder):
-    """Image files of a folder keyed by file stem, sorted.
+    """Image files of a folder keyed by file stem, sorted; two files with one stem (`a.png`, `a.tif`) raise.
 
     Example:
     >>> from kfcn.data.samples import isbi2012_dir
@@ -74,7 +77,15 @@ def list_images(folder):
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise ValueError(f"Folder {folder} has no image files ({', '.join(IMAGE_SUFFIXES)}).")
-    return {p.stem: p for p in files}
+    by_stem = {}
+    for path in files:
+        if path.stem in by_stem:
+            raise ValueError(
+                f"Folder {folder} has two files named {path.stem!r}: {by_stem[path.stem].name} and {path.name}. "
+                "Files pair by name without extension; remove or rename one of them."
+            )
+        by_stem[path.stem] = path
+    return by_stem
 
 
 def convert_channels(image, channels, path="image"):

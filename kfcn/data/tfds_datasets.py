@@ -108,20 +108,23 @@ class ImageLabelFolder(tfds.core.GeneratorBasedBuilder):
 
 
 def as_pairs(dataset, binary=True):
-    """Maps TFDS examples to `(image float32 [0, 1], label int32)` pairs for `random_crop_pipeline`.
+    """Maps TFDS examples to `(image float32 raw pixel values, label int32)` pairs for `random_crop_pipeline`.
+
+    The image keeps its stored values (0-255), as `folder_dataset` does; with `binary`,
+    the label becomes 0/1 (any non-zero value is foreground), else it is kept as stored.
 
     Example:
     >>> white = tf.fill((2, 2, 1), tf.constant(255, tf.uint8))
     >>> example = {"image": white, "label": white}
     >>> image, label = next(iter(as_pairs(tf.data.Dataset.from_tensors(example))))
     >>> float(image[0, 0, 0]), int(label[0, 0, 0])
-    (1.0, 1)
+    (255.0, 1)
     """
 
     def convert(example):
         label = tf.cast(example["label"], tf.int32)
         if binary:
             label = tf.cast(label > 0, tf.int32)
-        return tf.cast(example["image"], tf.float32) / 255.0, label
+        return tf.cast(example["image"], tf.float32), label
 
     return dataset.map(convert, num_parallel_calls=tf.data.AUTOTUNE)

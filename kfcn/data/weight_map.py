@@ -15,14 +15,16 @@ def unet_weight_map(labels, w0=10.0, sigma=5.0, class_weights="balanced", instan
     frequencies.
 
     Args:
-        labels: (H, W) array: a binary mask (objects are its connected components)
-            or, with `instances=True`, an instance map (0 = background, k = object k).
-            Default: instance map if it has values other than 0 and 1.
+        labels: (H, W) array of non-negative integers: a binary 0/1 mask (objects are
+            its connected components) or, with `instances=True`, an instance map
+            (0 = background, k = object k). Default: an instance map if it has values
+            other than 0 and 1. A raw 0/255 mask (0 and one other value) is refused: pass
+            `labels // 255` (or load it with `folder_dataset(..., label_mode="binary")`).
         w0: the border weight (10 in the paper).
         sigma: the border width in pixels (about 5 in the paper).
         class_weights: "balanced" (w_c = N / (2 · N_c) for background and objects),
             None (w_c = 1), or a pair `(background, foreground)`.
-        instances: whether `labels` holds instance ids; see above.
+        instances: whether `labels` holds instance ids (True) or is a 0/1 mask (False); see above.
 
     Returns:
         (H, W) float32 weights, to feed to `model.fit` as `sample_weight`.
@@ -38,6 +40,7 @@ def unet_weight_map(labels, w0=10.0, sigma=5.0, class_weights="balanced", instan
         labels = labels[..., 0]
     if labels.ndim != 2:
         raise ValueError(f"unet_weight_map expects an (H, W) label map, got shape {labels.shape}.")
+    _check_labels(labels, instances)
     if instances is None:
         instances = bool(np.any((labels != 0) & (labels != 1)))
     instance_map = labels.astype(np.int64) if instances else ndimage.label(labels > 0)[0]
@@ -65,3 +68,25 @@ def unet_weight_map(labels, w0=10.0, sigma=5.0, class_weights="balanced", instan
             nearest = np.minimum(nearest, distance)
         weights = weights + w0 * np.exp(-((nearest + second) ** 2) / (2 * sigma**2))
     return weights.astype("float32")
+
+
+def _check_labels(labels, instances):
+    if not (np.issubdtype(labels.dtype, np.integer) or np.issubdtype(labels.dtype, np.bool_)):
+        if not np.all(np.isfinite(labels)) or np.any(labels != np.round(labels)):
+            raise ValueError("unet_weight_map: labels must be integer class or instance ids; got non-integer values.")
+    if np.any(labels < 0):
+        raise ValueError(f"unet_weight_map: labels must be >= 0; got {labels.min()}.")
+    ids = np.unique(labels[labels != 0])
+    raw_mask_fix = (
+        "For a raw 0/255 mask pass labels // 255, or load it with kfcn.data.folder_dataset(..., label_mode='binary')."
+    )
+    if instances is False and np.any(ids != 1):
+        raise ValueError(
+            f"unet_weight_map(instances=False) expects a 0/1 mask; got values {np.unique(labels).tolist()[:5]}. "
+            + raw_mask_fix
+        )
+    if instances is None and len(ids) == 1 and ids[0] != 1:
+        raise ValueError(
+            f"unet_weight_map: the labels hold 0 and {ids[0]} only: a raw mask, not a 0/1 mask or an instance "
+            f"map. {raw_mask_fix} For an instance map with a single object, pass instances=True."
+        )

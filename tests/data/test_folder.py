@@ -17,7 +17,9 @@ def test_shipped_isbi_copy_loads():
     pairs = list(dataset)
     assert len(pairs) == 25
     image, label = pairs[0]
-    assert image.shape == (512, 512, 1) and 0 <= float(image.numpy().min()) and float(image.numpy().max()) <= 1
+    raw = np.asarray(Image.open(isbi2012_dir() / "images" / "slice_00.png"))
+    assert image.shape == (512, 512, 1) and image.dtype == "float32"
+    np.testing.assert_array_equal(image.numpy()[..., 0], raw)  # raw pixel values, not rescaled
     assert set(np.unique(label.numpy())) == {0, 1}
     assert 0.7 < label.numpy().mean() < 0.85  # about 78 % interior
 
@@ -38,7 +40,7 @@ def test_sixteen_bit_tiff_and_palette_labels(tmp_path):
     label.putpalette([0, 0, 0, 255, 0, 0, 0, 255, 0] + [0] * 759)
     label.save(tmp_path / "x.png")
     image, indices = load_pair(tmp_path / "x.tif", tmp_path / "x.png", "index", num_classes=3)
-    assert image.tolist() == [[[0.0], [1.0]]] and indices[..., 0].tolist() == [[0, 2]]
+    assert image.tolist() == [[[0.0], [65535.0]]] and indices[..., 0].tolist() == [[0, 2]]
 
 
 def test_camvid_style_ignore_class(tmp_path):
@@ -64,6 +66,31 @@ def test_errors_name_the_file(tmp_path):
     _write(tmp_path / "m.png", np.array([[0, 128, 255]], np.uint8))
     with pytest.raises(ValueError, match=r"values \[0, 128, 255\].*binary mask"):
         load_pair(tmp_path / "m.png", tmp_path / "m.png", "binary")
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_pixels_are_refused_by_file_name(tmp_path, bad):
+    import tifffile
+
+    image = np.zeros((4, 4), np.float32)
+    image[1, 2] = bad
+    (tmp_path / "img").mkdir()
+    tifffile.imwrite(tmp_path / "img" / "a.tif", image)
+    _write(tmp_path / "lab" / "a.png", np.zeros((4, 4), np.uint8))
+    with pytest.raises(ValueError, match=r"img/a.tif has 1 NaN or infinite pixel"):
+        load_pair(tmp_path / "img" / "a.tif", tmp_path / "lab" / "a.png")
+    with pytest.raises(ValueError, match=r"a.tif has 1 NaN or infinite pixel"):
+        folder_dataset(tmp_path / "img", tmp_path / "lab", verbose=False)
+
+
+@pytest.mark.parametrize("folder", ["img", "lab"])
+def test_two_files_with_one_stem_are_refused(tmp_path, folder):
+    for name in ("s1.png", "s2.png"):
+        _write(tmp_path / "img" / name, np.zeros((4, 4), np.uint8))
+        _write(tmp_path / "lab" / name, np.zeros((4, 4), np.uint8))
+    _write(tmp_path / folder / "s1.tif", np.zeros((4, 4), np.uint8))
+    with pytest.raises(ValueError, match=rf"{folder} has two files named 's1': s1.png and s1.tif.*rename one"):
+        folder_dataset(tmp_path / "img", tmp_path / "lab", verbose=False)
 
 
 SHARED_CAMVID = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "camvid"

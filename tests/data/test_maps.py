@@ -61,3 +61,45 @@ def test_degrade_pairs(rng):
     np.testing.assert_array_equal(degraded, again)
     with pytest.raises(ValueError, match="NaN"):
         degrade(np.full((4, 4), np.nan))
+
+
+def test_weight_map_refuses_raw_masks_and_keeps_instance_maps():
+    mask = np.zeros((1, 9), int)
+    mask[0, :3] = mask[0, 6:] = 1
+    expected = unet_weight_map(mask, class_weights=None)
+    for raw, instances in ((mask * 255, None), (mask * 255, False), (mask * 2, False)):
+        with pytest.raises(ValueError, match=r"labels // 255.*label_mode='binary'"):
+            unet_weight_map(raw, class_weights=None, instances=instances)
+    # The fix the message names gives the 0/1 mask's weights, with its border term.
+    np.testing.assert_array_equal(unet_weight_map(mask * 255 // 255, class_weights=None), expected)
+    assert expected[0, 4] > 1.5
+    # Instance maps (several ids) still work; a single object needs instances=True.
+    np.testing.assert_array_equal(unet_weight_map(mask * [[1, 1, 1, 0, 0, 0, 2, 2, 2]], class_weights=None), expected)
+    single = unet_weight_map(mask[:, :3] * 7, class_weights=None, instances=True)
+    np.testing.assert_array_equal(single, np.ones((1, 3)))
+    with pytest.raises(ValueError, match=">= 0"):
+        unet_weight_map(-mask)
+
+
+@pytest.mark.parametrize("sigma", [0, -1.0, np.nan, np.inf])
+def test_density_map_refuses_bad_sigma(sigma):
+    with pytest.raises(ValueError, match="sigma must be a positive number"):
+        density_map([(1, 1)], (8, 8), sigma=sigma)
+
+
+@pytest.mark.parametrize("points", [[1, 2, 3], [(1, 2, 3)], np.zeros((2, 2, 2)), [[1.0, 2.0]] * 2 + [[1.0]]])
+def test_density_map_refuses_points_of_the_wrong_shape(points):
+    with pytest.raises(ValueError, match=r"points must be an \(N, 2\) array"):
+        density_map(points, (8, 8))
+
+
+def test_density_map_points_edge_cases():
+    assert density_map([], (4, 5)).shape == (4, 5) and density_map(np.zeros((0, 2)), (4, 5)).sum() == 0
+    assert density_map([(3, 4)], (4, 5)).sum() == pytest.approx(1.0)  # the last pixel is inside
+    for outside in ([(4, 0)], [(0, 5)], [(-0.5, 1)]):
+        with pytest.raises(ValueError, match="outside the 4x5 image.*drop or clip"):
+            density_map(outside, (4, 5))
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        density_map([(np.nan, 1)], (4, 5))
+    with pytest.raises(ValueError, match="shape must be"):
+        density_map([(1, 1)], (0, 5))

@@ -11,7 +11,8 @@ def test_isbi_builder_reads_the_shipped_copy_offline(tmp_path):
     assert examples[0]["image"].shape == (512, 512, 1)
     assert set(np.unique(examples[0]["label"].numpy())) <= {0, 255}
     image, label = next(iter(tfds_datasets.as_pairs(dataset)))
-    assert float(image.numpy().max()) <= 1.0 and set(np.unique(label.numpy())) == {0, 1}
+    np.testing.assert_array_equal(image.numpy(), examples[0]["image"].numpy())  # raw pixel values
+    assert image.dtype == "float32" and set(np.unique(label.numpy())) == {0, 1}
 
 
 def test_generic_folder_builder_with_splits(tmp_path):
