@@ -9,7 +9,7 @@ STAMP := $(VENV)/.kfcn-installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[jax,torch,test,deploy,onnx]"
+	$(PY) -m pip install --quiet -e ".[jax,torch,test,deploy,onnx,cv]"
 	touch $(STAMP)
 
 demo: $(STAMP)
