@@ -110,7 +110,10 @@ def main():
         "metrics_mean_over_held_out_slices": table,
         "files": {
             "saved_model": str(folder),
-            **{f"tflite_{name}": {"path": r["path"], "bytes": r["bytes"], "ops": r["ops"]} for name, r in reports.items()},
+            **{
+                f"tflite_{name}": {"path": r["path"], "bytes": r["bytes"], "ops": r["ops"]}
+                for name, r in reports.items()
+            },
         },
     }
     (output / "unet_isbi_deployment.json").write_text(json.dumps(card_out, indent=2) + "\n")

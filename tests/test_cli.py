@@ -88,6 +88,7 @@ def test_export_saved_model_and_tflite(tmp_path, capsys):
     folder.mkdir()
     for index in range(3):
         Image.fromarray((np.arange(256).reshape(16, 16) + index).astype(np.uint8)).save(folder / f"{index}.png")
-    tflite_args = ["export", str(tmp_path / "model.keras"), "--format", "tflite", "--output", str(tmp_path / "m.tflite")]
+    output = str(tmp_path / "m.tflite")
+    tflite_args = ["export", str(tmp_path / "model.keras"), "--format", "tflite", "--output", output]
     assert main([*tflite_args, "--quantize", "int8", "--representative", str(folder), "--input-size", "16", "16"]) == 0
     assert "ops:" in capsys.readouterr().out and (tmp_path / "m.tflite").stat().st_size > 0

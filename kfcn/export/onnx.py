@@ -20,8 +20,8 @@ def onnx(model, path, overwrite=True, opset=None):
     file with onnxruntime.
 
     What does not work: valid-padding U-Nets are refused (tf2onnx mistranslates
-    their run-time skip crops; use `saved_model` or `tflite`). tf2onnx traces a TensorFlow graph, so the export always runs
-    under the TensorFlow backend (a JAX or PyTorch model goes through a TensorFlow
+    their run-time skip crops; use `saved_model` or `tflite`). tf2onnx traces a
+    TensorFlow graph, so the export always runs under the TensorFlow backend (a JAX or PyTorch model goes through a TensorFlow
     child process, as for `saved_model`); Keras' torch-backend ONNX path
     (`torch.onnx`) is not used.
 
@@ -70,4 +70,5 @@ def onnx(model, path, overwrite=True, opset=None):
         tf2onnx.convert.from_function(
             serve, input_signature=serve.input_signature, opset=opset, output_path=str(temporary)
         )
-    return {"path": str(path), "bytes": path.stat().st_size, "input": contract.input_name, "output": contract.output_name}
+    size = path.stat().st_size
+    return {"path": str(path), "bytes": size, "input": contract.input_name, "output": contract.output_name}
