@@ -1,7 +1,40 @@
-"""kfcn: fully convolutional image-to-image networks for Keras 3 (TensorFlow, JAX, PyTorch)."""
+"""kfcn: fully convolutional image-to-image networks for Keras 3 (TensorFlow, JAX, PyTorch).
+
+`import kfcn` loads only Keras-level code: `layers`, `models`, `losses`, `metrics`,
+`inference`, `analysis` and `samples` run on every backend without TensorFlow. The
+TensorFlow-based `data` (tf.data pipelines) and `export` load on first use
+(`kfcn.data`, `from kfcn import data`, `import kfcn.data`).
+"""
+
+import importlib
 
 __version__ = "0.1.0"
 
-from kfcn import analysis, data, inference, layers, losses, metrics, models  # noqa: E402
+from kfcn import analysis, inference, layers, losses, metrics, models, samples  # noqa: E402
 
-__all__ = ["analysis", "data", "inference", "layers", "losses", "metrics", "models", "__version__"]
+_LAZY_SUBPACKAGES = ("data", "export")
+
+
+def __getattr__(name):
+    # PEP 562: kfcn.data and kfcn.export import TensorFlow, so they load only when first used.
+    if name in _LAZY_SUBPACKAGES:
+        return importlib.import_module(f"kfcn.{name}")
+    raise AttributeError(f"module 'kfcn' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY_SUBPACKAGES))
+
+
+__all__ = [
+    "analysis",
+    "data",
+    "export",
+    "inference",
+    "layers",
+    "losses",
+    "metrics",
+    "models",
+    "samples",
+    "__version__",
+]

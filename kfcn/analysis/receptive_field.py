@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import keras
 
+from kfcn.analysis.graph import functional_model
 from kfcn.layers import CropToMatch, MaxPoolingWithArgmax2D, MaxUnpooling2D
 
 GLOBAL = math.inf
@@ -145,8 +146,9 @@ def receptive_field(model, input_size=None):
     """Computes the theoretical receptive field of `model`'s output from its graph.
 
     Args:
-        model: a functional `keras.Model` (kfcn's or any other); its first rank-4
-            input is the image, other inputs (e.g. a coordinate frame) carry no field.
+        model: a functional or Sequential `keras.Model` (kfcn's or any other); its
+            first rank-4 input is the image, other inputs (e.g. a coordinate frame)
+            carry no field. Subclassed models have no readable graph and are refused.
         input_size: `(height, width)` to trace at; default: the model's static size,
             else the first of 256, 252, 508, 572, … that the model accepts.
 
@@ -161,6 +163,7 @@ def receptive_field(model, input_size=None):
     >>> receptive_field(keras.Model(inputs, x)).size
     (8, 8)
     """
+    model = functional_model(model, "receptive_field")
     candidates = [tuple(input_size)] if input_size is not None else _probe_candidates(model)
     errors, traced = [], []
     for probe in candidates:
@@ -221,11 +224,24 @@ def _trace(model, probe_size):
             return outputs
         if isinstance(layer, keras.Model):
             # Inline a nested functional model (a backbone) so its layers are traced too.
-            inner_inputs = keras.tree.pack_sequence_as(layer.input, keras.tree.flatten(args))
+            # Fresh inputs carrying the fields of the tensors fed in: clone_model needs inputs
+            # that are Input tensors, and the nested model may sit after other layers.
+            outer = keras.tree.flatten(args)
+            fresh = [keras.Input(batch_shape=t.shape, dtype=t.dtype) for t in outer]
+            for tensor, new in zip(outer, fresh):
+                if id(tensor) in fields:
+                    fields[id(new)] = fields[id(tensor)]
             inner = keras.models.clone_model(
-                layer, input_tensors=inner_inputs, clone_function=lambda sub: sub, call_function=call_function
+                layer,
+                input_tensors=keras.tree.pack_sequence_as(layer.input, fresh),
+                clone_function=lambda sub: sub,
+                call_function=call_function,
             )
-            return inner.output
+            outputs = inner(keras.tree.pack_sequence_as(layer.input, outer))
+            for new, old in zip(keras.tree.flatten(outputs), keras.tree.flatten(inner.output)):
+                if id(old) in fields:
+                    fields[id(new)] = fields[id(old)]
+            return outputs
         outputs = layer(*args, **kwargs)
         inputs = [t for t in keras.tree.flatten((args, kwargs)) if isinstance(t, keras.KerasTensor)]
         result = _layer_field(layer, inputs, outputs, fields)

@@ -61,6 +61,7 @@ def translation_equivariance(model_or_layer, input_shape, shifts=((1, 0), (0, 1)
     >>> translation_equivariance(keras.layers.MaxPooling2D(2), (16, 16, 1)).equivariant
     False
     """
+    input_shape, shifts = _check_arguments(input_shape, shifts)
     model = _as_model(model_or_layer, input_shape)
     x = np.random.default_rng(seed).normal(size=(1, *input_shape)).astype("float32")
     base = np.asarray(keras.ops.convert_to_numpy(model(x, training=False)))
@@ -71,9 +72,19 @@ def translation_equivariance(model_or_layer, input_shape, shifts=((1, 0), (0, 1)
         context = max(receptive_field(model, input_size=input_shape[:2]).margin)
     except Exception:  # a layer the graph walk cannot trace: compare the centre half only
         context = input_shape[0] // 4
-    context = min(context, input_shape[0] // 4)
     max_shift = max(max(abs(s) for s in shift) for shift in shifts)
-    border = int(np.ceil((context + max_shift) * max(scale, 1)))
+    border = _border(context, input_shape[0], max_shift, scale)
+    if 2 * border >= min(base.shape[1:3]):
+        # The shift and the band padding spoils cover the whole output: nothing is left to compare.
+        side = min(input_shape[:2])
+        fits = (n for n in range(side, 64 * side) if n * scale > 2 * _border(context, n, max_shift, scale))
+        larger = next(fits, None)
+        raise ValueError(
+            f"Nothing to compare: the output is {base.shape[1]}x{base.shape[2]} px and the border excluded on "
+            f"each side is {border} px (the largest shift, {max_shift} px, plus the band that padding spoils). "
+            + (f"Use a larger input_shape (at least {larger} px per side) or " if larger else "Use ")
+            + "smaller shifts."
+        )
     errors, difference_maps = {}, []
     for shift in shifts:
         shifted_out = np.asarray(keras.ops.convert_to_numpy(model(np.roll(x, shift, axis=(1, 2)), training=False)))
@@ -88,6 +99,22 @@ def translation_equivariance(model_or_layer, input_shape, shifts=((1, 0), (0, 1)
         errors[tuple(shift)] = float(interior.max()) if interior.size else float("nan")
     equivariant = all(error <= tolerance for error in errors.values())
     return EquivarianceReport(equivariant, errors, scale, border, _spoiled_border(difference_maps, tolerance))
+
+
+def _border(context, size, max_shift, scale):
+    """Output pixels excluded at each edge: the shift plus the padding band (capped at a quarter of the input)."""
+    return int(np.ceil((min(context, size // 4) + max_shift) * max(scale, 1)))
+
+
+def _check_arguments(input_shape, shifts):
+    input_shape = tuple(input_shape)
+    if len(input_shape) != 3 or not all(isinstance(v, (int, np.integer)) and v > 0 for v in input_shape):
+        raise ValueError(f"`input_shape` must be (height, width, channels) of positive ints; got {input_shape!r}.")
+    if np.ndim(shifts) == 1:  # one (rows, cols) pair
+        shifts = [shifts]
+    if np.ndim(shifts) != 2 or np.shape(shifts)[1] != 2 or len(shifts) == 0:
+        raise ValueError(f"`shifts` must be a list of (rows, cols) pairs, e.g. [(1, 0), (0, 1)]; got {shifts!r}.")
+    return input_shape, [tuple(int(v) for v in shift) for shift in shifts]
 
 
 def _spoiled_border(maps, tolerance):

@@ -1,23 +1,5 @@
-"""Locations of the sample data kfcn ships with its repository."""
+"""Locations of the sample data and model kfcn ships (re-exported from the TensorFlow-free `kfcn.samples`)."""
 
-from __future__ import annotations
+from kfcn.samples import isbi2012_dir, shipped_model_path
 
-from pathlib import Path
-
-REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
-
-
-def isbi2012_dir():
-    """The shipped 25-slice copy of the ISBI 2012 membrane data (`examples/data/isbi2012`).
-
-    Example:
-    >>> sorted(p.name for p in isbi2012_dir().iterdir())
-    ['README.md', 'images', 'labels']
-    """
-    path = REPOSITORY_ROOT / "examples" / "data" / "isbi2012"
-    if not path.is_dir():
-        raise FileNotFoundError(
-            f"The ISBI 2012 sample data is not at {path}; it ships with kfcn's source repository "
-            "(examples/data/isbi2012). Clone the repository, or point kfcn.data.folder_dataset at your copy."
-        )
-    return path
+__all__ = ["isbi2012_dir", "shipped_model_path"]

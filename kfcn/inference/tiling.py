@@ -29,7 +29,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from kfcn.inference.runner import TileRunner, check_finite, check_image
 
@@ -95,11 +94,60 @@ def _window(length, overlap, before, after, blend, trim):
     return np.where(inside, window, 0.0)
 
 
-def _pair(value, name):
-    pair = (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
-    if len(pair) != 2:
-        raise ValueError(f"`{name}` must be an int or a pair, got {value!r}.")
+def _is_int(value):
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _pair(value, name, minimum, meaning):
+    """`value` as a (rows, cols) pair of ints >= `minimum`, or a clear error."""
+    pair = (value, value) if np.ndim(value) == 0 else tuple(np.ravel(value).tolist())
+    if len(pair) != 2 or not all(_is_int(v) for v in pair):
+        raise ValueError(f"`{name}` ({meaning}) must be an int or a pair of ints (rows, cols), got {value!r}.")
+    if min(pair) < minimum:
+        raise ValueError(f"`{name}` ({meaning}) must be at least {minimum}, got {value!r}.")
     return tuple(int(v) for v in pair)
+
+
+def _check_arguments(blend, batch_size, out, extra_inputs, image_size, geometry):
+    """Every argument of `predict_tiled` that can be checked before a tile is predicted."""
+    if not isinstance(blend, str) or blend not in BLENDS:
+        raise ValueError(f"`blend` must be one of {BLENDS}, got {blend!r}.")
+    if not _is_int(batch_size) or batch_size < 1:
+        raise ValueError(f"`batch_size` (tiles per model call) must be a positive int, e.g. 4; got {batch_size!r}.")
+    if out is not None and (np.ndim(out) != 3 or out.shape[:2] != image_size):
+        raise ValueError(
+            f"`out` has shape {np.shape(out)}; it must be (height, width, classes) with the image's height "
+            f"and width {image_size}."
+        )
+    if out is not None and not np.issubdtype(out.dtype, np.floating):
+        raise ValueError(f"`out` must be a float array (e.g. float32) to hold probabilities; got dtype {out.dtype}.")
+    for name, array in (extra_inputs or {}).items():
+        if name not in geometry.extra_inputs:
+            raise ValueError(
+                f"`extra_inputs` has {name!r}, which is not a map input of the model "
+                f"(its map inputs besides the image: {list(geometry.extra_inputs)})."
+            )
+        if np.shape(array)[:2] != image_size:
+            raise ValueError(
+                f"extra_inputs[{name!r}] has shape {np.shape(array)}; it must cover the image: {image_size} "
+                "followed by its channels."
+            )
+
+
+def _check_tile(model, geometry, tile):
+    """The output side for input tile side `tile`, or an error naming the nearest sizes that fit."""
+    output = geometry.output_size(model, tile)
+    if output is not None:
+        return output
+    following = geometry.valid_input_size(model, tile)
+    lowest = max(0, tile - 4 * geometry.multiple - 2 * geometry.margin - 2)
+    previous = next((size for size in range(tile - 1, lowest, -1) if geometry.output_size(model, size)), None)
+    raise ValueError(
+        f"Tile size {tile} does not fit this model (total stride {geometry.multiple}"
+        f"{f', valid-padding margin {geometry.margin}' if geometry.margin else ''}); "
+        f"the next size that does is {following}"
+        f"{f' (the previous one is {previous})' if previous else ''}: pass tile_size={following}."
+    )
 
 
 def predict_tiled(
@@ -143,37 +191,32 @@ def predict_tiled(
     Example:
     >>> from kfcn.models import unet
     >>> model = unet((None, None, 1), num_classes=1, filters=4, depth=2, padding="valid")
-    >>> image = np.random.rand(50, 70).astype("float32")
+    >>> image = np.random.randint(0, 256, (50, 70), dtype=np.uint8)
     >>> predict_tiled(model, image, tile_size=60, progress=False).shape
     (50, 70, 1)
     """
-    if blend not in BLENDS:
-        raise ValueError(f"`blend` must be one of {BLENDS}, got {blend!r}.")
+    tiles = _pair(tile_size, "tile_size", 1, "input tile side in pixels")
     runner = TileRunner(model, tta)
     geometry = runner.geometry
-    image = check_image(image, geometry.channels)
+    image = check_image(image, geometry.channels, input_range=geometry.input_range)
     height, width = image.shape[:2]
-    tiles = _pair(tile_size, "tile_size")
-    outputs = []
-    for tile in tiles:
-        output = geometry.output_size(model, tile)
-        if output is None:
-            nearest = geometry.valid_input_size(model, tile)
-            raise ValueError(
-                f"Tile size {tile} does not fit this model (total stride {geometry.multiple}"
-                f"{f', valid-padding margin {geometry.margin}' if geometry.margin else ''}); "
-                f"the next size that does is {nearest}."
-            )
-        outputs.append(output)
-    if overlap is None:
-        if geometry.margin:
-            overlap = 0
-        elif math.isinf(geometry.context):
-            # Global context (image pooling): no overlap makes tiles exact; take a quarter tile.
-            overlap = tuple(output // 4 for output in outputs)
-        else:
-            overlap = 2 * geometry.context
-    overlaps = _pair(overlap, "overlap")
+    _check_arguments(blend, batch_size, out, extra_inputs, (height, width), geometry)
+    outputs = [_check_tile(model, geometry, tile) for tile in tiles]
+    if overlap is not None:
+        overlaps = _pair(overlap, "overlap", 0, "output pixels shared by adjacent tiles")
+        for tile, output, shared in zip(tiles, outputs, overlaps):
+            if shared >= output:
+                raise ValueError(
+                    f"`overlap` ({shared} px) must be smaller than a tile's output ({output} px for tile_size "
+                    f"{tile}); use a smaller overlap or larger tiles."
+                )
+    elif geometry.margin:
+        overlaps = (0, 0)
+    elif math.isinf(geometry.context):
+        # Global context (image pooling): no overlap makes tiles exact; take a quarter tile.
+        overlaps = tuple(output // 4 for output in outputs)
+    else:
+        overlaps = (2 * geometry.context,) * 2
     # Blending never uses the band at a tile edge that padding spoils ("same" models).
     trim = 0 if geometry.margin else min(geometry.context, max(tiles))
     rows, cols = (
@@ -187,7 +230,7 @@ def _run_plan(runner, image, rows, cols, batch_size, extra_inputs, out, progress
     height, width = image.shape[:2]
     positions = [(i, j) for i in range(rows.count) for j in range(cols.count)]
     results = None
-    bar = tqdm(total=len(positions), desc="tiles", unit="tile", disable=not progress)
+    bar = _progress_bar(len(positions), progress)
     for first in range(0, len(positions), batch_size):
         batch = positions[first : first + batch_size]
         tiles = np.stack([_read(image, rows.input_indices(i), cols.input_indices(j)) for i, j in batch])
@@ -220,6 +263,22 @@ def _run_plan(runner, image, rows, cols, batch_size, extra_inputs, out, progress
         weights = np.outer(rows.normaliser[top : top + strip], cols.normaliser)[..., None]
         results[top : top + strip] /= weights.astype("float32")
     return results
+
+
+class _NoProgress:
+    def update(self, count):
+        pass
+
+    def close(self):
+        pass
+
+
+def _progress_bar(total, progress):
+    if not progress:
+        return _NoProgress()
+    from tqdm.auto import tqdm  # imported here: `import kfcn.inference` stays light
+
+    return tqdm(total=total, desc="tiles", unit="tile")
 
 
 def _read(image, row_indices, col_indices):

@@ -63,3 +63,34 @@ def test_effective_field_of_a_unet_with_reinitialisation_and_png(tmp_path):
     from PIL import Image
 
     assert Image.open(path).size == (96, 96)
+
+
+def test_nothing_left_to_compare_is_an_error_not_a_verdict():
+    # Conv 3x3: padding spoils 1 px; a 4 px shift: 5 px excluded at each edge, so an output must
+    # have more than 10 px per side: 8 leaves nothing (the old report said "not equivariant").
+    layer = keras.layers.Conv2D(2, 3, padding="same")
+    with pytest.raises(ValueError, match=r"Nothing to compare.*at least 11 px per side"):
+        translation_equivariance(layer, (8, 8, 1), shifts=[(4, 0)])
+    with pytest.raises(ValueError, match="Nothing to compare"):
+        translation_equivariance(layer, (10, 10, 1), shifts=[(4, 0)])
+    report = translation_equivariance(layer, (11, 11, 1), shifts=[(4, 0)])
+    assert report.equivariant and report.border == 5
+
+
+@pytest.mark.parametrize(
+    "input_shape, shifts, message",
+    [
+        ((16, 16), [(1, 0)], "height, width, channels"),
+        ((16, 16, 0), [(1, 0)], "height, width, channels"),
+        ((16, 16, 1), [], "list of"),
+        ((16, 16, 1), [(1, 0, 0)], "list of"),
+    ],
+)
+def test_bad_arguments_are_named(input_shape, shifts, message):
+    with pytest.raises(ValueError, match=message):
+        translation_equivariance(keras.layers.Conv2D(2, 3, padding="same"), input_shape, shifts=shifts)
+
+
+def test_one_shift_pair_is_taken_as_a_list_of_one():
+    report = translation_equivariance(keras.layers.Conv2D(2, 3, padding="same"), (16, 16, 1), shifts=(2, 1))
+    assert list(report.errors) == [(2, 1)] and report.equivariant

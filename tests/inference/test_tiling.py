@@ -131,3 +131,60 @@ def test_errors_are_clear(rng):
         predict_tiled(same, bad, 64, progress=False)
     with pytest.raises(ValueError, match="blend"):
         predict_tiled(same, image, 64, blend="max", progress=False)
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"overlap": -2}, r"`overlap` .* at least 0"),
+        ({"overlap": (4, -1)}, r"`overlap` .* at least 0"),
+        ({"overlap": 64}, r"smaller than a tile's output \(64 px"),
+        ({"overlap": 2.5}, "pair of ints"),
+        ({"tile_size": 0}, r"`tile_size` .* at least 1"),
+        ({"tile_size": -64}, r"`tile_size` .* at least 1"),
+        ({"tile_size": 64.5}, "pair of ints"),
+        ({"tile_size": (64, 64, 64)}, "pair of ints"),
+        ({"tile_size": "64"}, "pair of ints"),
+        ({"tile_size": 62}, r"next size that does is 64 \(the previous one is 60\): pass tile_size=64"),
+        ({"batch_size": 0}, "`batch_size`.*positive int"),
+        ({"batch_size": 2.0}, "`batch_size`.*positive int"),
+        ({"blend": "max"}, "`blend` must be one of"),
+        ({"blend": None}, "`blend` must be one of"),
+        ({"out": np.zeros((50, 49, 2), "float32")}, r"`out` has shape \(50, 49, 2\)"),
+        ({"out": np.zeros((50, 50, 2), "int32")}, "float array"),
+        ({"extra_inputs": {"fov": np.zeros((50, 50, 1))}}, "not a map input of the model"),
+    ],
+)
+def test_bad_arguments_are_named_before_any_tile_runs(rng, changes, message):
+    model = unet((None, None, 1), num_classes=2, filters=4, depth=2)  # "same": total stride 4
+    image = (rng.random((50, 50)) * 255).astype("float32")
+    with pytest.raises(ValueError, match=message):
+        predict_tiled(model, image, **{"tile_size": 64, "progress": False, **changes})
+
+
+def test_empty_image_is_named(rng):
+    model = unet((None, None, 1), num_classes=2, filters=4, depth=2)
+    with pytest.raises(ValueError, match="empty"):
+        predict_tiled(model, np.zeros((0, 50), "uint8"), 64, progress=False)
+
+
+def test_valid_model_names_only_the_sizes_that_exist():
+    # Valid-padding depth 2: margin 20, so 40 would give an empty output; 44 is the smallest size.
+    model = unet((None, None, 1), num_classes=2, filters=4, depth=2, padding="valid")
+    with pytest.raises(ValueError, match=r"next size that does is 44: pass tile_size=44"):
+        predict_tiled(model, np.zeros((50, 50), "uint8"), 42, progress=False)
+
+
+def test_extra_input_of_another_size_is_named(rng):
+    model = unet((None, None, 1), num_classes=1, filters=4, depth=2, padding="valid", extra_inputs={"fov": 1})
+    image = (rng.random((50, 50)) * 255).astype("float32")
+    with pytest.raises(ValueError, match=r"extra_inputs\['fov'\] has shape \(40, 50, 1\)"):
+        predict_tiled(model, image, 60, extra_inputs={"fov": np.ones((40, 50, 1))}, progress=False)
+
+
+def test_integer_arguments_of_numpy_type_and_rectangular_tiles_work(rng):
+    model = unet((None, None, 1), num_classes=2, filters=4, depth=2, padding="valid")
+    image = (rng.random((50, 70)) * 255).astype("float32")
+    whole = predict(model, image)
+    tiled = predict_tiled(model, image, (np.int64(48), 60), batch_size=np.int32(2), progress=False)
+    np.testing.assert_allclose(tiled, whole, atol=1e-4)

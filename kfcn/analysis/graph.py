@@ -1,0 +1,68 @@
+"""The layer graph of a Keras model, which every size and field computation reads."""
+
+from __future__ import annotations
+
+import keras
+
+
+def has_graph(model):
+    """Whether `model` is a functional or Sequential model: a graph of layers kfcn can read.
+
+    Example:
+    >>> has_graph(keras.Sequential([keras.layers.Conv2D(2, 3)]))
+    True
+    """
+    # Functional models have `inputs`; subclassed ones do not, even after being called.
+    return isinstance(model, keras.Sequential) or (isinstance(model, keras.Model) and hasattr(model, "inputs"))
+
+
+def functional_model(model, what="This function"):
+    """`model` as a functional graph: itself if functional, a functional wrapper for a Sequential model.
+
+    kfcn reads sizes and receptive fields off a model's graph of layers. Functional
+    models (`keras.Model(inputs, outputs)`, keras.applications, kfcn's builders) have
+    one; a `keras.Sequential` model gets a functional wrapper around it, whose trace
+    walks its layers; a subclassed model (its graph lives in Python code in `call`)
+    is refused with an error saying how to rebuild it.
+
+    Args:
+        model: a Keras model.
+        what: the caller, for the error message.
+
+    Returns:
+        A functional `keras.Model` computing the same function.
+
+    Example:
+    >>> seq = keras.Sequential([keras.Input((None, None, 1)), keras.layers.Conv2D(2, 3)])
+    >>> [tuple(t.shape) for t in functional_model(seq).inputs]
+    [(None, None, None, 1)]
+    """
+    if isinstance(model, keras.Sequential):
+        try:
+            spec = model.inputs[0]
+        except (AttributeError, ValueError, IndexError, TypeError) as error:
+            raise ValueError(
+                f"{what} needs to know the input of Sequential model {model.name!r}, which has none yet: "
+                "start it with `keras.Input((None, None, channels))`, e.g. "
+                "keras.Sequential([keras.Input((None, None, 1)), ...])."
+            ) from error
+        inputs = keras.Input(batch_shape=tuple(spec.shape), dtype=spec.dtype)
+        return keras.Model(inputs, model(inputs), name=model.name)
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"{what} takes a Keras model; got {type(model).__name__}.")
+    _check_graph(model, what)
+    return model
+
+
+def _check_graph(model, what):
+    """Raises if `model` or a model nested in it is subclassed (a graph kfcn cannot walk)."""
+    if not has_graph(model):
+        raise ValueError(
+            f"{what} supports functional models (keras.Model(inputs, outputs)) and keras.Sequential models, "
+            f"also nested; {model.name!r} is a subclassed model ({type(model).__name__}), whose layers form no "
+            "graph kfcn can read. Rebuild it with the functional API or as a keras.Sequential (wrapping it as "
+            "keras.Model(inputs, model(inputs)) is not enough: the wrapper would hide its layers)."
+        )
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            _check_graph(layer, what)

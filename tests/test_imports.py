@@ -1,0 +1,95 @@
+"""Import hygiene: kfcn's Keras-level packages work on JAX and PyTorch without TensorFlow installed.
+
+Each check runs in a fresh interpreter where TensorFlow is unimportable, as on a machine that
+carries only Keras and JAX or PyTorch: a `sys.meta_path` finder answers for it with a loader
+that fails (`find_spec` finds no file, `import tensorflow` raises ModuleNotFoundError).
+"""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+LIGHT_PACKAGES = ", ".join(
+    ["kfcn", "kfcn.layers", "kfcn.models", "kfcn.losses", "kfcn.metrics", "kfcn.inference", "kfcn.analysis"]
+    + ["kfcn.samples"]
+)
+
+WITHOUT_TENSORFLOW = textwrap.dedent(
+    f"""
+    import importlib.abc, importlib.machinery, sys
+
+    class NoTensorFlow(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in ("tensorflow", "tensorflow_datasets"):
+                return importlib.machinery.ModuleSpec(name, self)  # no origin: torch's probes skip it
+            return None
+
+        def create_module(self, spec):
+            raise ModuleNotFoundError(f"No module named {{spec.name!r}} (hidden by the test)", name=spec.name)
+
+        def exec_module(self, module):
+            pass
+
+    sys.meta_path.insert(0, NoTensorFlow())
+
+    import keras
+    import numpy as np
+
+    keras.ops.convert_to_numpy(keras.ops.ones((2, 2)) + 1)  # the backend fully loaded: the baseline
+    baseline = set(sys.modules)
+    import {LIGHT_PACKAGES}
+
+    # What kfcn's imports add: neither TensorFlow nor the eager extras (scipy, tqdm) that
+    # only some functions need. (Keras' backends bring some of them themselves: JAX loads
+    # scipy, PyTorch tqdm, so the check is against what the backend already loaded.)
+    added = sorted({{m.split(".")[0] for m in set(sys.modules) - baseline}} & {{"tensorflow", "scipy", "tqdm"}})
+    assert not added, f"importing kfcn loaded {{added}}"
+    assert "tensorflow" not in sys.modules
+
+    model = kfcn.models.unet((None, None, 1), num_classes=2, filters=4, depth=2)
+    image = np.random.default_rng(0).integers(0, 256, (20, 27)).astype("uint8")
+    probabilities = kfcn.inference.predict(model, image)
+    assert probabilities.shape == (20, 27, 2), probabilities.shape
+    np.testing.assert_allclose(probabilities.sum(-1), 1.0, atol=1e-5)
+    tiled = kfcn.inference.predict_tiled(model, image, tile_size=16, overlap=4, progress=False)
+    assert tiled.shape == (20, 27, 2), tiled.shape
+    assert kfcn.analysis.receptive_field(model).required_multiple == 4
+    assert kfcn.samples.shipped_model_path().is_file() and kfcn.samples.isbi2012_dir().is_dir()
+
+    # kfcn.data is TensorFlow's (tf.data): it loads only when used, and says what it misses.
+    try:
+        kfcn.data
+    except ImportError as error:
+        assert "tensorflow" in str(error), error
+    else:
+        raise AssertionError("kfcn.data loaded without TensorFlow")
+    assert "tensorflow" not in sys.modules
+    print("ok")
+    """
+)
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_keras_level_packages_work_without_tensorflow(backend, tmp_path):
+    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    # Run outside the repository so that only the installed kfcn is found.
+    result = subprocess.run(
+        [sys.executable, "-c", WITHOUT_TENSORFLOW], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.stdout.strip().endswith("ok")
+
+
+def test_tensorflow_packages_load_lazily_as_attributes():
+    import kfcn
+
+    assert "data" in dir(kfcn) and "export" in dir(kfcn)
+    assert callable(kfcn.data.folder_dataset)
+    from kfcn import data
+
+    assert data is kfcn.data
+    with pytest.raises(AttributeError, match="no attribute 'nonexistent'"):
+        kfcn.nonexistent  # noqa: B018
