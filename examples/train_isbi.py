@@ -1,4 +1,4 @@
-"""Trains the U-Net that kfcn ships (saved_models/unet_isbi.keras) on the ISBI 2012 slices.
+"""Trains the U-Net that kfcn ships (kfcn/assets/models/unet_isbi.keras) on the ISBI 2012 slices.
 
 Slices 00-19 train (random 256x256 crops, elastic + geometric augmentation, the U-Net
 border weight map as per-pixel weights), slices 20-24 are held out for validation.
@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -20,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 import kfcn
+import kfcn.saving
 from kfcn.data import folder_dataset, isbi2012_dir, random_crop_pipeline
 
 HELD_OUT = 5
@@ -32,26 +31,6 @@ def split_isbi():
     return full.take(count - HELD_OUT), full.skip(count - HELD_OUT)
 
 
-def save_for_inference(model, output):
-    """Saves the model without its optimizer state (a third of the size), atomically.
-
-    The file is written to a temporary name first, so an interrupted save never leaves
-    a broken model behind.
-    """
-    output = Path(output)
-    inference_model = model.__class__.from_config(model.get_config())  # uncompiled: no optimizer state
-    inference_model.set_weights(model.get_weights())
-    handle, temporary = tempfile.mkstemp(dir=output.parent, suffix=".keras")
-    os.close(handle)
-    try:
-        inference_model.save(temporary)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, output)
-    except BaseException:
-        os.unlink(temporary)
-        raise
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=30)
@@ -59,7 +38,7 @@ def main():
     parser.add_argument("--crop", type=int, default=256)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--filters", type=int, default=16)
-    parser.add_argument("--output", default="saved_models/unet_isbi.keras")
+    parser.add_argument("--output", default="kfcn/assets/models/unet_isbi.keras")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     keras.utils.set_random_seed(args.seed)
@@ -92,7 +71,7 @@ def main():
             keras.callbacks.ReduceLROnPlateau("val_loss", factor=0.5, patience=4),
         ],
     )
-    save_for_inference(model, output)
+    kfcn.saving.save_model(model, output)  # atomic, without optimizer state
     final = {key: float(values[-1]) for key, values in history.history.items()}
     summary = {
         "command": "KERAS_BACKEND=tensorflow python examples/train_isbi.py "

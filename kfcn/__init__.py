@@ -26,10 +26,9 @@ def __dir__():
     return sorted(set(globals()) | set(_LAZY_SUBPACKAGES))
 
 
+# `data` and `export` stay out of __all__ so that `from kfcn import *` does not import TensorFlow.
 __all__ = [
     "analysis",
-    "data",
-    "export",
     "inference",
     "layers",
     "losses",

@@ -54,7 +54,10 @@ class EffectiveReceptiveField:
                 (row + half + 0.5) * scale - 1,
             ]
             draw.rectangle(box, outline=(0, 255, 255))
-        image.save(path)
+        from kfcn.atomic import atomic_path
+
+        with atomic_path(path) as temporary:
+            image.save(temporary, format="PNG")
         return path
 
 

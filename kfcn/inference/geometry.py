@@ -66,26 +66,29 @@ def model_geometry(model):
     """
     if model in _geometries:
         return _geometries[model]
+    from kfcn.analysis.graph import functional_model
     from kfcn.analysis.receptive_field import receptive_field
 
-    image_input = _image_input_name(model)
-    names = [t.name for t in model.inputs]
+    graph = functional_model(model, "kfcn.inference")
+
+    image_input = _image_input_name(graph)
+    names = [t.name for t in graph.inputs]
     frame_input = FRAME_INPUT_NAME if FRAME_INPUT_NAME in names else None
-    extras = tuple(n for n, t in zip(names, model.inputs) if n not in (image_input, frame_input) and len(t.shape) == 4)
-    field = receptive_field(model)
+    extras = tuple(n for n, t in zip(names, graph.inputs) if n not in (image_input, frame_input) and len(t.shape) == 4)
+    field = receptive_field(graph)
     probe = field.probe_size[0]
-    output = _output_size(model, probe)
+    output = _output_size(graph, probe)
     margin = (probe - output) // 2 if output is not None else 0
     context = math.inf if math.isinf(field.size[0]) else max(field.margin)
     geometry = ModelGeometry(
-        channels=_input_by_name(model, image_input).shape[-1],
+        channels=_input_by_name(graph, image_input).shape[-1],
         multiple=field.required_multiple,
         margin=int(margin),
         context=context if math.isinf(context) else int(context),
         image_input=image_input,
         frame_input=frame_input,
         extra_inputs=extras,
-        input_range=input_range(model),
+        input_range=input_range(graph),
         field=field,
     )
     _geometries[model] = geometry
@@ -139,6 +142,9 @@ def _output_size(model, size):
     """Output side for a square input of side `size`, or None if the model cannot take it."""
     sizes = _output_sizes.setdefault(model, {})
     if size not in sizes:
+        from kfcn.analysis.graph import functional_model
+
+        model = functional_model(model, "kfcn.inference")
         structure = keras.tree.map_structure(
             lambda t: keras.KerasTensor(
                 (1, size, size, t.shape[-1]) if len(t.shape) == 4 else (1, *t.shape[1:]), dtype=t.dtype

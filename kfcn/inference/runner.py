@@ -76,7 +76,7 @@ def check_pixel_range(image, input_range, what="image"):
             f"[{low:g}, {high:g}] that the model was built for (its input_range). Pass images of that bit "
             "depth, or rebuild/retrain the model with a matching input_range (e.g. (0, 65535) for 16-bit)."
         )
-    if np.issubdtype(image.dtype, np.floating) and high - low > 2 and low >= 0 and largest <= 1:
+    if np.issubdtype(image.dtype, np.floating) and high - low > 2 and low >= 0 and 0 < largest <= 1:
         raise ValueError(
             f"The {what}'s values lie in [{smallest:g}, {largest:g}], but the model takes raw pixel values in "
             f"[{low:g}, {high:g}]: it scales them itself. Pass the pixels as stored (e.g. the uint8 array), "

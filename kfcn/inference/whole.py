@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from kfcn.inference.geometry import model_geometry
 from kfcn.inference.runner import TileRunner, check_finite, check_image
 from kfcn.inference.tiling import _AxisPlan, _run_plan
@@ -65,16 +67,28 @@ def predict_resized(model, image, size, labels=False, tta=None):
     >>> predict_resized(model, np.random.randint(0, 256, (100, 60), dtype=np.uint8), (32, 32)).shape
     (100, 60, 2)
     """
-    import tensorflow as tf
-
     geometry = model_geometry(model)
     image = check_image(image, geometry.channels, input_range=geometry.input_range)
     check_finite(image)
     height, width = image.shape[:2]
-    small = tf.image.resize(image.astype("float32"), size, method="bilinear", antialias=True).numpy()
+    small = resize(image.astype("float32"), size, "bilinear", antialias=True)
     prediction = predict(model, small, tta=tta)
     if labels:
         small_labels = (prediction[..., 0] > 0.5) if prediction.shape[-1] == 1 else prediction.argmax(-1)
-        resized = tf.image.resize(small_labels[..., None].astype("int32"), (height, width), method="nearest")
-        return resized.numpy()[..., 0].astype("int32")
-    return tf.image.resize(prediction, (height, width), method="bilinear").numpy()
+        resized = resize(small_labels[..., None].astype("float32"), (height, width), "nearest")
+        return resized[..., 0].astype("int32")
+    return resize(prediction, (height, width), "bilinear")
+
+
+def resize(image, size, interpolation, antialias=False):
+    """Resizes an (H, W, C) NumPy array with `keras.ops.image.resize` (any backend); NumPy out.
+
+    Example:
+    >>> import numpy as np
+    >>> resize(np.ones((4, 6, 1), "float32"), (2, 3), "bilinear").shape
+    (2, 3, 1)
+    """
+    import keras
+
+    resized = keras.ops.image.resize(image[None], tuple(size), interpolation=interpolation, antialias=antialias)
+    return np.asarray(keras.ops.convert_to_numpy(resized)[0], dtype="float32")
