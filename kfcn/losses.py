@@ -148,7 +148,7 @@ class _OverlapLoss(keras.losses.Loss):
         reduction="sum_over_batch_size",
         dtype=None,
     ):
-        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        super().__init__(name=name or self.default_name, reduction=reduction, dtype=dtype)
         if sparse_labels not in (None, True, False):
             raise ValueError(f"`sparse_labels` must be True, False or None (automatic), got {sparse_labels!r}.")
         self.per_sample = bool(per_sample)
@@ -305,17 +305,7 @@ class JaccardLoss(_OverlapLoss):
     0.0
     """
 
-    def __init__(
-        self,
-        per_sample=True,
-        from_logits=False,
-        sparse_labels=None,
-        ignore_class=None,
-        name="jaccard_loss",
-        reduction="sum_over_batch_size",
-        dtype=None,
-    ):
-        super().__init__(per_sample, from_logits, sparse_labels, ignore_class, name, reduction, dtype)
+    default_name = "jaccard_loss"
 
     def _ratio(self, sums):
         union = sums["true"] + sums["pred"] - sums["intersection"]
@@ -340,6 +330,8 @@ class JaccardJ2Loss(_OverlapLoss):
     0.3333
     """
 
+    default_name = "jaccard_j2_loss"
+
     def __init__(
         self,
         epsilon=1e-7,
@@ -347,7 +339,7 @@ class JaccardJ2Loss(_OverlapLoss):
         from_logits=False,
         sparse_labels=None,
         ignore_class=None,
-        name="jaccard_j2_loss",
+        name=None,
         reduction="sum_over_batch_size",
         dtype=None,
     ):
@@ -384,17 +376,7 @@ class DiceLoss(_OverlapLoss):
     0.3333
     """
 
-    def __init__(
-        self,
-        per_sample=True,
-        from_logits=False,
-        sparse_labels=None,
-        ignore_class=None,
-        name="dice_loss",
-        reduction="sum_over_batch_size",
-        dtype=None,
-    ):
-        super().__init__(per_sample, from_logits, sparse_labels, ignore_class, name, reduction, dtype)
+    default_name = "dice_loss"
 
     def _ratio(self, sums):
         return _safe_ratio(2.0 * sums["intersection"], sums["true"] + sums["pred"])

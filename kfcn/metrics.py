@@ -64,7 +64,8 @@ class _ConfusionMetric(keras.metrics.Metric):
     def __init__(
         self, num_classes=2, class_ids=None, threshold=0.5, ignore_class=None, from_logits=False, name=None, dtype=None
     ):
-        super().__init__(name=name, dtype=dtype)
+        super().__init__(name=name or self.default_name, dtype=dtype)
+        self._direction = self.direction  # read by EarlyStopping/ModelCheckpoint(mode="auto")
         self.num_classes, self.class_ids, self.threshold, self.ignore_class = _check_arguments(
             num_classes, class_ids, threshold, ignore_class
         )
@@ -195,18 +196,8 @@ class DiceScore(_ConfusionMetric):
     0.5
     """
 
-    def __init__(
-        self,
-        num_classes=2,
-        class_ids=None,
-        threshold=0.5,
-        ignore_class=None,
-        from_logits=False,
-        name="dice",
-        dtype=None,
-    ):
-        super().__init__(num_classes, class_ids, threshold, ignore_class, from_logits, name=name, dtype=dtype)
-        self._direction = "up"
+    default_name = "dice"
+    direction = "up"
 
     def _per_class(self, true_positive, true_total, pred_total):
         return _divide(2.0 * true_positive, true_total + pred_total)
@@ -231,18 +222,8 @@ class JaccardScore(_ConfusionMetric):
     0.3333
     """
 
-    def __init__(
-        self,
-        num_classes=2,
-        class_ids=None,
-        threshold=0.5,
-        ignore_class=None,
-        from_logits=False,
-        name="jaccard",
-        dtype=None,
-    ):
-        super().__init__(num_classes, class_ids, threshold, ignore_class, from_logits, name=name, dtype=dtype)
-        self._direction = "up"
+    default_name = "jaccard"
+    direction = "up"
 
     def _per_class(self, true_positive, true_total, pred_total):
         return _divide(true_positive, true_total + pred_total - true_positive)
@@ -265,11 +246,11 @@ class PixelError(_ConfusionMetric):
     0.5
     """
 
-    def __init__(
-        self, num_classes=2, threshold=0.5, ignore_class=None, from_logits=False, name="pixel_error", dtype=None
-    ):
+    default_name = "pixel_error"
+    direction = "down"
+
+    def __init__(self, num_classes=2, threshold=0.5, ignore_class=None, from_logits=False, name=None, dtype=None):
         super().__init__(num_classes, None, threshold, ignore_class, from_logits, name=name, dtype=dtype)
-        self._direction = "down"
 
     def result(self):
         total = ops.sum(self.confusion)
