@@ -1,0 +1,436 @@
+"""Scores of a model's predictions against ground truth: segmentation, counting, restoration.
+
+NumPy and scikit-image only (no TensorFlow): every function takes one predicted map and
+its ground truth as arrays and returns a dict of plain floats, so `kfcn evaluate` can
+print them and write them as JSON. A score that is undefined for an image (the Jaccard
+index of a class absent from both maps, the Rand error of an image without any object)
+is NaN; `mean_scores` leaves NaN out of its means.
+
+Segmentation follows the ISBI 2012 challenge (Arganda-Carreras et al. 2015, "Crowdsourcing
+the creation of image segmentation algorithms for connectomics"): the adapted Rand error
+and the variation of information compare *segments* — for a membrane-style binary label
+(1 = cell interior) the connected components of the interior — so a one-pixel gap in a
+membrane that merges two cells costs much. The truth's membrane is left out of the score.
+What becomes of the *predicted* membrane pixels is a convention (`border=`):
+"singletons" (the default) makes each its own one-pixel segment, as the SNEMI3D / ISBI
+scoring script does, so a membrane drawn thicker than the truth costs a little (split
+pixels); "thin" gives each to the nearest predicted cell, as the challenge's later
+"thinned" V_rand / V_info did, so a thick membrane costs nothing. A gap that joins two
+cells is a merge either way. The challenge reported the Rand error at the best threshold
+of the probability map; `best_rand_error` searches a small grid.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from skimage import measure, metrics, segmentation
+
+BORDERS = ("singletons", "thin")
+RAND_THRESHOLDS = tuple(float(t) for t in np.round(np.linspace(0.1, 0.9, 17), 2))
+
+
+def _finite(array, what):
+    array = np.asarray(array)
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"The {what} holds NaN or infinite values; a score of it would mean nothing.")
+    return array
+
+
+def _two_d(label, what="label"):
+    label = np.asarray(label)
+    if label.ndim == 3 and label.shape[-1] == 1:
+        label = label[..., 0]
+    if label.ndim != 2:
+        raise ValueError(f"The {what} must be (H, W) or (H, W, 1); got shape {label.shape}.")
+    return label
+
+
+def _check_probability(probability):
+    probability = _finite(probability, "prediction").astype("float64")
+    if probability.ndim == 2:
+        probability = probability[..., None]
+    if probability.ndim != 3:
+        raise ValueError(f"The prediction must be (H, W, channels); got shape {probability.shape}.")
+    if probability.min() < -1e-3 or probability.max() > 1 + 1e-3:
+        raise ValueError(
+            f"The prediction's values lie in [{probability.min():g}, {probability.max():g}], not in [0, 1]: the "
+            "model gives logits or values, not probabilities. Score a model with a sigmoid/softmax head "
+            "(build it with logits=False)."
+        )
+    return probability
+
+
+def predicted_classes(probability, num_classes=2, threshold=0.5):
+    """Class map of a probability map: `p > threshold` for one channel, else the argmax.
+
+    Args:
+        probability: (H, W, C) probabilities; C = 1 (sigmoid) or C = `num_classes` (softmax).
+        num_classes: the number of classes K.
+        threshold: foreground threshold of a one-channel map.
+
+    Returns:
+        (H, W) int64 class indices 0..K-1.
+
+    Raises:
+        ValueError: for a channel count that is neither 1 (with K = 2) nor K.
+
+    Example:
+    >>> predicted_classes(np.array([[[0.2], [0.7]]])).tolist()
+    [[0, 1]]
+    >>> predicted_classes(np.array([[[0.1, 0.6, 0.3]]]), num_classes=3).tolist()
+    [[1]]
+    """
+    probability = _check_probability(probability)
+    channels = probability.shape[-1]
+    if channels == 1 and num_classes == 2:
+        return (probability[..., 0] > threshold).astype("int64")
+    if channels != num_classes:
+        raise ValueError(
+            f"The model gives {channels} output channel(s) but the labels have {num_classes} classes; a model "
+            f"for {num_classes} classes has {num_classes} softmax channels (or 1 sigmoid channel for 2 classes). "
+            "Check --num-classes / --label-mode or the model."
+        )
+    return probability.argmax(-1).astype("int64")
+
+
+def confusion_matrix(predicted, label, num_classes, ignore_class=None):
+    """Counts `[true class, predicted class]` over the pixels whose label is not `ignore_class`.
+
+    Example:
+    >>> confusion_matrix(np.array([0, 1, 1, 0]), np.array([0, 1, 0, 5]), 2, ignore_class=5).tolist()
+    [[1, 1], [0, 1]]
+    """
+    predicted, label = np.asarray(predicted).ravel(), np.asarray(label).ravel()
+    if predicted.shape != label.shape:
+        raise ValueError(f"Prediction ({predicted.size} px) and label ({label.size} px) differ in size.")
+    keep = label != ignore_class if ignore_class is not None else np.ones(label.shape, bool)
+    unknown = sorted(set(np.unique(label[keep]).tolist()) - set(range(num_classes)))
+    if unknown:
+        hint = " A 0/255 mask needs labels // 255 (or label_mode='binary' in load_pair)." if 255 in unknown else ""
+        raise ValueError(
+            f"The label has values {unknown[:8]} outside the classes 0..{num_classes - 1}"
+            f"{f' and ignore_class {ignore_class}' if ignore_class is not None else ''}.{hint}"
+        )
+    pairs = label[keep].astype("int64") * num_classes + predicted[keep].astype("int64")
+    return np.bincount(pairs, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+
+
+def rand_and_vi(predicted_segments, true_segments):
+    """Adapted Rand error and variation of information (split, merge) of two segmentations.
+
+    scikit-image's `adapted_rand_error` (the SNEMI3D / ISBI 2012 definition: 1 − the
+    F-score of the Rand precision and recall) and `variation_of_information`; pixels
+    labelled 0 in the truth (membrane, background) are left out of both, as in the
+    challenge. `vi_split` = H(prediction | truth) (over-segmentation), `vi_merge` =
+    H(truth | prediction) (under-segmentation), in bits. NaN if the truth has no segment.
+
+    Args:
+        predicted_segments, true_segments: (H, W) integer segment ids (0 = none in the truth).
+
+    Example:
+    >>> truth = np.array([[1, 1, 0, 2, 2]])
+    >>> rand_and_vi(truth, truth)["adapted_rand_error"]
+    0.0
+    >>> rand_and_vi(np.array([[1, 1, 1, 1, 1]]), truth)["adapted_rand_error"]  # merged: precision 1/3, recall 1
+    0.5
+    """
+    predicted, truth = _two_d(predicted_segments, "prediction"), _two_d(true_segments, "truth")
+    if predicted.shape != truth.shape:
+        raise ValueError(f"The prediction {predicted.shape} and the truth {truth.shape} differ in shape.")
+    if not np.any(truth != 0):
+        return {"adapted_rand_error": math.nan, "vi_split": math.nan, "vi_merge": math.nan}
+    with np.errstate(invalid="ignore", divide="ignore"):  # segments of one pixel only: 0/0, NaN
+        error, _, _ = metrics.adapted_rand_error(truth, predicted, ignore_labels=(0,))
+        split, merge = metrics.variation_of_information(truth, predicted, ignore_labels=(0,))
+    return {"adapted_rand_error": float(error), "vi_split": float(split), "vi_merge": float(merge)}
+
+
+def segments(mask, border=None):
+    """Connected components (4-connected) of a foreground mask: 1..N inside.
+
+    4-connectivity, so that two cells touching only diagonally through a thin membrane
+    stay two. The background (membrane) is, by `border`: None: 0 (for a truth, whose 0 is
+    left out of the scores); "singletons": one new segment per pixel; "thin": the
+    nearest component's (membranes thinned to nothing).
+
+    Example:
+    >>> segments(np.array([[1, 0, 1], [0, 1, 0]])).tolist()
+    [[1, 0, 2], [0, 3, 0]]
+    >>> segments(np.array([[1, 1, 0, 0, 1]]), "singletons").tolist()
+    [[1, 1, 3, 4, 2]]
+    >>> segments(np.array([[1, 1, 0, 0, 1]]), "thin").tolist()
+    [[1, 1, 1, 2, 2]]
+    """
+    labels = measure.label(_two_d(mask, "mask") != 0, connectivity=1, background=0)
+    background = labels == 0
+    if border == "singletons":
+        labels[background] = labels.max() + 1 + np.arange(np.count_nonzero(background))
+    elif border == "thin" and not background.all():
+        labels = segmentation.expand_labels(labels, distance=sum(labels.shape))
+    elif border not in (None, "thin"):
+        raise ValueError(f"border must be None, 'singletons' or 'thin'; got {border!r}.")
+    return labels
+
+
+def best_rand_error(probability, label, thresholds=RAND_THRESHOLDS, border="singletons"):
+    """The lowest adapted Rand error over thresholds of a foreground probability map.
+
+    The segments of the prediction are the connected components of `probability >
+    threshold`, its membrane pixels treated as `border` says (see `segments`); those of
+    the truth, of `label == 1` (ISBI: 1 = cell interior), its membrane left out. The
+    ISBI 2012 challenge ranked entries by this best value.
+
+    Args:
+        probability: (H, W) or (H, W, 1) foreground probability.
+        label: (H, W) or (H, W, 1) 0/1 mask.
+        thresholds: the thresholds tried.
+        border: "singletons" or "thin" (see the module docstring).
+
+    Returns:
+        `{"adapted_rand_error": lowest error, "threshold": the threshold that gave it}`.
+
+    Example:
+    >>> label = np.array([[1, 1, 0, 1, 1]])
+    >>> probability = np.array([[0.9, 0.9, 0.4, 0.9, 0.9]])  # the membrane is unsure
+    >>> best_rand_error(probability, label, thresholds=(0.3, 0.5))
+    {'adapted_rand_error': 0.0, 'threshold': 0.5}
+    """
+    probability = _check_probability(probability)
+    if probability.shape[-1] != 1:
+        raise ValueError(f"best_rand_error takes a one-channel foreground probability; got {probability.shape}.")
+    truth = segments(_binary_label(label))
+    best = {"adapted_rand_error": math.nan, "threshold": math.nan}
+    for threshold in thresholds:
+        predicted = segments(probability[..., 0] > threshold, border)
+        error = rand_and_vi(predicted, truth)["adapted_rand_error"]
+        if not error >= best["adapted_rand_error"]:  # also replaces the initial NaN
+            best = {"adapted_rand_error": error, "threshold": float(threshold)}
+    return best
+
+
+def _binary_label(label):
+    label = _two_d(label)
+    values = np.unique(label)
+    if not set(values.tolist()) <= {0, 1}:
+        raise ValueError(
+            f"A binary label holds 0 and 1; got values {values[:8].tolist()}. Read masks with "
+            "load_pair(label_mode='binary'), or pass labels // 255 for a 0/255 mask."
+        )
+    return label
+
+
+def segmentation_scores(
+    probability,
+    label,
+    label_mode="binary",
+    num_classes=None,
+    ignore_class=None,
+    threshold=0.5,
+    thresholds=None,
+    border="singletons",
+):
+    """Pixel error, Dice, Jaccard, mIoU, class-average accuracy, adapted Rand error and VI of one image.
+
+    Binary (membrane-style, as ISBI 2012: 1 = cell interior): the foreground is `p >
+    threshold`; "dice" and "jaccard" are those of the foreground class; the Rand error and
+    the VI compare the connected components of predicted and true foreground (`segments`,
+    predicted membrane as `border` says), and "rand_error_best" is `best_rand_error` over
+    `thresholds`.
+    Index: K classes; "dice" and "jaccard" are means over the classes ("dice_per_class",
+    "jaccard_per_class" hold each); the Rand error and the VI compare the class maps.
+    Pixels labelled `ignore_class` count nowhere. mIoU and class-average accuracy average
+    over the classes present in the truth or the prediction (in the truth, for accuracy).
+
+    Args:
+        probability: (H, W, C) model output: probabilities (sigmoid or softmax).
+        label: (H, W) or (H, W, 1) class indices (0/1 for binary).
+        label_mode: "binary" or "index".
+        num_classes: number of classes K for "index" (2 for "binary").
+        ignore_class: for "index", a label value excluded from every score.
+        threshold: foreground threshold of a one-channel output.
+        thresholds: thresholds searched for the best Rand error (binary; default
+            `RAND_THRESHOLDS`).
+        border: binary: predicted membrane pixels as "singletons" or "thin" (module docstring).
+
+    Returns:
+        A dict of floats (lists of floats per class for "index").
+
+    Raises:
+        ValueError: for non-finite or non-probability predictions, channel counts that do
+            not match the classes, label values outside the classes.
+
+    Example:
+    >>> label = np.array([[1, 1, 0, 0]])
+    >>> scores = segmentation_scores(np.array([[[0.9], [0.2], [0.1], [0.1]]]), label)
+    >>> scores["pixel_error"], round(scores["dice"], 4), round(scores["jaccard"], 4)
+    (0.25, 0.6667, 0.5)
+    """
+    label = _two_d(label)
+    if label_mode == "binary":
+        if ignore_class is not None:
+            raise ValueError("ignore_class needs label_mode='index' (a binary label holds only 0 and 1).")
+        num_classes = 2
+        label = _binary_label(label)
+        probability = _check_probability(probability)
+        if probability.shape[-1] == 2:  # a two-class softmax: channel 1 is the foreground
+            probability = probability[..., 1:]
+    elif label_mode == "index":
+        if not isinstance(num_classes, int) or num_classes < 2:
+            raise ValueError(f"label_mode='index' needs num_classes >= 2; got {num_classes!r}.")
+    else:
+        raise ValueError(f"label_mode must be 'binary' or 'index'; got {label_mode!r}.")
+    predicted = predicted_classes(probability, num_classes, threshold)
+    if predicted.shape != label.shape:
+        raise ValueError(f"The prediction {predicted.shape} and the label {label.shape} differ in size.")
+    confusion = confusion_matrix(predicted, label, num_classes, ignore_class).astype("float64")
+    true_positive = np.diag(confusion)
+    in_truth, in_prediction = confusion.sum(1), confusion.sum(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        jaccard = true_positive / (in_truth + in_prediction - true_positive)
+        dice = 2 * true_positive / (in_truth + in_prediction)
+        accuracy = true_positive / in_truth
+    if ignore_class is not None and 0 <= ignore_class < num_classes:  # an ignored class has no score
+        jaccard[ignore_class] = dice[ignore_class] = accuracy[ignore_class] = math.nan
+    scores = {
+        "pixel_error": float(1 - true_positive.sum() / confusion.sum()) if confusion.sum() else math.nan,
+        "mean_iou": _nanmean(jaccard),
+        "class_accuracy": _nanmean(accuracy),
+    }
+    if label_mode == "binary":
+        scores.update(dice=float(dice[1]), jaccard=float(jaccard[1]))
+        scores.update(rand_and_vi(segments(predicted, border), segments(label)))
+        best = best_rand_error(probability, label, RAND_THRESHOLDS if thresholds is None else thresholds, border)
+        scores.update(rand_error_best=best["adapted_rand_error"], rand_best_threshold=best["threshold"])
+    else:
+        scores.update(
+            dice=_nanmean(dice),
+            jaccard=_nanmean(jaccard),
+            dice_per_class=[float(v) for v in dice],
+            jaccard_per_class=[float(v) for v in jaccard],
+        )
+        # Class maps as segments: shift by one so that class 0 is a segment and 0 marks ignored pixels.
+        truth = label.astype("int64") + 1
+        if ignore_class is not None:
+            truth[label == ignore_class] = 0
+        scores.update(rand_and_vi(predicted + 1, truth))
+    return scores
+
+
+def counting_scores(density, true_count):
+    """Predicted count (the sum of a density map) against the true count.
+
+    Args:
+        density: (H, W) or (H, W, 1) predicted density map (Lempitsky & Zisserman 2010).
+        true_count: the number of objects (e.g. `len(kfcn.data.dots_from_image(dots))`).
+
+    Returns:
+        `{"predicted_count", "true_count", "absolute_error", "relative_error"}`;
+        relative error = |predicted − true| / true, NaN for an image without objects.
+        Their means over images are the MAE and the mean relative error.
+
+    Example:
+    >>> counting_scores(np.full((4, 5), 0.5), 8)
+    {'predicted_count': 10.0, 'true_count': 8, 'absolute_error': 2.0, 'relative_error': 0.25}
+    """
+    density = _two_d(_finite(density, "density map"), "density map (one channel)")
+    predicted = float(density.sum(dtype="float64"))
+    error = abs(predicted - true_count)
+    return {
+        "predicted_count": predicted,
+        "true_count": int(true_count),
+        "absolute_error": error,
+        "relative_error": error / true_count if true_count else math.nan,
+    }
+
+
+def data_range(target):
+    """The value range PSNR and SSIM measure against: the dtype's full range for integer images
+    (255 for 8-bit, 65535 for 16-bit), else the target's max − min.
+
+    Example:
+    >>> data_range(np.zeros((2, 2), np.uint8)), data_range(np.array([0.5, 2.0]))
+    (255.0, 1.5)
+    """
+    target = np.asarray(target)
+    if np.issubdtype(target.dtype, np.integer):
+        info = np.iinfo(target.dtype)
+        return float(info.max) - float(min(info.min, 0))
+    spread = float(np.max(target) - np.min(target))
+    if spread == 0:
+        raise ValueError("The target image is constant: PSNR and SSIM need a value range; pass data_range.")
+    return spread
+
+
+def restoration_scores(prediction, target, range_of_values=None):
+    """PSNR (dB) and SSIM of a restored image against its clean target, in the target's units.
+
+    Both are raw pixel values (the model must output the target's units). PSNR is
+    infinite for an exact restoration. SSIM uses scikit-image's default 7x7 window.
+
+    Args:
+        prediction: (H, W, C) model output.
+        target: (H, W, C) clean image as stored (its dtype sets the range, see `data_range`).
+        range_of_values: override of `data_range(target)`.
+
+    Raises:
+        ValueError: for differing shapes or channels, images under 7x7, non-finite
+            values, or a [0, 1] prediction for a target of raw integer pixels.
+
+    Example:
+    >>> target = np.tile(np.arange(16, dtype=np.uint8) * 16, (16, 1))[..., None]
+    >>> scores = restoration_scores(target.astype("float32") + 5, target)
+    >>> round(scores["psnr"], 2), round(scores["ssim"], 3)  # 10 log10(255² / 5²)
+    (34.15, 0.999)
+    """
+    prediction = _finite(prediction, "prediction").astype("float64")
+    target_array = np.asarray(target)
+    if target_array.ndim == 2:
+        target_array = target_array[..., None]
+    if prediction.ndim == 2:
+        prediction = prediction[..., None]
+    if prediction.shape != target_array.shape:
+        raise ValueError(
+            f"The prediction has shape {prediction.shape} but the target {target_array.shape}: a restoration model "
+            "must give the target's size and channels (check the model and the label folder)."
+        )
+    if min(target_array.shape[:2]) < 7:
+        raise ValueError(f"SSIM needs images of at least 7x7 pixels; got {target_array.shape[:2]}.")
+    if np.issubdtype(target_array.dtype, np.integer) and target_array.max() > 1 and prediction.max() <= 1:
+        raise ValueError(
+            f"The prediction lies in [{prediction.min():g}, {prediction.max():g}] but the targets are raw pixels up "
+            f"to {target_array.max()}: the model outputs [0, 1] values. Train it on raw-pixel targets, or compare "
+            "it against targets scaled the same way."
+        )
+    span = data_range(target_array) if range_of_values is None else float(range_of_values)
+    clean = _finite(target_array, "target").astype("float64")
+    with np.errstate(divide="ignore"):  # an exact restoration: infinite PSNR
+        psnr = metrics.peak_signal_noise_ratio(clean, prediction, data_range=span)
+    return {
+        "psnr": float(psnr),
+        "ssim": float(metrics.structural_similarity(clean, prediction, data_range=span, channel_axis=-1)),
+    }
+
+
+def _nanmean(values):
+    values = np.asarray(values, dtype="float64")
+    values = values[~np.isnan(values)]
+    return float(values.mean()) if values.size else math.nan
+
+
+def mean_scores(rows):
+    """Means over images of each score (element-wise for per-class lists), NaN left out.
+
+    Example:
+    >>> mean_scores([{"a": 1.0, "b": [1.0, float("nan")]}, {"a": float("nan"), "b": [3.0, 2.0]}])
+    {'a': 1.0, 'b': [2.0, 2.0]}
+    """
+    means = {}
+    for key in rows[0]:
+        values = np.array([row[key] for row in rows], dtype="float64")
+        if values.ndim == 1:
+            means[key] = _nanmean(values)
+        else:
+            means[key] = [_nanmean(column) for column in values.T]
+    return means

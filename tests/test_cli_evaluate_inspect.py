@@ -1,0 +1,225 @@
+"""`kfcn evaluate` and `kfcn inspect` in-process on tiny data, checked against computations written here."""
+
+import json
+import re
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+from scipy import ndimage
+from skimage.metrics import adapted_rand_error
+
+from kfcn.cli import main
+from kfcn.inference import predict
+from kfcn.models import unet
+from kfcn.saving import load_model, save_model
+
+pytestmark = pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow", reason="the CLI reads files with tf-based kfcn.data"
+)
+SIZE = 32
+
+
+def save_png(array, path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.asarray(array)).save(path)
+
+
+@pytest.fixture(scope="module")
+def binary(tmp_path_factory):
+    """A tiny U-Net and three 32x32 image / 0-255 mask pairs."""
+    folder = tmp_path_factory.mktemp("evaluate")
+    rng = np.random.default_rng(0)
+    save_model(unet((None, None, 1), num_classes=1, filters=2, depth=2), folder / "model.keras")
+    for index in range(3):
+        save_png(rng.integers(0, 256, (SIZE, SIZE), dtype=np.uint8), folder / "images" / f"s{index}.png")
+        mask = np.full((SIZE, SIZE), 255, np.uint8)
+        mask[:, rng.integers(8, 24)] = 0  # a membrane between two cells
+        mask[rng.integers(8, 24), :] = 0
+        save_png(mask, folder / "labels" / f"s{index}.png")
+    return folder
+
+
+def read(path):
+    return np.asarray(Image.open(path))
+
+
+def test_evaluate_segmentation_matches_an_independent_computation(binary, tmp_path, capsys):
+    report_path = tmp_path / "reports" / "scores.json"
+    code = main(
+        ["evaluate", str(binary / "model.keras"), str(binary / "images"), str(binary / "labels")]
+        + ["--json", str(report_path)]
+    )
+    out = capsys.readouterr().out
+    assert code == 0
+    report = json.loads(report_path.read_text())
+    model = load_model(binary / "model.keras")
+    expected = {"pixel_error": [], "dice": [], "adapted_rand_error": []}
+    for index, row in enumerate(report["per_image"]):
+        assert row["image"] == f"s{index}.png"
+        image, truth = read(binary / "images" / row["image"]), read(binary / "labels" / row["image"]) == 255
+        interior = predict(model, image)[..., 0] > 0.5
+        overlap = np.sum(interior & truth)
+        expected["pixel_error"].append(np.mean(interior != truth))
+        expected["dice"].append(2 * overlap / (interior.sum() + truth.sum()))
+        # Rand: scipy's labelling (4-connected by default); each predicted membrane pixel its own segment.
+        cells, count = ndimage.label(interior)
+        cells[cells == 0] = count + 1 + np.arange(np.sum(cells == 0))
+        expected["adapted_rand_error"].append(adapted_rand_error(ndimage.label(truth)[0], cells)[0])
+    for key, values in expected.items():
+        assert [row[key] for row in report["per_image"]] == pytest.approx(values, abs=1e-9), key
+        assert report["mean"][key] == pytest.approx(np.mean(values)), key
+    assert all(row["rand_error_best"] <= row["adapted_rand_error"] + 1e-12 for row in report["per_image"])
+    lines = out.splitlines()
+    header = next(line for line in lines if line.startswith("image"))
+    assert "pixel error" in header and "Rand error" in header and "VI split" in header
+    rows = [line for line in lines if line.startswith(("s0.png", "s1.png", "s2.png", "mean"))]
+    assert len(rows) == 4 and len({len(line) for line in rows + [header]}) == 1  # aligned columns
+    assert f"{report['mean']['pixel_error']:.4f}" in rows[-1]
+
+
+def test_evaluate_index_labels_with_an_ignore_class(tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    model = unet((None, None, 1), num_classes=3, filters=2, depth=2)
+    save_model(model, tmp_path / "model.keras")
+    image = rng.integers(0, 256, (SIZE, SIZE), dtype=np.uint8)
+    label = rng.integers(0, 3, (SIZE, SIZE)).astype(np.uint8)
+    label[:4] = 9  # void
+    save_png(image, tmp_path / "images" / "a.png")
+    save_png(label, tmp_path / "labels" / "a.png")
+    arguments = ["evaluate", str(tmp_path / "model.keras"), str(tmp_path / "images"), str(tmp_path / "labels")]
+    arguments += [
+        "--label-mode",
+        "index",
+        "--num-classes",
+        "3",
+        "--ignore-class",
+        "9",
+        "--json",
+        str(tmp_path / "s.json"),
+    ]
+    assert main(arguments) == 0
+    assert "jaccard per class" in capsys.readouterr().out
+    row = json.loads((tmp_path / "s.json").read_text())["per_image"][0]
+    predicted = predict(load_model(tmp_path / "model.keras"), image).argmax(-1)
+    keep = label != 9
+    iou = []
+    for k in range(3):
+        union = np.sum(((predicted == k) | (label == k)) & keep)
+        iou.append(np.sum((predicted == k) & (label == k) & keep) / union if union else np.nan)
+    assert row["jaccard_per_class"] == pytest.approx(iou, nan_ok=True)
+    assert row["mean_iou"] == pytest.approx(np.nanmean(iou))
+    assert row["pixel_error"] == pytest.approx(np.mean(predicted[keep] != label[keep]))
+
+
+def test_evaluate_counting_sums_the_density(tmp_path):
+    rng = np.random.default_rng(2)
+    save_model(unet((None, None, 3), num_classes=1, filters=2, depth=2, head="regression"), tmp_path / "model.keras")
+    counts = []
+    for index in range(2):
+        image = rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)
+        dots = np.zeros((SIZE, SIZE, 3), np.uint8)
+        dots[..., 0] = 200  # reddish, not pure red: not a dot
+        where = rng.choice(SIZE * SIZE, size=3 + index, replace=False)
+        dots.reshape(-1, 3)[where] = (255, 0, 0)
+        counts.append(3 + index)
+        save_png(image, tmp_path / "images" / f"c{index}.png")
+        save_png(dots, tmp_path / "dots" / f"c{index}.png")
+    arguments = ["evaluate", str(tmp_path / "model.keras"), str(tmp_path / "images"), str(tmp_path / "dots")]
+    assert main(arguments + ["--task", "counting", "--json", str(tmp_path / "s.json")]) == 0
+    report = json.loads((tmp_path / "s.json").read_text())
+    model = load_model(tmp_path / "model.keras")
+    sums = [float(predict(model, read(tmp_path / "images" / f"c{i}.png")).sum()) for i in range(2)]
+    assert [row["true_count"] for row in report["per_image"]] == counts
+    assert [row["predicted_count"] for row in report["per_image"]] == pytest.approx(sums, rel=1e-5)
+    errors = np.abs(np.array(sums) - counts)
+    assert report["mean"]["absolute_error"] == pytest.approx(errors.mean(), rel=1e-5)
+    assert report["mean"]["relative_error"] == pytest.approx(np.mean(errors / counts), rel=1e-5)
+
+
+def identity_model():
+    """Outputs its raw input: a restoration whose PSNR is that of the input itself."""
+    inputs = keras.Input((None, None, 1), name="image")
+    outputs = keras.layers.Conv2D(1, 1, kernel_initializer="ones", bias_initializer="zeros")(inputs)
+    return keras.Model(inputs, outputs)
+
+
+def test_evaluate_restoration_psnr_by_formula(tmp_path, capsys):
+    rng = np.random.default_rng(3)
+    save_model(identity_model(), tmp_path / "model.keras")
+    clean = rng.integers(20, 236, (SIZE, SIZE), dtype=np.uint8)
+    noisy = (clean.astype(int) + rng.integers(-8, 9, clean.shape)).astype(np.uint8)
+    save_png(noisy, tmp_path / "images" / "r.png")
+    save_png(clean, tmp_path / "clean" / "r.png")
+    arguments = ["evaluate", str(tmp_path / "model.keras"), str(tmp_path / "images"), str(tmp_path / "clean")]
+    assert main(arguments + ["--task", "restoration", "--json", str(tmp_path / "s.json")]) == 0
+    assert "PSNR (dB)" in capsys.readouterr().out
+    row = json.loads((tmp_path / "s.json").read_text())["per_image"][0]
+    mse = np.mean((noisy.astype(float) - clean) ** 2)
+    assert row["psnr"] == pytest.approx(10 * np.log10(255**2 / mse), rel=1e-5)
+    assert 0 < row["ssim"] < 1
+
+
+def one_line_error(capsys):
+    error = capsys.readouterr().err.strip()
+    assert "Traceback" not in error and len(error.splitlines()) == 1, error
+    return error
+
+
+def test_evaluate_bad_inputs_give_one_line_and_write_nothing(binary, tmp_path, capsys):
+    model = str(binary / "model.keras")
+    (tmp_path / "empty").mkdir()
+    save_png(np.zeros((SIZE, SIZE, 2), np.uint8), tmp_path / "two_channels" / "s0.png")  # grey + alpha
+    save_png(np.zeros((SIZE, SIZE), np.uint8), tmp_path / "two_channel_labels" / "s0.png")
+    for index in range(3):
+        save_png(np.full((SIZE, SIZE), 128 * (index % 2), np.uint8), tmp_path / "odd_labels" / f"s{index}.png")
+    (tmp_path / "odd_labels" / "s1.png").unlink()
+    save_png(np.array([[0, 128, 255]] * SIZE, np.uint8).repeat(11, 1)[:, :SIZE], tmp_path / "odd_labels" / "s1.png")
+    (tmp_path / "blocker").write_text("a file where a folder should be")
+    images, labels = str(binary / "images"), str(binary / "labels")
+    json_path = tmp_path / "out" / "s.json"
+    cases = [
+        ([model, str(tmp_path / "missing"), labels], "does not exist"),
+        ([model, str(tmp_path / "empty"), labels], "no image files"),
+        ([model, images, str(tmp_path / "odd_labels")], r"values \[0, 128, 255\]"),
+        ([model, str(tmp_path / "two_channels"), str(tmp_path / "two_channel_labels")], "2 channels"),
+        ([model, images, labels, "--label-mode", "index", "--num-classes", "3"], r"values \[255\] outside"),
+        ([model, images, labels, "--task", "restoration"], r"\[0, 1\] values"),
+        ([str(tmp_path / "absent.keras"), images, labels, "--json", str(tmp_path / "blocker" / "s.json")], "blocker"),
+    ]
+    for arguments, message in cases:
+        if "--json" not in arguments:
+            arguments = arguments + ["--json", str(json_path)]
+        assert main(["evaluate", *arguments]) == 2, arguments
+        error = one_line_error(capsys)
+        assert error.startswith("kfcn evaluate: error:") and re.search(message, error), error
+        assert not json_path.exists() and not list(json_path.parent.glob("*.partial*"))
+
+
+def test_inspect_prints_the_facts_and_writes_the_erf(binary, tmp_path, capsys):
+    assert main(["inspect", str(binary / "model.keras"), "--erf", str(tmp_path / "maps" / "erf.png")]) == 0
+    out = capsys.readouterr().out
+    model = load_model(binary / "model.keras")
+    assert f"{model.count_params():,} parameters ({model.count_params():,} trainable" in out
+    assert "output_conv" in out and "Conv2DTranspose" in out  # the layer table
+    assert "raw values in [0, 255]" in out and "binary mask (sigmoid)" in out
+    assert "total stride 4" in out and "multiples of 4" in out
+    assert "receptive field 44 px" in out
+    erf = read(tmp_path / "maps" / "erf.png")
+    assert erf.shape == (256, 256, 3)  # 128 px probe, drawn at scale 2
+    assert list((tmp_path / "maps").iterdir()) == [tmp_path / "maps" / "erf.png"]
+
+
+def test_inspect_valid_model_lists_sizes_with_their_outputs(tmp_path, capsys):
+    model = unet((None, None, 1), num_classes=2, filters=2, depth=2, padding="valid", input_range=None)
+    save_model(model, tmp_path / "valid.keras")
+    assert main(["inspect", str(tmp_path / "valid.keras")]) == 0
+    out = capsys.readouterr().out
+    assert "margin 20 px" in out and "44 (-> 4)" in out and "256 (-> 216)" in out
+    assert "no input_scaling layer" in out and "classes (softmax), 2 output channel(s)" in out
+
+
+def test_inspect_refuses_a_non_png_erf_before_loading(tmp_path, capsys):
+    assert main(["inspect", str(tmp_path / "absent.keras"), "--erf", str(tmp_path / "erf.jpg")]) == 2
+    assert ".png" in one_line_error(capsys)

@@ -1,0 +1,191 @@
+"""kfcn.evaluation against hand-worked cases and formulas written out here (NumPy only, any backend)."""
+
+import math
+
+import numpy as np
+import pytest
+
+from kfcn.evaluation import (
+    best_rand_error,
+    confusion_matrix,
+    counting_scores,
+    data_range,
+    mean_scores,
+    rand_and_vi,
+    restoration_scores,
+    segmentation_scores,
+    segments,
+)
+
+
+def as_probability(mask, high=0.9, low=0.1):
+    return np.where(np.asarray(mask, bool), high, low)[..., None]
+
+
+def test_binary_scores_by_hand():
+    # truth: 6 foreground pixels; prediction: 4 of them plus 2 false ones -> TP 4, FP 2, FN 2, TN 8.
+    label = np.zeros((4, 4), int)
+    label[0, :] = label[1, :2] = 1
+    predicted = np.zeros((4, 4), bool)
+    predicted[0, :] = predicted[3, :2] = True
+    scores = segmentation_scores(as_probability(predicted), label)
+    assert scores["pixel_error"] == pytest.approx(4 / 16)
+    assert scores["dice"] == pytest.approx(2 * 4 / (2 * 4 + 2 + 2))
+    assert scores["jaccard"] == pytest.approx(4 / (4 + 2 + 2))
+    background_iou = 8 / (8 + 2 + 2)
+    assert scores["mean_iou"] == pytest.approx((4 / 8 + background_iou) / 2)
+    assert scores["class_accuracy"] == pytest.approx((8 / 10 + 4 / 6) / 2)
+
+
+def test_two_channel_softmax_equals_one_sigmoid_channel(rng):
+    label = (rng.random((12, 12)) > 0.5).astype(int)
+    foreground = rng.random((12, 12))
+    one = segmentation_scores(foreground[..., None], label)
+    two = segmentation_scores(np.stack([1 - foreground, foreground], -1), label)
+    assert one == pytest.approx(two, nan_ok=True)
+
+
+def test_threshold_moves_the_foreground():
+    label = np.array([[1, 1, 0, 0]])
+    probability = np.array([[0.9, 0.4, 0.3, 0.1]])[..., None]
+    assert segmentation_scores(probability, label)["pixel_error"] == 0.25
+    assert segmentation_scores(probability, label, threshold=0.35)["pixel_error"] == 0.0
+
+
+def test_index_scores_by_hand_and_the_ignore_class_counts_nowhere(rng):
+    label = np.array([[0, 0, 1, 1, 2, 2, 7, 7]])
+    predicted = np.array([0, 1, 1, 1, 2, 0, 2, 0])
+    probability = np.eye(3)[predicted][None]
+    scores = segmentation_scores(probability, label, "index", num_classes=3, ignore_class=7)
+    # kept pixels: truth 0 0 1 1 2 2 / predicted 0 1 1 1 2 0
+    iou = [1 / 3, 2 / 3, 1 / 2]  # class 0: TP 1, FP 1, FN 1; class 1: TP 2, FP 1; class 2: TP 1, FN 1
+    assert scores["jaccard_per_class"] == pytest.approx(iou)
+    assert scores["dice_per_class"] == pytest.approx([2 * i / (1 + i) for i in iou])
+    assert scores["mean_iou"] == pytest.approx(np.mean(iou))
+    assert scores["class_accuracy"] == pytest.approx(np.mean([1 / 2, 1, 1 / 2]))
+    assert scores["pixel_error"] == pytest.approx(2 / 6)
+    # Whatever is predicted where the label says 7 changes nothing.
+    other = probability.copy()
+    other[0, 6:] = np.eye(3)[[1, 1]]
+    again = segmentation_scores(other, label, "index", 3, ignore_class=7)
+    assert again.keys() == scores.keys()
+    for key in scores:
+        np.testing.assert_allclose(again[key], scores[key], err_msg=key)
+
+
+def test_confusion_matrix_is_a_bincount():
+    truth = np.array([0, 0, 1, 2, 2, 2])
+    predicted = np.array([0, 1, 1, 2, 0, 2])
+    expected = np.zeros((3, 3), int)
+    for t, p in zip(truth, predicted):
+        expected[t, p] += 1
+    np.testing.assert_array_equal(confusion_matrix(predicted, truth, 3), expected)
+
+
+def test_rand_error_of_a_merge_and_a_split_by_hand():
+    # skimage counts ordered pairs: sum n² - n.
+    two_cells = np.array([[1, 1, 0, 2, 2]])
+    merged = rand_and_vi(np.array([[1, 1, 1, 1, 1]]), two_cells)  # precision 4/12, recall 1: F = 1/2
+    assert merged["adapted_rand_error"] == pytest.approx(0.5)
+    assert merged["vi_split"] == pytest.approx(0.0) and merged["vi_merge"] == pytest.approx(1.0)  # 1 bit
+    one_cell = np.array([[1, 1, 1, 1]])
+    split = rand_and_vi(np.array([[1, 1, 2, 2]]), one_cell)  # precision 1, recall 4/12: F = 1/2
+    assert split["adapted_rand_error"] == pytest.approx(0.5)
+    assert split["vi_split"] == pytest.approx(1.0) and split["vi_merge"] == pytest.approx(0.0)
+    assert rand_and_vi(np.array([[5, 5, 0, 9, 9]]), two_cells)["adapted_rand_error"] == 0.0  # ids are arbitrary
+
+
+@pytest.mark.parametrize("border", ["singletons", "thin"])
+def test_rand_error_punishes_a_membrane_gap_that_pixel_error_forgives(border):
+    # Two cells of 16x8 px left and right of a membrane in column 8; merging them costs about 1/3.
+    label = np.ones((16, 17), int)
+    label[:, 8] = 0
+    gap = label.copy()
+    gap[7, 8] = 1  # one pixel of the membrane missed: the cells merge
+    thick = label.copy()
+    thick[:, 7:10] = 0  # a membrane 3 px thick: pixel errors, but the same two cells
+    gap_scores = segmentation_scores(as_probability(gap), label, border=border)
+    thick_scores = segmentation_scores(as_probability(thick), label, border=border)
+    assert gap_scores["pixel_error"] < thick_scores["pixel_error"]
+    assert gap_scores["adapted_rand_error"] > 0.3 and gap_scores["vi_merge"] > 0.5
+    assert thick_scores["vi_merge"] == pytest.approx(0.0)
+    # Singletons: 16 of each cell's 128 pixels split off, pairs kept (112² - 112) / (128² - 128).
+    recall = (112**2 - 112) / (128**2 - 128)
+    expected = 1 - 2 * recall / (1 + recall) if border == "singletons" else 0.0
+    assert thick_scores["adapted_rand_error"] == pytest.approx(expected)
+
+
+def test_segments_are_four_connected_and_borders_become_singletons_or_the_nearest_cell():
+    diagonal = np.array([[1, 0], [0, 1]])
+    assert segments(diagonal).max() == 2
+    mask = np.array([[1, 0, 0, 0, 0, 0, 1]])
+    assert segments(mask, "singletons").tolist() == [[1, 3, 4, 5, 6, 7, 2]]
+    assert segments(mask, "thin").tolist() in ([[1, 1, 1, 1, 2, 2, 2]], [[1, 1, 1, 2, 2, 2, 2]])
+    assert segments(np.zeros((2, 2)), "thin").tolist() == [[0, 0], [0, 0]]  # no cell to grow
+
+
+def test_best_rand_error_finds_the_threshold_that_closes_the_membrane():
+    label = np.ones((8, 9), int)
+    label[:, 4] = 0
+    probability = np.full((8, 9), 0.9)
+    probability[:, 4] = 0.2
+    probability[3, 4] = 0.6  # an unsure membrane pixel: at 0.5 the cells merge, at 0.7 they do not
+    at_half = segmentation_scores(probability[..., None], label)
+    best = best_rand_error(probability, label, thresholds=(0.5, 0.7))
+    assert at_half["adapted_rand_error"] > 0.3
+    assert best == {"adapted_rand_error": 0.0, "threshold": 0.7}
+    assert at_half["rand_error_best"] == 0.0  # the default grid holds 0.7 too
+
+
+def test_rand_error_without_any_true_segment_is_nan():
+    assert math.isnan(rand_and_vi(np.ones((3, 3), int), np.zeros((3, 3), int))["adapted_rand_error"])
+
+
+def test_counting_scores():
+    density = np.zeros((10, 10, 1))
+    density[2, 3], density[5, 5] = 1.5, 2.0
+    assert counting_scores(density, 4) == pytest.approx(
+        {"predicted_count": 3.5, "true_count": 4, "absolute_error": 0.5, "relative_error": 0.125}
+    )
+    assert math.isnan(counting_scores(density, 0)["relative_error"])
+    with pytest.raises(ValueError, match="one channel"):
+        counting_scores(np.zeros((4, 4, 2)), 1)
+
+
+def test_restoration_psnr_by_formula_and_ssim_of_identity(rng):
+    target = rng.integers(0, 256, (16, 16, 1)).astype(np.uint8)
+    noise = rng.normal(0, 6, target.shape)
+    prediction = target + noise
+    mse = np.mean(noise**2)
+    scores = restoration_scores(prediction, target)
+    assert scores["psnr"] == pytest.approx(10 * np.log10(255**2 / mse))
+    assert 0 < scores["ssim"] < 1
+    assert restoration_scores(target.astype("float32"), target)["ssim"] == pytest.approx(1.0)
+    assert data_range(np.zeros(1, np.uint16)) == 65535
+    sixteen_bit = (target.astype(np.uint16) * 257)[..., 0]
+    assert restoration_scores(sixteen_bit + noise[..., 0] * 257, sixteen_bit)["psnr"] == pytest.approx(scores["psnr"])
+
+
+def test_mean_scores_leave_nan_out():
+    rows = [{"a": 1.0, "b": [1.0, math.nan]}, {"a": 3.0, "b": [2.0, 4.0]}, {"a": math.nan, "b": [3.0, 5.0]}]
+    assert mean_scores(rows) == {"a": 2.0, "b": [2.0, 4.5]}
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: segmentation_scores(np.full((4, 4, 1), 3.0), np.zeros((4, 4), int)), "logits"),
+        (lambda: segmentation_scores(np.full((4, 4, 1), np.nan), np.zeros((4, 4), int)), "NaN"),
+        (lambda: segmentation_scores(np.full((4, 4, 1), 0.5), np.full((4, 4), 255)), "labels // 255"),
+        (lambda: segmentation_scores(np.full((4, 4, 3), 0.3), np.zeros((4, 4), int)), "3 output channel"),
+        (lambda: segmentation_scores(np.full((4, 4, 2), 0.5), np.zeros((4, 4), int), "index", 3), "3 classes"),
+        (lambda: segmentation_scores(np.full((4, 4, 3), 0.3), np.full((4, 4), 3), "index", 3), r"\[3\] outside"),
+        (lambda: segmentation_scores(np.full((4, 4, 1), 0.5), np.zeros((5, 4), int)), "differ"),
+        (lambda: restoration_scores(np.zeros((8, 8, 1)), np.zeros((8, 8, 3), np.uint8)), "channels"),
+        (lambda: restoration_scores(np.full((8, 8, 1), 0.5), np.full((8, 8, 1), 200, np.uint8)), r"\[0, 1\] values"),
+        (lambda: restoration_scores(np.zeros((4, 4, 1)), np.zeros((4, 4, 1), np.uint8)), "7x7"),
+    ],
+)
+def test_bad_inputs_raise_naming_the_problem(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
