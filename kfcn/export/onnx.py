@@ -21,9 +21,9 @@ def onnx(model, path, overwrite=True, opset=None):
 
     What does not work: valid-padding U-Nets are refused (tf2onnx mistranslates
     their run-time skip crops; use `saved_model` or `tflite`). tf2onnx traces a
-    TensorFlow graph, so the export always runs under the TensorFlow backend (a JAX or PyTorch model goes through a TensorFlow
-    child process, as for `saved_model`); Keras' torch-backend ONNX path
-    (`torch.onnx`) is not used.
+    TensorFlow graph, so the export always runs under the TensorFlow backend (a JAX
+    or PyTorch model goes through a TensorFlow child process, as for `saved_model`);
+    Keras' torch-backend ONNX path (`torch.onnx`) is not used.
 
     Args:
         model: a functional or Sequential Keras image-to-image model.
