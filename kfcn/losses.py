@@ -163,6 +163,12 @@ class _OverlapLoss(keras.losses.Loss):
         if sample_weight is not None:
             # A per-pixel weight map weights each sample by its mean, as for a per-pixel loss.
             sample_weight = ops.convert_to_tensor(sample_weight)
+            batch, weights = ops.shape(y_pred)[0], ops.shape(sample_weight)[0]
+            if isinstance(batch, int) and isinstance(weights, int) and batch != weights:
+                raise ValueError(
+                    f"{self.name}: sample_weight has shape {tuple(sample_weight.shape)} for a batch of {batch} "
+                    "predictions; it needs one weight per sample (batch,) or a map per sample (batch, height, width)."
+                )
             if len(sample_weight.shape) > 1:
                 sample_weight = ops.mean(ops.reshape(sample_weight, (ops.shape(sample_weight)[0], -1)), axis=1)
         return super().__call__(y_true, y_pred, sample_weight=sample_weight)

@@ -58,6 +58,22 @@ def _check_arguments(num_classes, class_ids, threshold, ignore_class):
     return int(num_classes), class_ids, float(threshold), ignore_class
 
 
+def _check_static_sizes(name, true_shape, pred_shape, sample_weight=None):
+    """Names mismatched batch or image sizes (where known) instead of a backend reshape error."""
+    pairs = [("target", true_shape, (0, 1, 2))]
+    if sample_weight is not None:
+        pairs.append(("sample_weight", ops.shape(sample_weight), (0,)))
+    for what, shape, axes in pairs:
+        for axis in axes:
+            if axis < len(shape) and axis < len(pred_shape):
+                a, b = shape[axis], pred_shape[axis]
+                if isinstance(a, int) and isinstance(b, int) and a != b:
+                    raise ValueError(
+                        f"{name}: the {what} has shape {tuple(shape)} but the prediction {tuple(pred_shape)}: "
+                        f"they must agree in {('batch size', 'height', 'width')[axis]}."
+                    )
+
+
 class _ConfusionMetric(keras.metrics.Metric):
     """Accumulates a (num_classes, num_classes) confusion matrix, rows = truth."""
 
@@ -93,8 +109,9 @@ class _ConfusionMetric(keras.metrics.Metric):
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         y_pred = ops.cast(ops.convert_to_tensor(y_pred), "float32")
-        predicted = self._predicted(y_pred)
         y_true = ops.cast(ops.convert_to_tensor(y_true), "float32")
+        _check_static_sizes(self.name, y_true.shape, y_pred.shape, sample_weight)
+        predicted = self._predicted(y_pred)
         non_finite = ops.logical_not(ops.all(ops.isfinite(y_pred)) & ops.all(ops.isfinite(y_true)))
         if len(y_true.shape) == len(y_pred.shape) and y_true.shape[-1] not in (1, None):
             truth = ops.argmax(y_true, axis=-1)  # one-hot

@@ -85,6 +85,10 @@ def effective_receptive_field(model, input_shape, samples=8, reinitialize=False,
     >>> erf.radius_95 <= 3 and erf.theoretical_size == 7
     True
     """
+    if len(tuple(input_shape)) != 3:
+        raise ValueError(f"`input_shape` is (height, width, channels), e.g. (64, 64, 1); got {input_shape!r}.")
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+        raise ValueError(f"`samples` is the number of random inputs to average, an int >= 1; got {samples!r}.")
     height, width, _ = input_shape
     rng = np.random.default_rng(seed)
     output_shape = model.compute_output_shape((1, *input_shape))

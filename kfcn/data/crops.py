@@ -102,6 +102,8 @@ def random_crop_pipeline(
         augmenter = augment
     else:
         raise ValueError(f"`augment` must be None, a callable or one of {AUGMENTATIONS}; got {augment!r}.")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
+        raise ValueError(f"`seed` is a non-negative int (or None for a random stream); got {seed!r}.")
     base_seed = tf.constant(int(np.random.randint(0, 2**31 - 1)) if seed is None else int(seed), tf.int64)
 
     max_label = one_hot - 1 if one_hot else 1 if weight_map == "unet" else None

@@ -100,6 +100,21 @@ def _output_meaning(head, channels):
     }[head]
 
 
+def exportable(model):
+    """`model` as a functional graph (a Sequential model is wrapped); subclassed models are refused.
+
+    Example:
+    >>> seq = keras.Sequential([keras.Input((None, None, 1)), keras.layers.Conv2D(1, 3, padding="same")])
+    >>> isinstance(exportable(seq), keras.Model)
+    True
+    """
+    from kfcn.analysis.graph import functional_model
+
+    if not isinstance(model, keras.Model):
+        raise ValueError(f"Export takes a Keras model; got {type(model).__name__}.")
+    return functional_model(model, "kfcn.export")
+
+
 def serving_contract(model):
     """Reads the contract off a Keras model: channels, pixel range, head, accepted sizes.
 

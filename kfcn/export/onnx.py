@@ -6,7 +6,7 @@ from pathlib import Path
 
 from kfcn.atomic import atomic_path
 from kfcn.export.backend import on_tensorflow, run_in_tensorflow_child
-from kfcn.export.contract import serving_contract
+from kfcn.export.contract import exportable, serving_contract
 
 
 def onnx(model, path, overwrite=True, opset=None):
@@ -43,6 +43,7 @@ def onnx(model, path, overwrite=True, opset=None):
     """
     from kfcn.layers import CropToMatch
 
+    model = exportable(model)
     contract = serving_contract(model)
     if any(isinstance(layer, CropToMatch) for layer in model._flatten_layers()):
         raise ValueError(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from kfcn.atomic import atomic_path, check_writable, clean_partials
 from kfcn.export.backend import on_tensorflow, run_in_tensorflow_child
-from kfcn.export.contract import MODEL_CARD_NAME, serving_contract
+from kfcn.export.contract import MODEL_CARD_NAME, exportable, serving_contract
 
 
 def next_version(export_dir):
@@ -70,6 +70,7 @@ def saved_model(model, export_dir, version=None, overwrite=False, metadata=None)
     """
     if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 1):
         raise ValueError(f"`version` is a positive int (TF Serving's version folder) or None; got {version!r}.")
+    model = exportable(model)
     contract = serving_contract(model)  # checks the model before any file is touched
     export_dir = check_writable(export_dir, "export folder")
     clean_partials(export_dir)

@@ -10,7 +10,7 @@ import numpy as np
 
 from kfcn.atomic import atomic_path
 from kfcn.export.backend import on_tensorflow, run_in_tensorflow_child
-from kfcn.export.contract import serving_contract
+from kfcn.export.contract import exportable, serving_contract
 
 QUANTIZATIONS = (None, "float16", "dynamic", "int8")
 logger = logging.getLogger("kfcn.export")
@@ -65,6 +65,7 @@ def tflite(model, path, quantize=None, representative_data=None, input_shape=Non
             "quantize='int8' calibrates activations on real inputs: pass representative_data (a few tens of raw "
             "images, e.g. a list of arrays or a tf.data.Dataset; --representative DIR on the command line)."
         )
+    model = exportable(model)
     contract = serving_contract(model)
     path = Path(path)
     if path.suffix != ".tflite":

@@ -68,6 +68,8 @@ def check_pixel_range(image, input_range, what="image"):
     low, high = input_range
     with np.errstate(invalid="ignore"):
         smallest, largest = float(np.nanmin(image)), float(np.nanmax(image))
+    if not (np.isfinite(smallest) and np.isfinite(largest)):
+        check_finite(image, what)
     span = high - low
     tolerance = 0.01 * span
     if smallest < low - tolerance or largest > high + tolerance:

@@ -37,6 +37,12 @@ def predict(model, image, tta=None, extra_inputs=None):
     geometry = runner.geometry
     image = check_image(image, geometry.channels, input_range=geometry.input_range)
     check_finite(image)
+    for name, array in (extra_inputs or {}).items():
+        if np.shape(array)[:2] != image.shape[:2]:
+            raise ValueError(
+                f"extra_inputs[{name!r}] has shape {np.shape(array)}, but it must cover the image: "
+                f"({image.shape[0]}, {image.shape[1]}, channels)."
+            )
     plans = []
     for size in image.shape[:2]:
         tile = geometry.valid_input_size(model, size + 2 * geometry.margin)
@@ -56,7 +62,7 @@ def predict_resized(model, image, size, labels=False, tta=None):
     Args:
         model: any Keras image-to-image model.
         image: (H, W, C) or (H, W) array.
-        size: (rows, cols) to predict at (must suit the model, e.g. the training crop size).
+        size: (rows, cols) to predict at, or one int for a square (e.g. the training crop size).
         labels: return (H, W) int32 labels instead of (H, W, K) probabilities.
         tta: None, "flips" or "d4".
 
@@ -70,6 +76,9 @@ def predict_resized(model, image, size, labels=False, tta=None):
     geometry = model_geometry(model)
     image = check_image(image, geometry.channels, input_range=geometry.input_range)
     check_finite(image)
+    size = (size, size) if isinstance(size, (int, np.integer)) else tuple(size)
+    if len(size) != 2 or not all(isinstance(v, (int, np.integer)) and v >= 1 for v in size):
+        raise ValueError(f"`size` is the (rows, cols) to predict at, or one int for a square; got {size!r}.")
     height, width = image.shape[:2]
     small = resize(image.astype("float32"), size, "bilinear", antialias=True)
     prediction = predict(model, small, tta=tta)

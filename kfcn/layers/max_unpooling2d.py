@@ -64,6 +64,16 @@ class MaxUnpooling2D(keras.layers.Layer):
                 f"of shape {pooled_shape}. Pass the indices returned with this very tensor by "
                 "MaxPoolingWithArgmax2D."
             )
+        if len(shapes) == 3:
+            reference_shape = tuple(shapes[2])
+            for axis, name in ((1, "height"), (2, "width")):
+                pooled, size, pool = pooled_shape[axis], reference_shape[axis], self.pool_size[axis - 1]
+                if None not in (pooled, size) and pooled not in (size // pool, -(-size // pool)):
+                    raise ValueError(
+                        f"{self.name}: the reference's {name} {size} is not the size the indices were pooled from "
+                        f"(pooling by {pool} gives {pooled}, so the reference must be {pooled * pool - pool + 1}"
+                        f" to {pooled * pool + pool - 1}). Pass the tensor that was fed to the pooling layer."
+                    )
         if dtypes is not None and "int" not in str(dtypes[1]):
             raise TypeError(
                 f"{self.name}: indices must have an integer dtype (int32 from "

@@ -1,0 +1,183 @@
+"""The bad-input catalogue of the command line (issue 9): every mistake ends in one line on stderr.
+
+Each row is a short id, the arguments of `kfcn ...` (built from the shared input files and the
+test's own output folder), and a regex the error line must match. `kfcn.cli.main` runs in-process;
+every row must return a non-zero status, print exactly one line without a traceback, and leave
+no output (nor a `.partial` temporary) behind.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from types import SimpleNamespace
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+from kfcn.cli import main
+from kfcn.models import unet
+from kfcn.saving import save_model
+
+pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="the CLI table runs on TensorFlow")
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """Models and images shared by every row: built once, never written to by the rows."""
+    folder = tmp_path_factory.mktemp("cli_inputs")
+    rng = np.random.default_rng(0)
+    f = SimpleNamespace(folder=folder)
+    f.model = folder / "model.keras"
+    save_model(unet((None, None, 1), num_classes=1, filters=2, depth=2), f.model)
+    f.static_model = folder / "static.keras"
+    save_model(unet((32, 32, 1), num_classes=1, filters=2, depth=2), f.static_model)
+    f.two_channel_model = folder / "two_channels.keras"
+    save_model(unet((None, None, 2), num_classes=1, filters=2, depth=2), f.two_channel_model)
+    f.lambda_model = folder / "lambda.keras"
+    keras.Sequential([keras.Input((None, None, 1)), keras.layers.Lambda(lambda x: 2.0 * x)]).save(f.lambda_model)
+    f.truncated_model = folder / "truncated.keras"
+    content = f.model.read_bytes()
+    f.truncated_model.write_bytes(content[: len(content) // 2])
+    f.garbage_model = folder / "garbage.keras"
+    f.garbage_model.write_bytes(b"not a zip archive")
+    f.image = folder / "gray.png"
+    Image.fromarray(rng.integers(0, 256, (24, 20), dtype=np.uint8)).save(f.image)
+    f.image16 = folder / "gray16.tif"
+    import tifffile
+
+    tifffile.imwrite(f.image16, rng.integers(1000, 65536, (24, 20), dtype=np.uint16))
+    f.truncated_image = folder / "truncated.png"
+    Image.fromarray(rng.integers(0, 256, (64, 64), dtype=np.uint8)).save(f.truncated_image)
+    content = f.truncated_image.read_bytes()
+    f.truncated_image.write_bytes(content[: len(content) // 2])
+    for name, values in (("images", rng.integers(0, 256, (24, 20))), ("labels", 255 * (rng.random((24, 20)) > 0.5))):
+        (folder / name).mkdir()
+        Image.fromarray(values.astype(np.uint8)).save(folder / name / "a.png")
+    (folder / "other_labels").mkdir()
+    Image.fromarray(np.zeros((24, 20), np.uint8)).save(folder / "other_labels" / "b.png")
+    f.images, f.labels, f.other_labels = folder / "images", folder / "labels", folder / "other_labels"
+    f.blocker = folder / "a_file"
+    f.blocker.write_text("a file where a folder is expected")
+    f.serving = folder / "serving"
+    (f.serving / "1").mkdir(parents=True)
+    return f
+
+
+@dataclass(frozen=True)
+class CliCase:
+    id: str
+    argv: object  # (files, output folder) -> list of arguments
+    match: str
+
+
+def predict(model, image, output="out.png", *options):
+    return lambda f, out: [
+        "predict",
+        str(getattr(f, model)),
+        str(getattr(f, image, image)),
+        str(out / output),
+        *options,
+    ]
+
+
+def evaluate(labels="labels", *options):
+    return lambda f, out: ["evaluate", str(f.model), str(f.images), str(getattr(f, labels, out / labels)), *options]
+
+
+def export(model, fmt, output, *options):
+    def argv(f, out):
+        target = getattr(f, output) if hasattr(f, output) else out / output
+        return ["export", str(getattr(f, model)), "--format", fmt, "--output", str(target), *options]
+
+    return argv
+
+
+CASES = [
+    CliCase("predict-missing-image", predict("model", "missing.png"), r"missing\.png does not exist"),
+    CliCase("predict-image-is-a-folder", predict("model", "folder"), r"does not exist"),
+    CliCase("predict-truncated-image", predict("model", "truncated_image"), r"Cannot read image file"),
+    CliCase(
+        "predict-missing-model",
+        lambda f, out: ["predict", str(out / "none.keras"), str(f.image), str(out / "o.png")],
+        r"none\.keras does not exist",
+    ),
+    CliCase("predict-truncated-keras", predict("truncated_model", "image"), r"not a valid \.keras file"),
+    CliCase("predict-non-zip-keras", predict("garbage_model", "image"), r"not a valid \.keras file"),
+    CliCase("predict-unsafe-lambda-model", predict("lambda_model", "image"), r"--unsafe"),
+    CliCase("predict-wrong-channel-count", predict("two_channel_model", "image"), r"channel"),
+    CliCase("predict-16-bit-image-to-8-bit-model", predict("model", "image16"), r"outside the raw pixel range"),
+    CliCase(
+        "predict-output-folder-is-a-file",
+        lambda f, out: ["predict", str(f.model), str(f.image), str(f.blocker / "out.png")],
+        r"is a file, not a folder",
+    ),
+    CliCase("predict-output-not-png", predict("model", "image", "out.jpg"), r"must be a \.png file"),
+    CliCase(
+        "predict-output-is-a-folder",
+        lambda f, out: ["predict", str(f.model), str(f.image), str(_folder_named_png(out))],
+        r"is a folder",
+    ),
+    CliCase("predict-tile-does-not-fit", predict("model", "image", "out.png", "--tile", "30"), r"tile_size=32"),
+    CliCase("predict-batch-0", predict("model", "image", "out.png", "--batch", "0"), r"`batch_size`"),
+    CliCase("predict-negative-overlap", predict("model", "image", "out.png", "--overlap", "-2"), r"`overlap`"),
+    CliCase(
+        "receptive-field-missing-model", lambda f, out: ["receptive-field", str(out / "none.keras")], r"does not exist"
+    ),
+    CliCase("evaluate-missing-label-folder", evaluate("no_labels"), r"does not exist"),
+    CliCase("evaluate-image-without-label", evaluate("other_labels"), r"no label"),
+    CliCase("evaluate-index-without-num-classes", evaluate("labels", "--label-mode", "index"), r"--num-classes"),
+    CliCase("evaluate-threshold-above-1", evaluate("labels", "--threshold", "1.5"), r"--threshold"),
+    CliCase(
+        "evaluate-json-folder-is-a-file",
+        lambda f, out: [*evaluate()(f, out), "--json", str(f.blocker / "scores.json")],
+        r"is a file, not a folder",
+    ),
+    CliCase("inspect-missing-model", lambda f, out: ["inspect", str(out / "none.keras")], r"does not exist"),
+    CliCase("inspect-erf-not-png", lambda f, out: ["inspect", str(f.model), "--erf", str(out / "erf.jpg")], r"\.png"),
+    CliCase(
+        "export-missing-model",
+        lambda f, out: ["export", str(out / "none.keras"), "--format", "tflite", "--output", str(out / "m.tflite")],
+        r"does not exist",
+    ),
+    CliCase("export-corrupt-keras", export("garbage_model", "tflite", "m.tflite"), r"not a valid \.keras file"),
+    CliCase(
+        "export-int8-without-representative",
+        export("model", "tflite", "m.tflite", "--quantize", "int8"),
+        r"representative",
+    ),
+    CliCase("export-tflite-wrong-suffix", export("model", "tflite", "m.bin"), r"\.tflite"),
+    CliCase(
+        "export-input-size-model-cannot-take",
+        export("static_model", "tflite", "m.tflite", "--input-size", "48", "48"),
+        r"built for input height 32",
+    ),
+    CliCase("export-existing-version", export("model", "saved_model", "serving", "--version", "1"), r"--overwrite"),
+    CliCase("export-output-folder-is-a-file", export("model", "saved_model", "blocker"), r"is a file, not a folder"),
+    CliCase("export-bad-metadata", export("model", "saved_model", "serving2", "--metadata", "{not json"), r"metadata"),
+]
+
+
+def _folder_named_png(out):
+    folder = out / "already_a_folder.png"
+    folder.mkdir()
+    return folder
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda case: case.id)
+def test_cli_bad_input(case, files, tmp_path, capsys):
+    out = tmp_path / "outputs"
+    out.mkdir()
+    argv = case.argv(files, out)
+    capsys.readouterr()
+    code = main(argv)
+    error = capsys.readouterr().err
+    assert code != 0, f"kfcn {' '.join(argv)} succeeded"
+    assert "Traceback" not in error
+    lines = error.strip().splitlines()
+    assert len(lines) == 1, f"expected one line on stderr, got:\n{error}"
+    assert re.search(case.match, lines[0]), lines[0]
+    assert not list(out.rglob("*.partial*")), "a temporary file was left behind"
+    assert not [p for p in out.rglob("*") if p.is_file()], "a file was written"
