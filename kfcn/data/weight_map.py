@@ -38,7 +38,7 @@ def unet_weight_map(labels, w0=10.0, sigma=5.0, class_weights="balanced", instan
     if not (np.isfinite(w0) and w0 >= 0):
         raise ValueError(f"unet_weight_map: `w0` is the border weight, a number >= 0 (10 in the paper); got {w0!r}.")
     if not (np.isfinite(sigma) and sigma > 0):
-        raise ValueError(f"unet_weight_map: `sigma` is the border width in pixels, > 0 (5 in the paper); got {sigma!r}.")
+        raise ValueError(f"unet_weight_map: `sigma` is the border width in pixels, > 0 (5 in the paper): {sigma!r}.")
     labels = np.asarray(labels)
     if labels.ndim == 3 and labels.shape[-1] == 1:
         labels = labels[..., 0]
