@@ -60,7 +60,10 @@ def unet(
         upsampling: "transpose", "replicate" or "indices".
         backbone: None, or a keras.applications network name (see
             `kfcn.models.encoders.BACKBONES`); the input size must then be a multiple of 32.
-        backbone_weights: None or "imagenet" (downloads unless cached).
+        backbone_weights: None or "imagenet" (downloads unless cached). ImageNet weights
+            expect their family's `keras.applications.<family>.preprocess_input`, not the
+            [0, 1] scaling of `input_range`: build with `input_range=None` and preprocess
+            the images yourself (EfficientNet rescales inside and takes raw 0-255 pixels).
         backbone_trainable: False freezes the backbone.
         batch_norm: batch normalisation after every convolution.
         dropout: dropout rate at the end of the contracting path (0.5 in the paper).
