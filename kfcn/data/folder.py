@@ -67,8 +67,8 @@ def load_pair(image_path, label_path, label_mode="binary", num_classes=None, ign
         foreground = values[values != 0]
         if len(foreground) > 1:
             raise ValueError(
-                f"Label {label_path} has values {values.tolist()}, but a binary mask has 0 and one foreground "
-                "value (e.g. 255). Use label_mode='index' with num_classes for several classes."
+                f"Label {label_path} has {len(values)} values ({_listed(values.tolist())}), but a binary mask has 0 "
+                "and one foreground value (e.g. 255). Use label_mode='index' with num_classes for several classes."
             )
         label = (label != 0).astype("int32")
     elif label_mode == "index":
@@ -78,7 +78,7 @@ def load_pair(image_path, label_path, label_mode="binary", num_classes=None, ign
         unknown = sorted(set(values.tolist()) - allowed)
         if unknown:
             raise ValueError(
-                f"Label {label_path} has values {unknown} outside the declared classes 0..{num_classes - 1}"
+                f"Label {label_path} has values {_listed(unknown)} outside the declared classes 0..{num_classes - 1}"
                 f"{f' and ignore_class {ignore_class}' if ignore_class is not None else ''}. Fix num_classes "
                 "or ignore_class, or the file."
             )
@@ -86,6 +86,12 @@ def load_pair(image_path, label_path, label_mode="binary", num_classes=None, ign
     else:
         raise ValueError(f"`label_mode` must be one of {LABEL_MODES}, got {label_mode!r}.")
     return image, label
+
+
+def _listed(values, shown=8):
+    """`0, 1, 2, ... (250 in all)` for long lists, so that an error stays one readable line."""
+    text = ", ".join(map(str, values[:shown]))
+    return text if len(values) <= shown else f"{text}, ... ({len(values)} in all)"
 
 
 def folder_dataset(
@@ -121,7 +127,9 @@ def folder_dataset(
     pairs = pair_files(image_dir, label_dir)
     arrays = [
         load_pair(image, label, label_mode, num_classes, ignore_class, channels)
-        for image, label in tqdm(pairs, desc=f"reading {Path(image_dir).name}", disable=not verbose, unit="pair")
+        for image, label in tqdm(
+            pairs, desc=f"reading {Path(image_dir).name}", disable=None if verbose else True, unit="pair"
+        )
     ]
     depth = arrays[0][0].shape[-1]
     for (image, _), (path, _) in zip(arrays, pairs):

@@ -32,9 +32,7 @@ def padded_call(model, contract, images):
     images = tf.cast(images, tf.float32)
     margin, minimum, multiple = contract.margin, contract.minimum, contract.multiple
     static = images.shape[1:3]
-    if margin == 0 and all(
-        s is not None and s >= minimum and (s - minimum) % multiple == 0 for s in static
-    ):
+    if margin == 0 and all(s is not None and s >= minimum and (s - minimum) % multiple == 0 for s in static):
         return _call(model, contract, images, tf.shape(images), 0)
     shape = tf.shape(images)
     padded = images

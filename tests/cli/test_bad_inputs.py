@@ -61,6 +61,18 @@ def files(tmp_path_factory):
     f.images, f.labels, f.other_labels = folder / "images", folder / "labels", folder / "other_labels"
     f.blocker = folder / "a_file"
     f.blocker.write_text("a file where a folder is expected")
+    f.empty = folder / "empty"
+    f.empty.mkdir()
+    (folder / "other_images").mkdir()
+    Image.fromarray(rng.integers(0, 256, (24, 20), dtype=np.uint8)).save(folder / "other_images" / "a.png")
+    f.other_images = folder / "other_images"
+    (folder / "gray_labels").mkdir()
+    Image.fromarray(rng.integers(0, 256, (24, 20), dtype=np.uint8)).save(folder / "gray_labels" / "a.png")
+    f.gray_labels = folder / "gray_labels"
+    f.regression_model = folder / "regression.keras"
+    save_model(unet((None, None, 1), num_classes=1, filters=2, depth=2, head="regression"), f.regression_model)
+    f.config_unknown = folder / "unknown.yaml"
+    f.config_unknown.write_text("learning_rat: 0.1\n")
     f.serving = folder / "serving"
     (f.serving / "1").mkdir(parents=True)
     return f
@@ -73,18 +85,52 @@ class CliCase:
     match: str
 
 
-def predict(model, image, output="out.png", *options):
+def predict(model, image, *options):
     return lambda f, out: [
         "predict",
-        str(getattr(f, model)),
-        str(getattr(f, image, image)),
-        str(out / output),
+        str(getattr(f, image, out / image)),
+        "--output",
+        str(out / "predictions"),
+        "--model",
+        str(getattr(f, model, out / model)),
         *options,
     ]
 
 
 def evaluate(labels="labels", *options):
-    return lambda f, out: ["evaluate", str(f.model), str(f.images), str(getattr(f, labels, out / labels)), *options]
+    return lambda f, out: [
+        "evaluate",
+        str(f.images),
+        str(getattr(f, labels, out / labels)),
+        "--model",
+        str(f.model),
+        *options,
+    ]
+
+
+def train(*options, images="images", labels="labels"):
+    return lambda f, out: [
+        "train",
+        "--images",
+        str(getattr(f, images, out / images)),
+        "--labels",
+        str(getattr(f, labels, out / labels)),
+        "--output",
+        str(out / "run"),
+        "--filters",
+        "2",
+        "--depth",
+        "2",
+        "--crop",
+        "16",
+        "--epochs",
+        "1",
+        "--steps",
+        "1",
+        "--val-fraction",
+        "0",
+        *options,
+    ]
 
 
 def export(model, fmt, output, *options):
@@ -97,12 +143,20 @@ def export(model, fmt, output, *options):
 
 CASES = [
     CliCase("predict-missing-image", predict("model", "missing.png"), r"missing\.png does not exist"),
-    CliCase("predict-image-is-a-folder", predict("model", "folder"), r"does not exist"),
+    CliCase("predict-empty-folder", predict("model", "empty"), r"has no image files"),
+    CliCase("predict-glob-matches-nothing", predict("model", "nothing_*.png"), r"No image file matches"),
+    CliCase("predict-not-an-image-file", predict("model", "blocker"), r"is not an image file"),
     CliCase("predict-truncated-image", predict("model", "truncated_image"), r"Cannot read image file"),
+    CliCase("predict-missing-model", predict("none.keras", "image"), r"none\.keras does not exist"),
     CliCase(
-        "predict-missing-model",
-        lambda f, out: ["predict", str(out / "none.keras"), str(f.image), str(out / "o.png")],
-        r"none\.keras does not exist",
+        "predict-model-given-as-an-image",
+        lambda f, out: ["predict", str(f.model), str(f.image), "--output", str(out / "p")],
+        r"is a model, not an image; give it with --model",
+    ),
+    CliCase(
+        "predict-two-images-one-output-name",
+        lambda f, out: ["predict", str(f.images), str(f.other_images), "--output", str(out / "p")],
+        r"would both write a\.png",
     ),
     CliCase("predict-truncated-keras", predict("truncated_model", "image"), r"not a valid \.keras file"),
     CliCase("predict-non-zip-keras", predict("garbage_model", "image"), r"not a valid \.keras file"),
@@ -111,18 +165,28 @@ CASES = [
     CliCase("predict-16-bit-image-to-8-bit-model", predict("model", "image16"), r"outside the raw pixel range"),
     CliCase(
         "predict-output-folder-is-a-file",
-        lambda f, out: ["predict", str(f.model), str(f.image), str(f.blocker / "out.png")],
+        lambda f, out: ["predict", str(f.image), "--output", str(f.blocker), "--model", str(f.model)],
         r"is a file, not a folder",
     ),
-    CliCase("predict-output-not-png", predict("model", "image", "out.jpg"), r"must be a \.png file"),
-    CliCase(
-        "predict-output-is-a-folder",
-        lambda f, out: ["predict", str(f.model), str(f.image), str(_folder_named_png(out))],
-        r"is a folder",
-    ),
-    CliCase("predict-tile-does-not-fit", predict("model", "image", "out.png", "--tile", "30"), r"tile_size=32"),
-    CliCase("predict-batch-0", predict("model", "image", "out.png", "--batch", "0"), r"`batch_size`"),
-    CliCase("predict-negative-overlap", predict("model", "image", "out.png", "--overlap", "-2"), r"`overlap`"),
+    CliCase("predict-tile-does-not-fit", predict("model", "image", "--tile", "14"), r"tile_size=16"),
+    CliCase("predict-batch-0", predict("model", "image", "--batch", "0"), r"--batch"),
+    CliCase("predict-negative-overlap", predict("model", "image", "--overlap", "-2"), r"--overlap"),
+    CliCase("predict-threshold-1", predict("model", "image", "--threshold", "1"), r"--threshold"),
+    CliCase("predict-labels-of-a-regression-model", predict("regression_model", "image", "--labels"), r"--labels"),
+    CliCase("train-missing-image-folder", train(images="no_images"), r"no_images does not exist"),
+    CliCase("train-empty-image-folder", train(images="empty"), r"has no image files"),
+    CliCase("train-image-without-label", train(labels="other_labels"), r"no label"),
+    CliCase("train-unknown-label-values", train(labels="gray_labels"), r"label"),
+    CliCase("train-output-is-a-file", lambda f, out: [*train()(f, out), "--output", str(f.blocker)], r"is a file"),
+    CliCase("train-corrupt-keras", train("--model", "GARBAGE"), r"not a valid \.keras file"),
+    CliCase("train-unknown-zoo-model", train("--model", "resnet"), r"--model must be one of"),
+    CliCase("train-wrong-channel-count", train("--model", "TWO_CHANNELS"), r"takes 2 channel"),
+    CliCase("train-crop-the-strides-cannot-take", train("--crop", "18"), r"--crop 18 does not suit.*16 or 20"),
+    CliCase("train-index-without-num-classes", train("--label-mode", "index"), r"--num-classes"),
+    CliCase("train-config-missing", train("--config", "absent.yaml"), r"absent\.yaml does not exist"),
+    CliCase("train-config-unknown-option", train("--config", "CONFIG_UNKNOWN"), r"unknown option 'learning_rat'"),
+    CliCase("train-no-data", lambda f, out: ["train", "--output", str(out / "run")], r"--images DIR --labels DIR"),
+    CliCase("train-bad-model-option", train("--model-options", '{"widht": 3}'), r"no argument widht"),
     CliCase(
         "receptive-field-missing-model", lambda f, out: ["receptive-field", str(out / "none.keras")], r"does not exist"
     ),
@@ -170,7 +234,12 @@ def _folder_named_png(out):
 def test_cli_bad_input(case, files, tmp_path, capsys):
     out = tmp_path / "outputs"
     out.mkdir()
-    argv = case.argv(files, out)
+    placeholders = {
+        "GARBAGE": files.garbage_model,
+        "TWO_CHANNELS": files.two_channel_model,
+        "CONFIG_UNKNOWN": files.config_unknown,
+    }
+    argv = [str(placeholders.get(argument, argument)) for argument in case.argv(files, out)]
     capsys.readouterr()
     code = main(argv)
     error = capsys.readouterr().err

@@ -48,7 +48,7 @@ def read(path):
 def test_evaluate_segmentation_matches_an_independent_computation(binary, tmp_path, capsys):
     report_path = tmp_path / "reports" / "scores.json"
     code = main(
-        ["evaluate", str(binary / "model.keras"), str(binary / "images"), str(binary / "labels")]
+        ["evaluate", str(binary / "images"), str(binary / "labels"), "--model", str(binary / "model.keras")]
         + ["--json", str(report_path)]
     )
     out = capsys.readouterr().out
@@ -88,7 +88,13 @@ def test_evaluate_index_labels_with_an_ignore_class(tmp_path, capsys):
     label[:4] = 9  # void
     save_png(image, tmp_path / "images" / "a.png")
     save_png(label, tmp_path / "labels" / "a.png")
-    arguments = ["evaluate", str(tmp_path / "model.keras"), str(tmp_path / "images"), str(tmp_path / "labels")]
+    arguments = [
+        "evaluate",
+        str(tmp_path / "images"),
+        str(tmp_path / "labels"),
+        "--model",
+        str(tmp_path / "model.keras"),
+    ]
     arguments += [
         "--label-mode",
         "index",
@@ -126,7 +132,7 @@ def test_evaluate_counting_sums_the_density(tmp_path):
         counts.append(3 + index)
         save_png(image, tmp_path / "images" / f"c{index}.png")
         save_png(dots, tmp_path / "dots" / f"c{index}.png")
-    arguments = ["evaluate", str(tmp_path / "model.keras"), str(tmp_path / "images"), str(tmp_path / "dots")]
+    arguments = ["evaluate", str(tmp_path / "images"), str(tmp_path / "dots"), "--model", str(tmp_path / "model.keras")]
     assert main(arguments + ["--task", "counting", "--json", str(tmp_path / "s.json")]) == 0
     report = json.loads((tmp_path / "s.json").read_text())
     model = load_model(tmp_path / "model.keras")
@@ -152,7 +158,13 @@ def test_evaluate_restoration_psnr_by_formula(tmp_path, capsys):
     noisy = (clean.astype(int) + rng.integers(-8, 9, clean.shape)).astype(np.uint8)
     save_png(noisy, tmp_path / "images" / "r.png")
     save_png(clean, tmp_path / "clean" / "r.png")
-    arguments = ["evaluate", str(tmp_path / "model.keras"), str(tmp_path / "images"), str(tmp_path / "clean")]
+    arguments = [
+        "evaluate",
+        str(tmp_path / "images"),
+        str(tmp_path / "clean"),
+        "--model",
+        str(tmp_path / "model.keras"),
+    ]
     assert main(arguments + ["--task", "restoration", "--json", str(tmp_path / "s.json")]) == 0
     assert "PSNR (dB)" in capsys.readouterr().out
     row = json.loads((tmp_path / "s.json").read_text())["per_image"][0]
@@ -180,13 +192,16 @@ def test_evaluate_bad_inputs_give_one_line_and_write_nothing(binary, tmp_path, c
     images, labels = str(binary / "images"), str(binary / "labels")
     json_path = tmp_path / "out" / "s.json"
     cases = [
-        ([model, str(tmp_path / "missing"), labels], "does not exist"),
-        ([model, str(tmp_path / "empty"), labels], "no image files"),
-        ([model, images, str(tmp_path / "odd_labels")], r"values \[0, 128, 255\]"),
-        ([model, str(tmp_path / "two_channels"), str(tmp_path / "two_channel_labels")], "2 channels"),
-        ([model, images, labels, "--label-mode", "index", "--num-classes", "3"], r"values \[255\] outside"),
-        ([model, images, labels, "--task", "restoration"], r"\[0, 1\] values"),
-        ([str(tmp_path / "absent.keras"), images, labels, "--json", str(tmp_path / "blocker" / "s.json")], "blocker"),
+        ([str(tmp_path / "missing"), labels, "--model", model], "does not exist"),
+        ([str(tmp_path / "empty"), labels, "--model", model], "no image files"),
+        ([images, str(tmp_path / "odd_labels"), "--model", model], r"values \(0, 128, 255\)"),
+        ([str(tmp_path / "two_channels"), str(tmp_path / "two_channel_labels"), "--model", model], "2 channels"),
+        ([images, labels, "--model", model, "--label-mode", "index", "--num-classes", "3"], r"values 255 outside"),
+        ([images, labels, "--model", model, "--task", "restoration"], r"\[0, 1\] values"),
+        (
+            [images, labels, "--model", str(tmp_path / "absent.keras"), "--json", str(tmp_path / "blocker" / "s.json")],
+            "blocker",
+        ),
     ]
     for arguments, message in cases:
         if "--json" not in arguments:

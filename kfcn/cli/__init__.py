@@ -1,0 +1,69 @@
+"""The `kfcn` command: train, predict, evaluate, export and inspect fully convolutional networks.
+
+    kfcn predict slice.png --output out/                      # the shipped ISBI U-Net
+    kfcn train --images imgs/ --labels masks/ --output runs/cells --model unet --filters 16
+    kfcn predict scans/ --model runs/cells/model.keras --output masks/ --skip-existing
+    kfcn evaluate imgs/ masks/ --model runs/cells/model.keras --json scores.json
+    kfcn export runs/cells/model.keras --format tflite --output cells.tflite
+    kfcn inspect runs/cells/model.keras --erf erf.png
+
+`kfcn VERB --help` describes each verb. Images are read as raw pixel values (kfcn's input
+contract); the model scales them. Errors are one line on stderr with exit status 2 and
+nothing half-written; --verbose shows the backend's start-up log and full tracebacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from kfcn.cli import evaluate, export, inspect, predict, train
+
+VERBS = (train, predict, evaluate, export, inspect)
+
+
+def build_parser():
+    """The argument parser of every verb.
+
+    Example:
+    >>> build_parser().parse_args(["predict", "a.png", "--output", "out"]).tile
+    512
+    """
+    parser = argparse.ArgumentParser(
+        prog="kfcn", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--verbose", action="store_true", help="show the backend's start-up log and full tracebacks")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="VERB")
+    for verb in VERBS:
+        verb.register(commands)
+    return parser
+
+
+def main(argv=None):
+    """Entry point of the `kfcn` command; returns the exit status.
+
+    Example:
+    >>> main(["--help"])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    SystemExit: 0
+    """
+    from kfcn.cli.common import quiet_backend_import
+
+    args = build_parser().parse_args(argv)
+    try:
+        quiet_backend_import(args.verbose)
+        return args.run(args) or 0
+    except (ValueError, FileNotFoundError, FileExistsError, OSError, RuntimeError, ImportError) as error:
+        if args.verbose:
+            raise
+        message = " ".join(str(error).split())  # one line
+        print(f"kfcn {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"kfcn {args.command}: interrupted; nothing half-written was left behind", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

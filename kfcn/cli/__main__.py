@@ -1,0 +1,7 @@
+"""`python -m kfcn.cli VERB ...`, the same as the `kfcn` command."""
+
+import sys
+
+from kfcn.cli import main
+
+sys.exit(main())

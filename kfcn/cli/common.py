@@ -1,0 +1,157 @@
+"""Pieces the `kfcn` verbs share: loading the model, quiet imports, tables, JSON."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+SHIPPED = "the shipped ISBI 2012 membrane U-Net"
+
+
+def add_model_option(parser, default_shipped=True):
+    """`--model PATH` (default: the shipped ISBI U-Net) and `--unsafe`."""
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="a .keras file" + (f" (default: {SHIPPED})" if default_shipped else ""),
+    )
+    add_unsafe_option(parser)
+
+
+def add_unsafe_option(parser):
+    parser.add_argument("--unsafe", action="store_true", help="load a trusted .keras file that holds code (Lambda)")
+
+
+def model_path(args):
+    """The `.keras` file the command uses: `args.model`, or the shipped U-Net when none is given."""
+    if args.model is None:
+        from kfcn.samples import shipped_model_path
+
+        return shipped_model_path()
+    return Path(args.model)
+
+
+def load(args):
+    """The model of `args.model` (or the shipped one), loaded in safe mode unless `--unsafe`."""
+    from kfcn.saving import load_model
+
+    return load_model(model_path(args), safe_mode=not args.unsafe)
+
+
+@contextlib.contextmanager
+def native_stderr_silenced(enabled=True):
+    """Sends file descriptor 2 to /dev/null inside the block.
+
+    TensorFlow 2.21 and XLA write start-up lines (`cudart_stub`, `cuInit`, "All log messages
+    before absl::InitializeLog()") from C++ before `TF_CPP_MIN_LOG_LEVEL` is read, so only
+    the descriptor itself can hide them. An exception raised inside still propagates and is
+    reported after the descriptor is restored.
+
+    Example:
+    >>> with native_stderr_silenced():
+    ...     os.write(2, b"hidden")
+    6
+    """
+    if not enabled:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def quiet_backend_import(verbose):
+    """Imports Keras (and with it the backend: TensorFlow, JAX or PyTorch) without its start-up log."""
+    if not verbose:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
+        os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+    with native_stderr_silenced(enabled=not verbose):
+        import keras  # noqa: F401
+
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            tf.get_logger().setLevel("ERROR")
+            tf.config.list_logical_devices()  # the device set-up logs now, while stderr is silenced
+
+
+def table(names, rows, columns, first="image", footer=None):
+    """Aligned columns, one row per name, then an optional footer row (NaN prints "-").
+
+    Example:
+    >>> print(table(["a.png"], [{"x": 0.5}], [("score", "x", ".2f")]))
+    image      score
+    ----------------
+    a.png       0.50
+    """
+
+    def cell(value, spec):
+        return "-" if isinstance(value, float) and np.isnan(value) else format(value, spec)
+
+    footer_names = [footer[0]] if footer else []
+    width = max(len(first), *(len(name) for name in [*names, *footer_names]))
+    widths = [max(len(header), 9) for header, _, _ in columns]
+    lines = [first.ljust(width) + "".join(f"  {h:>{w}}" for (h, _, _), w in zip(columns, widths))]
+    rule = "-" * len(lines[0])
+    lines.append(rule)
+    body = list(zip(names, rows))
+    if footer:
+        body.append(footer)
+    for index, (name, row) in enumerate(body):
+        if footer and index == len(body) - 1:
+            lines.append(rule)
+        cells = [cell(row[key], spec) for _, key, spec in columns]
+        lines.append(name.ljust(width) + "".join(f"  {c:>{w}}" for c, w in zip(cells, widths)))
+    return "\n".join(lines)
+
+
+def json_ready(value):
+    """NaN and infinity become null, NumPy scalars Python numbers: the file stays strict JSON.
+
+    Example:
+    >>> json_ready({"a": [float("nan"), np.float32(2.0)]})
+    {'a': [None, 2.0]}
+    """
+    if isinstance(value, dict):
+        return {key: json_ready(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_ready(item) for item in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
+def write_json(path, report):
+    """Writes `report` as indented strict JSON, atomically."""
+    import json
+
+    from kfcn.atomic import atomic_path
+
+    with atomic_path(path) as temporary:
+        temporary.write_text(json.dumps(json_ready(report), indent=2, allow_nan=False) + "\n")
+
+
+def check_json_path(path, option="--json"):
+    """A JSON output path that can be written, checked before minutes of work."""
+    from kfcn.atomic import check_writable
+
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{option} {path} is a folder; give a .json file name.")
+    check_writable(path.parent, f"{option} folder")
+    return path

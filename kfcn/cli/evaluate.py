@@ -1,0 +1,158 @@
+"""`kfcn evaluate IMAGES LABELS [--model PATH]`: a model's scores on an image/label folder pair, a table and a JSON."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kfcn.cli.common import add_model_option, check_json_path, load, model_path, table, write_json
+
+TASKS = ("segmentation", "counting", "restoration")
+SEGMENTATION_COLUMNS = [
+    ("pixel error", "pixel_error", ".4f"),
+    ("Dice", "dice", ".4f"),
+    ("Jaccard", "jaccard", ".4f"),
+    ("mIoU", "mean_iou", ".4f"),
+    ("class acc", "class_accuracy", ".4f"),
+    ("Rand error", "adapted_rand_error", ".4f"),
+    ("VI split", "vi_split", ".4f"),
+    ("VI merge", "vi_merge", ".4f"),
+]
+BINARY_COLUMNS = [("Rand best", "rand_error_best", ".4f"), ("at", "rand_best_threshold", ".2f")]
+COUNTING_COLUMNS = [
+    ("predicted", "predicted_count", ".1f"),
+    ("true", "true_count", "g"),
+    ("abs error", "absolute_error", ".2f"),
+    ("rel error", "relative_error", ".3f"),
+]
+RESTORATION_COLUMNS = [("PSNR (dB)", "psnr", ".2f"), ("SSIM", "ssim", ".4f")]
+
+
+def register(commands):
+    text = "score a model on an image/label folder pair: a table, and a JSON with --json"
+    sub = commands.add_parser("evaluate", help=text, description=text + ". Without --model the shipped ISBI U-Net.")
+    sub.add_argument("images", help="folder of images (raw pixel values)")
+    sub.add_argument("labels", help="folder of labels paired by file name")
+    add_model_option(sub)
+    sub.add_argument(
+        "--task",
+        default="segmentation",
+        choices=TASKS,
+        help="labels: class masks | RGB dot images (red dots) | clean target images",
+    )
+    sub.add_argument("--label-mode", default="binary", choices=("binary", "index"))
+    sub.add_argument("--num-classes", type=int, default=None, help="classes K for --label-mode index")
+    sub.add_argument("--ignore-class", type=int, default=None, help="label value left out of every score")
+    sub.add_argument("--threshold", type=float, default=0.5, help="foreground threshold of a one-channel output")
+    sub.add_argument(
+        "--border",
+        default="singletons",
+        choices=("singletons", "thin"),
+        help="binary Rand error / VI: predicted membrane pixels as one-pixel segments (SNEMI3D/ISBI script) "
+        "or given to the nearest cell (the ISBI leaderboard's 'thinned' scores)",
+    )
+    sub.add_argument("--json", default=None, help="also write the scores to this JSON file (atomically)")
+    sub.add_argument("--tile", type=int, default=512, help="tile side for images larger than it")
+    sub.add_argument("--batch", type=int, default=4)
+    sub.add_argument("--tta", default=None, choices=("flips", "d4"))
+
+    sub.set_defaults(run=run)
+
+
+def _read_evaluation_pair(args, image_path, label_path, channels):
+    """(raw float32 image with the model's channels, label as the task needs it)."""
+    from kfcn.data import dots_from_image, load_pair
+    from kfcn.data.io import as_float32, convert_channels, read_image
+
+    if args.task == "segmentation":
+        return load_pair(image_path, label_path, args.label_mode, args.num_classes, args.ignore_class, channels)
+    image = as_float32(read_image(image_path, palette_indices=False))
+    image = convert_channels(image, channels, image_path)
+    target = read_image(label_path, palette_indices=False)
+    if target.shape[:2] != image.shape[:2]:
+        raise ValueError(
+            f"Image {image_path} is {image.shape[1]}x{image.shape[0]} but its label {label_path} is "
+            f"{target.shape[1]}x{target.shape[0]}: an image and its label must have the same size."
+        )
+    if args.task == "restoration":
+        return image, target
+    if target.shape[-1] < 3:
+        raise ValueError(
+            f"Counting label {label_path} has {target.shape[-1]} channel(s); counting labels are RGB dot images "
+            "with one pure red (255, 0, 0) pixel per object."
+        )
+    return image, len(dots_from_image(target))
+
+
+def _score(args, prediction, label):
+    from kfcn import evaluation
+
+    if args.task == "segmentation":
+        return evaluation.segmentation_scores(
+            prediction, label, args.label_mode, args.num_classes, args.ignore_class, args.threshold, border=args.border
+        )
+    if args.task == "counting":
+        if prediction.shape[-1] != 1:
+            raise ValueError(f"Counting needs a model with one density channel; this one gives {prediction.shape[-1]}.")
+        return evaluation.counting_scores(prediction, label)
+    return evaluation.restoration_scores(prediction, label)
+
+
+def _columns(args):
+    if args.task == "counting":
+        return COUNTING_COLUMNS
+    if args.task == "restoration":
+        return RESTORATION_COLUMNS
+    return SEGMENTATION_COLUMNS + (BINARY_COLUMNS if args.label_mode == "binary" else [])
+
+
+def run(args):
+    from tqdm.auto import tqdm
+
+    from kfcn.data import pair_files
+    from kfcn.evaluation import mean_scores
+    from kfcn.inference import model_geometry, predict, predict_tiled
+
+    if args.task == "segmentation" and args.label_mode == "index" and args.num_classes is None:
+        raise ValueError("--label-mode index needs --num-classes K (labels hold class indices 0..K-1).")
+    if args.ignore_class is not None and (args.task != "segmentation" or args.label_mode != "index"):
+        raise ValueError("--ignore-class applies to --task segmentation with --label-mode index.")
+    if not 0 < args.threshold < 1:
+        raise ValueError(f"--threshold must lie strictly between 0 and 1; got {args.threshold}.")
+    json_path = check_json_path(args.json) if args.json else None  # before minutes of prediction, not after
+    pairs = pair_files(args.images, args.labels)
+    model = load(args)
+    channels = model_geometry(model).channels
+    # Every pair is read and checked before any prediction, so a bad file fails at once, by name.
+    data = [_read_evaluation_pair(args, image, label, channels) for image, label in pairs]
+    names, rows = [], []
+    # A progress bar on a terminal only (disable=None): logs and pipes get the table alone.
+    for (image_path, _), (image, label) in tqdm(
+        list(zip(pairs, data)), desc="evaluating", unit="image", disable=None, leave=False
+    ):
+        if max(image.shape[:2]) <= args.tile:
+            prediction = predict(model, image, tta=args.tta)
+        else:
+            prediction = predict_tiled(model, image, args.tile, batch_size=args.batch, tta=args.tta, progress=False)
+        names.append(image_path.name)
+        rows.append(_score(args, prediction, label))
+    mean = mean_scores(rows)
+    print(table(names, rows, _columns(args), footer=("mean", mean)))
+    if args.task == "segmentation" and args.label_mode == "index":
+        for key in ("jaccard_per_class", "dice_per_class"):
+            values = "  ".join(f"{k}: {v:.4f}" for k, v in enumerate(mean[key]) if not np.isnan(v))
+            print(f"{key.replace('_', ' ')} (mean over images): {values}")
+    if json_path is not None:
+        report = {
+            "model": str(model_path(args)),
+            "images": str(args.images),
+            "labels": str(args.labels),
+            "task": args.task,
+            "options": {
+                key: getattr(args, key)
+                for key in ("label_mode", "num_classes", "ignore_class", "threshold", "border", "tta")
+            },
+            "per_image": [{"image": name, **row} for name, row in zip(names, rows)],
+            "mean": mean,
+        }
+        write_json(json_path, report)
+        print(f"wrote {json_path}")

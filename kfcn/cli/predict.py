@@ -1,0 +1,225 @@
+"""`kfcn predict IMAGES... --output DIR`: files, globs or folders through a model, each output written atomically."""
+
+from __future__ import annotations
+
+import glob
+from pathlib import Path
+
+import numpy as np
+
+from kfcn.cli.common import add_model_option, load, model_path
+
+TASKS = ("auto", "segmentation", "counting", "regression")
+FORMATS = ("png", "png16", "tiff")
+
+
+def register(commands):
+    sub = commands.add_parser(
+        "predict",
+        help="predict image files, globs or folders; probability/label maps and colour overlays",
+        description="Predicts each image (whole if it fits one tile, else tile by tile) and writes, per image, "
+        "STEM.png (probability, or labels with --labels), STEM_overlay.png (classes tinted on the image) and, "
+        "for value maps, STEM_heatmap.png. Without --model the shipped ISBI 2012 membrane U-Net is used.",
+    )
+    sub.add_argument("images", nargs="+", help="image files (PNG, TIFF, JPEG, BMP; raw pixel values), globs or folders")
+    sub.add_argument("--output", "-o", required=True, help="folder for the outputs (created if needed)")
+    add_model_option(sub)
+    sub.add_argument(
+        "--task",
+        default="auto",
+        choices=TASKS,
+        help="auto: segmentation for sigmoid/softmax heads, "
+        "else regression; counting prints the sum of the density map per image",
+    )
+    sub.add_argument(
+        "--format",
+        default="png",
+        choices=FORMATS,
+        help="png: 8-bit; png16: 16-bit; tiff: float32 with every output channel",
+    )
+    sub.add_argument("--labels", action="store_true", help="write class labels instead of probabilities")
+    sub.add_argument("--threshold", type=float, default=0.5, help="foreground threshold of a one-channel output")
+    sub.add_argument("--no-overlay", action="store_true", help="skip the overlay / heat-map PNG")
+    sub.add_argument("--skip-existing", action="store_true", help="leave images whose outputs exist (resume a folder)")
+    sub.add_argument("--tile", type=int, default=512, help="images larger than this are predicted tile by tile")
+    sub.add_argument("--overlap", type=int, default=None, help="tile overlap (default: exact, the receptive field)")
+    sub.add_argument("--blend", default="none", choices=("none", "linear", "gaussian"))
+    sub.add_argument("--batch", type=int, default=4, help="tiles per model call")
+    sub.add_argument("--tta", default="none", choices=("none", "flips", "d4"), help="test-time augmentation")
+    sub.set_defaults(run=run)
+
+
+def image_files(arguments):
+    """The image files named by `arguments`: files, glob patterns and folders, in order, without repeats.
+
+    Raises:
+        ValueError: a path that does not exist, a glob or folder with no images, a `.keras`
+            file among the images, or two images that would write the same output name.
+
+    Example:
+    >>> from kfcn.samples import isbi2012_dir
+    >>> [p.name for p in image_files([str(isbi2012_dir() / "images" / "slice_0[01].png")])]
+    ['slice_00.png', 'slice_01.png']
+    """
+    from kfcn.image_io import IMAGE_SUFFIXES, list_images
+
+    files = []
+    for argument in arguments:
+        path = Path(argument)
+        if path.suffix.lower() == ".keras":
+            raise ValueError(f"{argument} is a model, not an image; give it with --model {argument}.")
+        if path.is_dir():
+            files.extend(list_images(path).values())
+        elif path.is_file():
+            if path.suffix.lower() not in IMAGE_SUFFIXES:
+                raise ValueError(f"{argument} is not an image file ({', '.join(IMAGE_SUFFIXES)}).")
+            files.append(path)
+        elif glob.has_magic(argument):
+            matches = sorted(Path(m) for m in glob.glob(argument) if Path(m).suffix.lower() in IMAGE_SUFFIXES)
+            if not matches:
+                raise ValueError(f"No image file matches {argument}.")
+            files.extend(matches)
+        else:
+            raise ValueError(f"Image {argument} does not exist.")
+    unique = list(dict.fromkeys(p.resolve() for p in files))
+    by_stem = {}
+    for path in unique:
+        if path.stem in by_stem:
+            raise ValueError(
+                f"{by_stem[path.stem]} and {path} would both write {path.stem}.png; predict them into separate "
+                "--output folders."
+            )
+        by_stem[path.stem] = path
+    return [Path(p) for p in unique]
+
+
+def resolve_task(task, model):
+    """`auto` becomes segmentation for a sigmoid/softmax head, regression for any other."""
+    if task != "auto":
+        return task
+    activation = getattr(getattr(model.layers[-1], "activation", None), "__name__", None)
+    return "segmentation" if activation in ("sigmoid", "softmax") else "regression"
+
+
+def output_names(stem, task, args):
+    main = f"{stem}.tif" if args.format == "tiff" else f"{stem}.png"
+    names = [main]
+    if not args.no_overlay:
+        names.append(f"{stem}_overlay.png" if task == "segmentation" else f"{stem}_heatmap.png")
+    return names
+
+
+def _main_array(prediction, task, args):
+    """The array written to STEM.png / STEM.tif."""
+    from kfcn.rendering import class_map
+
+    if args.labels and task == "segmentation":
+        classes = class_map(prediction, args.threshold)
+        if prediction.shape[-1] == 1:  # 0/255 for a binary mask, class indices otherwise
+            classes = classes * 255
+        return classes.astype(np.uint16 if args.format == "png16" or classes.max() > 255 else np.uint8)
+    if args.format == "tiff":
+        return prediction.astype(np.float32)
+    values = prediction[..., 0] if prediction.shape[-1] == 1 else prediction.max(-1)
+    if task != "segmentation":  # a value map: scaled to its own maximum for an image file
+        values = values / max(float(np.abs(values).max()), 1e-12)
+    top = 65535 if args.format == "png16" else 255
+    return (np.clip(values, 0, 1) * top).round().astype(np.uint16 if top > 255 else np.uint8)
+
+
+def _write(path, array):
+    from PIL import Image
+
+    from kfcn.atomic import atomic_path
+
+    with atomic_path(path) as temporary:
+        if path.suffix == ".tif":
+            import tifffile
+
+            tifffile.imwrite(temporary, array)
+        else:
+            Image.fromarray(array).save(temporary, format="PNG")
+
+
+def _update_counts(path, counts):
+    """Merges this run's counts into counts.csv (a resumed folder keeps the earlier images' rows)."""
+    from kfcn.atomic import atomic_path
+
+    rows = {}
+    if path.is_file():
+        for line in path.read_text().splitlines()[1:]:
+            name, _, value = line.rpartition(",")
+            if name:
+                rows[name] = value
+    rows.update({name: f"{count:.3f}" for name, count in counts})
+    with atomic_path(path) as temporary:
+        temporary.write_text("image,count\n" + "".join(f"{name},{value}\n" for name, value in sorted(rows.items())))
+
+
+def run(args):
+    from tqdm.auto import tqdm
+
+    from kfcn.atomic import check_writable
+    from kfcn.image_io import convert_channels, read_image
+    from kfcn.inference import input_range, model_geometry, predict, predict_tiled
+    from kfcn.rendering import class_map, heat_map, overlay
+
+    if not 0 < args.threshold < 1:
+        raise ValueError(f"--threshold must lie strictly between 0 and 1; got {args.threshold}.")
+    for option, value, least in (("--tile", args.tile, 1), ("--batch", args.batch, 1), ("--overlap", args.overlap, 0)):
+        if value is not None and value < least:
+            raise ValueError(f"{option} must be an integer >= {least}; got {value}.")
+    files = image_files(args.images)
+    output = check_writable(Path(args.output), "--output folder")  # before minutes of prediction, not after
+    model = load(args)
+    task = resolve_task(args.task, model)
+    if args.labels and task != "segmentation":
+        raise ValueError(f"--labels applies to segmentation models; this one is used for {task}.")
+    geometry = model_geometry(model)
+    scaling = input_range(model)
+    tta = None if args.tta == "none" else args.tta
+    done = skipped = 0
+    counts = []
+    bar = tqdm(files, desc="predicting", unit="image", disable=None)
+    for path in bar:
+        names = output_names(path.stem, task, args)
+        if args.skip_existing and all((output / name).is_file() for name in names):
+            skipped += 1
+            continue
+        image = convert_channels(read_image(path, palette_indices=False), geometry.channels, path)
+        try:
+            if max(image.shape[:2]) <= args.tile:
+                prediction = predict(model, image, tta=tta)
+            else:
+                prediction = predict_tiled(
+                    model,
+                    image,
+                    args.tile,
+                    overlap=args.overlap,
+                    blend=args.blend,
+                    batch_size=args.batch,
+                    tta=tta,
+                    progress=False,
+                )
+        except ValueError as error:
+            raise ValueError(f"{path}: {error}") from None
+        _write(output / names[0], _main_array(prediction, task, args))
+        if not args.no_overlay:
+            picture = (
+                overlay(image, class_map(prediction, args.threshold), value_range=scaling)
+                if task == "segmentation"
+                else heat_map(prediction[..., 0])
+            )
+            _write(output / names[1], picture)
+        if task == "counting":
+            count = float(prediction[..., 0].sum(dtype=np.float64))
+            counts.append((path.name, count))
+            bar.write(f"{path.name}: count {count:.1f}")
+        done += 1
+    if counts:
+        _update_counts(output / "counts.csv", counts)
+    model_name = model_path(args).name
+    print(
+        f"wrote {done} image(s) to {output} with {model_name} ({task})"
+        + (f"; {skipped} already done (--skip-existing)" if skipped else "")
+    )

@@ -1,0 +1,396 @@
+"""`kfcn train`: a zoo model (or a .keras file to fine-tune) on an image/label folder or a TFDS dataset.
+
+Writes into `--output RUN_DIR`: `model.keras` (the best epoch by the validation score),
+`training.csv`, `curves.png`, `config.json` (every setting, resolved) and `summary.json`;
+`backup/` holds the state while training runs, so rerunning the same command after an
+interruption resumes at the epoch it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import math
+import time
+from pathlib import Path
+
+from kfcn.cli.common import write_json
+
+ZOO = ("unet", "segnet", "fcn", "plain_cnn")
+OPTIMIZERS = ("adam", "adamw", "sgd")
+
+# name: (default, type, help[, choices]). Defaults apply unless --config or a flag sets the option.
+OPTIONS = {
+    "output": (None, str, "run folder: model.keras, training.csv, curves.png, config.json (required)"),
+    "model": ("unet", str, f"{' | '.join(ZOO)}, or a .keras file to fine-tune"),
+    "filters": (16, int, "base filters of a zoo model"),
+    "depth": (4, int, "poolings of a zoo model (unet, segnet)"),
+    "batch_norm": (True, "bool", "batch normalisation in a zoo model"),
+    "model_options": ({}, json.loads, 'further builder arguments as JSON, e.g. \'{"upsampling": "replicate"}\''),
+    "images": (None, str, "folder of training images (raw pixel values)"),
+    "labels": (None, str, "folder of label images paired by file name"),
+    "tfds": (None, str, "TFDS dataset name instead of folders (examples with 'image' and 'label')"),
+    "tfds_dir": (None, str, "TFDS data_dir"),
+    "split": ("train", str, "TFDS training split"),
+    "val_split": (None, str, "TFDS validation split"),
+    "val_images": (None, str, "folder of validation images"),
+    "val_labels": (None, str, "folder of validation labels"),
+    "val_fraction": (0.2, float, "without validation folders or split: hold out this fraction (the last files)"),
+    "label_mode": (
+        "binary",
+        str,
+        "binary: 0/1 or 0/255 masks (one sigmoid output); index: class indices",
+        ("binary", "index"),
+    ),
+    "num_classes": (None, int, "classes K for --label-mode index (softmax outputs)"),
+    "ignore_class": (None, int, "label value left out of the loss and scores (--label-mode index)"),
+    "crop": (256, int, "side of the random training crops"),
+    "batch": (4, int, "crops per batch"),
+    "augment": ("elastic", str, "paired augmentation", ("none", "geometric", "elastic", "intensity", "full")),
+    "weight_map": (
+        "none",
+        str,
+        "per-pixel weights: unet = the U-Net border weight map (binary labels)",
+        ("none", "unet"),
+    ),
+    "loss": (
+        "ce+j2",
+        str,
+        "loss (cross-entropy + squared-denominator Jaccard by default)",
+        ("ce+j2", "ce", "j2", "jaccard", "dice", "ce+dice"),
+    ),
+    "optimizer": ("adam", str, "optimizer", OPTIMIZERS),
+    "learning_rate": (1e-3, float, "learning rate (the peak of a cosine schedule)"),
+    "schedule": ("constant", str, "learning-rate schedule", ("constant", "cosine")),
+    "ema": (False, "bool", "validate and keep an exponential moving average of the weights"),
+    "epochs": (50, int, "epochs"),
+    "steps": (50, int, "steps (batches) per epoch"),
+    "patience": (None, int, "stop after this many epochs without a better validation score"),
+    "monitor": (None, str, "quantity that picks the best epoch (default: val_pixel_error or val_mean_iou)"),
+    "jit_compile": (False, "bool", "compile the training step with XLA (faster on CPU with TensorFlow)"),
+    "seed": (0, int, "seed of the crops, the augmentation and the initial weights"),
+    "overwrite": (False, "bool", "start again in a run folder that holds a finished or different run"),
+}
+RUN_FILES = ("model.keras", "training.csv", "curves.png", "config.json", "summary.json")
+
+
+def register(commands):
+    text = "train a zoo model (or fine-tune a .keras file) on image/label folders or a TFDS dataset"
+    sub = commands.add_parser(
+        "train", help=text, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub.add_argument("--config", default=argparse.SUPPRESS, help="YAML or JSON file of options (flags override it)")
+    for name, (_, kind, help_text, *choices) in OPTIONS.items():
+        flag = "--" + name.replace("_", "-")
+        if kind == "bool":
+            sub.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text)
+        else:
+            sub.add_argument(
+                flag, type=kind, default=argparse.SUPPRESS, help=help_text, choices=choices[0] if choices else None
+            )
+    sub.set_defaults(run=run)
+
+
+def read_config(path):
+    """Options from a YAML or JSON file; keys are option names (`learning_rate` or `learning-rate`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"Config file {path} does not exist.")
+    text = path.read_text()
+    try:
+        if path.suffix.lower() == ".json":
+            values = json.loads(text)
+        else:
+            import yaml
+
+            values = yaml.safe_load(text)
+    except (ValueError, ImportError) as error:  # json.JSONDecodeError and yaml.YAMLError are ValueErrors or not
+        raise ValueError(f"Config file {path} cannot be read: {error}") from None
+    except Exception as error:  # yaml.YAMLError
+        raise ValueError(f"Config file {path} is not valid YAML: {' '.join(str(error).split())}") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"Config file {path} must hold a mapping of option names to values.")
+    options = {}
+    for key, value in values.items():
+        name = str(key).replace("-", "_")
+        if name not in OPTIONS:
+            raise ValueError(f"Config file {path}: unknown option {key!r}; see `kfcn train --help`.")
+        options[name] = value
+    return options
+
+
+def resolve(args):
+    """Defaults, then the --config file, then the flags given on the command line."""
+    given = {name: value for name, value in vars(args).items() if name in OPTIONS}
+    from_file = read_config(args.config) if getattr(args, "config", None) else {}
+    config = {name: spec[0] for name, spec in OPTIONS.items()} | from_file | given
+    _check(config)
+    return config
+
+
+def _check(config):
+    if not config["output"]:
+        raise ValueError("--output RUN_DIR is required: the folder for the model, the log and the curves.")
+    if bool(config["tfds"]) == bool(config["images"] or config["labels"]):
+        raise ValueError("Give the training data either as --images DIR --labels DIR or as --tfds NAME.")
+    if not config["tfds"] and not (config["images"] and config["labels"]):
+        raise ValueError("--images and --labels go together: the image folder and the label folder.")
+    if bool(config["val_images"]) != bool(config["val_labels"]):
+        raise ValueError("--val-images and --val-labels go together.")
+    if config["label_mode"] == "index" and not config["num_classes"]:
+        raise ValueError("--label-mode index needs --num-classes K (labels hold class indices 0..K-1).")
+    if config["label_mode"] == "binary" and config["num_classes"] not in (None, 1, 2):
+        raise ValueError("--label-mode binary trains one sigmoid output; for K classes use --label-mode index.")
+    if config["ignore_class"] is not None and config["label_mode"] != "index":
+        raise ValueError("--ignore-class applies to --label-mode index.")
+    if config["weight_map"] == "unet" and config["label_mode"] != "binary":
+        raise ValueError("--weight-map unet needs --label-mode binary (0/1 masks).")
+    for name in ("filters", "depth", "crop", "batch", "epochs", "steps"):
+        if not isinstance(config[name], int) or config[name] < 1:
+            raise ValueError(f"--{name} must be a positive integer; got {config[name]!r}.")
+    if not 0 <= config["val_fraction"] < 1:
+        raise ValueError(f"--val-fraction must lie in [0, 1); got {config['val_fraction']}.")
+    if not config["learning_rate"] > 0:
+        raise ValueError(f"--learning-rate must be positive; got {config['learning_rate']}.")
+    model = config["model"]
+    if model not in ZOO and not str(model).endswith(".keras"):
+        raise ValueError(f"--model must be one of {', '.join(ZOO)} or a .keras file; got {model!r}.")
+    if str(model).endswith(".keras") and not Path(model).is_file():
+        raise ValueError(f"Model file {model} does not exist.")
+    if not isinstance(config["model_options"], dict):
+        raise ValueError("--model-options must be a JSON object of builder arguments.")
+
+
+def prepare_run_dir(config):
+    """Creates the run folder; refuses a finished run or an interrupted one with other settings (unless --overwrite)."""
+    from kfcn.atomic import check_writable
+
+    run_dir = check_writable(Path(config["output"]), "--output folder")
+    saved = run_dir / "config.json"
+    comparable = {k: v for k, v in config.items() if k != "overwrite"}
+    if config["overwrite"]:
+        import shutil
+
+        for name in RUN_FILES:
+            (run_dir / name).unlink(missing_ok=True)
+        shutil.rmtree(run_dir / "backup", ignore_errors=True)
+        return run_dir, False
+    if (run_dir / "summary.json").is_file():
+        raise ValueError(
+            f"{run_dir} holds a finished run ({run_dir / 'model.keras'}); pass --overwrite to train again, "
+            "or choose another --output."
+        )
+    if saved.is_file():
+        before = {k: v for k, v in json.loads(saved.read_text()).items() if k != "overwrite"}
+        changed = sorted(k for k in set(before) | set(comparable) if before.get(k) != comparable.get(k))
+        if changed:
+            raise ValueError(
+                f"{run_dir} holds an interrupted run with other settings ({', '.join(changed)} differ); rerun it "
+                "with the same options to resume, pass --overwrite to start again, or choose another --output."
+            )
+        return run_dir, True
+    if any((run_dir / name).exists() for name in (*RUN_FILES, "backup")):
+        raise ValueError(f"{run_dir} holds files of another run; pass --overwrite or choose another --output.")
+    return run_dir, False
+
+
+def _pairs(config, channels=None):
+    """(training pairs, validation pairs or None, channels) as tf.data datasets of raw images and int labels."""
+    from kfcn.data import folder_dataset
+
+    label_args = (config["label_mode"], config["num_classes"], config["ignore_class"])
+    if config["tfds"]:
+        import tensorflow_datasets as tfds
+
+        from kfcn.data.tfds_datasets import as_pairs
+
+        def load(split):
+            try:
+                dataset = tfds.load(config["tfds"], split=split, data_dir=config["tfds_dir"])
+            except Exception as error:  # TFDS raises many kinds (not found, not prepared, bad split)
+                raise ValueError(f"TFDS {config['tfds']!r} split {split!r}: {' '.join(str(error).split())}") from None
+            return as_pairs(dataset, binary=config["label_mode"] == "binary")
+
+        train = load(config["split"])
+        validation = load(config["val_split"]) if config["val_split"] else None
+    else:
+        train = folder_dataset(config["images"], config["labels"], *label_args, channels=channels)
+        validation = None
+        if config["val_images"]:
+            validation = folder_dataset(config["val_images"], config["val_labels"], *label_args, channels=channels)
+    if validation is None and config["val_fraction"] > 0 and not config["val_split"]:
+        count = sum(1 for _ in train)
+        held_out = math.ceil(count * config["val_fraction"])
+        if held_out >= count:
+            raise ValueError(
+                f"{count} training image(s) leave none for training after holding out {held_out} for validation; "
+                "add images, give --val-images/--val-labels, or pass --val-fraction 0."
+            )
+        train, validation = train.take(count - held_out), train.skip(count - held_out)
+    image, _ = next(iter(train))
+    return train, validation, int(image.shape[-1])
+
+
+def build_model(config, channels, outputs):
+    """A zoo model for the data, or the .keras file to fine-tune (checked against the data)."""
+    import kfcn.models
+    from kfcn.inference import model_geometry
+    from kfcn.saving import load_model
+
+    if config["model"].endswith(".keras"):
+        model = load_model(config["model"])
+        geometry = model_geometry(model)
+        if geometry.channels != channels or model.outputs[0].shape[-1] != outputs:
+            raise ValueError(
+                f"{config['model']} takes {geometry.channels} channel(s) and gives {model.outputs[0].shape[-1]}, but "
+                f"the data has {channels}-channel images and needs {outputs} output(s)."
+            )
+        return model
+    builder = getattr(kfcn.models, config["model"])
+    accepted = inspect.signature(builder).parameters
+    kwargs = {"filters": config["filters"], "batch_norm": config["batch_norm"]}
+    if "depth" in accepted:
+        kwargs["depth"] = config["depth"]
+    if config["model"] == "plain_cnn":
+        kwargs |= {"out_channels": outputs, "head": "binary" if outputs == 1 else "semantic"}
+    else:
+        kwargs["num_classes"] = outputs
+    unknown = sorted(set(config["model_options"]) - set(accepted))
+    if unknown:
+        raise ValueError(f"--model-options: {config['model']} has no argument {', '.join(unknown)}.")
+    kwargs |= config["model_options"]
+    return builder((None, None, channels), **kwargs)
+
+
+def _check_crop(model, crop):
+    from kfcn.inference import model_geometry
+
+    geometry = model_geometry(model)
+    if geometry.margin:
+        raise ValueError(
+            "kfcn train fits 'same'-padded models (output size = input size); this one has valid padding. Train "
+            "padding='same' or use the Python API with labels cropped to the output."
+        )
+    if geometry.valid_input_size(model, crop) != crop:
+        lower = (crop // geometry.multiple) * geometry.multiple
+        raise ValueError(
+            f"--crop {crop} does not suit the model (sides must be multiples of {geometry.multiple}); use "
+            f"{max(lower, geometry.multiple)} or {lower + geometry.multiple}."
+        )
+    return geometry.multiple
+
+
+def _validation_batches(validation, multiple):
+    """Whole validation images, cropped at the bottom/right to a size the model takes, one per batch.
+
+    The dataset's length is declared: Keras warns "Your input ran out of data" at the end
+    of a first evaluation over a dataset of unknown length.
+    """
+    import tensorflow as tf
+
+    def crop(image, label):
+        height = tf.shape(image)[0] // multiple * multiple
+        width = tf.shape(image)[1] // multiple * multiple
+        return image[:height, :width], tf.cast(label[:height, :width], tf.float32)
+
+    count = sum(1 for _ in validation)
+    return validation.map(crop).batch(1).cache().apply(tf.data.experimental.assert_cardinality(count))
+
+
+def _compile(model, config, outputs):
+    import keras
+
+    from kfcn import metrics
+    from kfcn.training import segmentation_loss
+
+    total = config["epochs"] * config["steps"]
+    rate = config["learning_rate"]
+    if config["schedule"] == "cosine":
+        rate = keras.optimizers.schedules.CosineDecay(
+            rate / 10, total, warmup_target=rate, warmup_steps=max(1, total // 20)
+        )
+    options = {"learning_rate": rate}
+    if config["ema"]:
+        options |= {"use_ema": True, "ema_momentum": 0.99}
+    optimizer = {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW, "sgd": keras.optimizers.SGD}[
+        config["optimizer"]
+    ](**options)
+    if outputs == 1:
+        scores = [metrics.PixelError(2), metrics.DiceScore(2, class_ids=[1], name="dice")]
+    else:
+        ignore = config["ignore_class"]
+        scores = [
+            metrics.PixelError(outputs, ignore_class=ignore),
+            metrics.JaccardScore(outputs, ignore_class=ignore, name="mean_iou"),
+        ]
+    model.compile(
+        optimizer=optimizer,
+        loss=segmentation_loss(config["loss"], outputs, config["ignore_class"]),
+        metrics=scores,
+        jit_compile=config["jit_compile"],
+    )
+
+
+def run(args):
+    import keras
+
+    from kfcn.data import random_crop_pipeline
+    from kfcn.training import monitor_mode, plot_training_curves, read_log, standard_callbacks
+
+    config = resolve(args)
+    run_dir, resuming = prepare_run_dir(config)
+    keras.utils.set_random_seed(config["seed"])
+    outputs = 1 if config["label_mode"] == "binary" else config["num_classes"]
+    train, validation, channels = _pairs(config)
+    model = build_model(config, channels, outputs)
+    multiple = _check_crop(model, config["crop"])
+    batches = random_crop_pipeline(
+        train,
+        config["crop"],
+        batch_size=config["batch"],
+        augment=None if config["augment"] == "none" else config["augment"],
+        weight_map=None if config["weight_map"] == "none" else config["weight_map"],
+        seed=config["seed"],
+    )
+    _compile(model, config, outputs)
+    monitor = config["monitor"] or ("val_" if validation is not None else "") + (
+        "pixel_error" if outputs == 1 else "mean_iou"
+    )
+    if monitor.startswith("val_") and validation is None:
+        raise ValueError(
+            f"--monitor {monitor} needs validation data; give --val-images/--val-labels or --val-fraction."
+        )
+    mode = monitor_mode(monitor, model)
+    write_json(run_dir / "config.json", config)
+    print(f"{'resuming' if resuming else 'training'} {model.name} ({model.count_params():,} parameters) in {run_dir}")
+    started = time.time()
+    model.fit(
+        batches,
+        epochs=config["epochs"],
+        steps_per_epoch=config["steps"],
+        shuffle=False,  # the crop pipeline shuffles, reproducibly
+        validation_data=None if validation is None else _validation_batches(validation, multiple),
+        callbacks=standard_callbacks(
+            run_dir, monitor, mode, patience=config["patience"], ema=config["ema"], crop_stream=batches
+        ),
+    )
+    log = read_log(run_dir / "training.csv")
+    plot_training_curves(run_dir / "training.csv", run_dir / "curves.png", title=f"{model.name}: {run_dir.name}")
+    values = log[monitor]
+    best = int(values.argmin() if mode == "min" else values.argmax())
+    summary = {
+        "model": str(run_dir / "model.keras"),
+        "monitor": monitor,
+        "best_epoch": int(log["epoch"][best]) + 1,
+        "best": {key: float(column[best]) for key, column in log.items() if key != "epoch"},
+        "epochs_run": len(values),
+        "minutes_this_session": round((time.time() - started) / 60, 2),
+        "keras": keras.__version__,
+        "backend": keras.backend.backend(),
+    }
+    write_json(run_dir / "summary.json", summary)
+    print(
+        f"best {monitor} {values[best]:.4f} at epoch {summary['best_epoch']}: {run_dir / 'model.keras'}; "
+        f"curves in {run_dir / 'curves.png'}"
+    )

@@ -1,0 +1,131 @@
+"""Pictures of predictions: class overlays on the input image and heat maps of value maps.
+
+NumPy only, so the command line and the examples draw the same pictures on every backend.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# Class k is drawn in PALETTE[k % len(PALETTE)]: distinct, colour-blind friendly (Okabe-Ito);
+# class 0 is the background and is not tinted by default.
+PALETTE = np.array(
+    [
+        (0, 0, 0),  # black (background)
+        (213, 94, 0),  # vermillion
+        (0, 158, 115),  # bluish green
+        (0, 114, 178),  # blue
+        (230, 159, 0),  # orange
+        (204, 121, 167),  # reddish purple
+        (86, 180, 233),  # sky blue
+        (240, 228, 66),  # yellow
+    ],
+    dtype=np.float32,
+)
+
+
+def class_map(prediction, threshold=0.5):
+    """(H, W) int32 classes of a prediction: `p > threshold` for one channel, else the arg-max.
+
+    Example:
+    >>> class_map(np.array([[[0.2], [0.7]]])).tolist()
+    [[0, 1]]
+    """
+    prediction = np.asarray(prediction)
+    if prediction.ndim != 3:
+        raise ValueError(f"A prediction is (H, W, K); got shape {prediction.shape}.")
+    if prediction.shape[-1] == 1:
+        return (prediction[..., 0] > threshold).astype(np.int32)
+    return prediction.argmax(-1).astype(np.int32)
+
+
+def to_display(image, value_range=(0, 255)):
+    """(H, W, 3) uint8 of a raw image: values mapped from `value_range` (None: the image's own min-max).
+
+    Example:
+    >>> to_display(np.array([[[0.0], [255.0]]]))[..., 0].tolist()
+    [[0, 255]]
+    """
+    image = np.asarray(image, dtype=np.float32)
+    if image.ndim == 2:
+        image = image[..., None]
+    low, high = value_range if value_range is not None else (float(np.nanmin(image)), float(np.nanmax(image)))
+    scaled = (image - low) / max(high - low, 1e-12)
+    scaled = np.clip(np.nan_to_num(scaled), 0, 1)
+    if scaled.shape[-1] == 1:
+        scaled = np.repeat(scaled, 3, axis=-1)
+    return (scaled[..., :3] * 255).round().astype(np.uint8)
+
+
+def overlay(image, classes, alpha=0.35, value_range=(0, 255), outline=True, background=0):
+    """The image with each class tinted in its palette colour (class k: `PALETTE[k]`), region outlines drawn.
+
+    The background class is left untinted, so the image stays readable; its outlines
+    against other classes are drawn in the other class's colour.
+
+    Args:
+        image: (H, W) or (H, W, C) raw pixel values.
+        classes: (H, W) integer class map (`class_map(prediction)`).
+        alpha: opacity of the tint.
+        value_range: the image's pixel range (None: its own min-max).
+        outline: draw the boundary between classes in full colour.
+        background: class drawn without tint (None: tint every class).
+
+    Returns:
+        (H, W, 3) uint8.
+
+    Example:
+    >>> picture = overlay(np.zeros((4, 4)), np.eye(4, dtype=int))
+    >>> picture.shape, picture.dtype.name
+    ((4, 4, 3), 'uint8')
+    """
+    classes = np.asarray(classes)
+    base = to_display(image, value_range).astype(np.float32)
+    if classes.shape != base.shape[:2]:
+        raise ValueError(f"The class map is {classes.shape} but the image is {base.shape[:2]}; they must match.")
+    if not 0 <= alpha <= 1:
+        raise ValueError(f"alpha must lie in [0, 1]; got {alpha}.")
+    colours = PALETTE[classes % len(PALETTE)]
+    tinted = classes != background if background is not None else np.ones(classes.shape, bool)
+    picture = base.copy()
+    picture[tinted] = (1 - alpha) * base[tinted] + alpha * colours[tinted]
+    if outline:
+        # A pixel of a tinted class that touches another class is drawn in its own colour.
+        edge = np.zeros(classes.shape, bool)
+        edge[:-1] |= classes[:-1] != classes[1:]
+        edge[1:] |= classes[1:] != classes[:-1]
+        edge[:, :-1] |= classes[:, :-1] != classes[:, 1:]
+        edge[:, 1:] |= classes[:, 1:] != classes[:, :-1]
+        edge &= tinted
+        picture[edge] = colours[edge]
+    return picture.round().astype(np.uint8)
+
+
+def heat_map(values, value_range=None, colormap="magma"):
+    """(H, W, 3) uint8 picture of a value map (density, error, one channel) through a matplotlib colour map.
+
+    Args:
+        values: (H, W) or (H, W, 1) array.
+        value_range: (low, high) mapped to the ends of the colour map; None: 0 (or the
+            minimum, if negative) to the maximum.
+        colormap: a matplotlib colour map name.
+
+    Example:
+    >>> heat_map(np.arange(6.0).reshape(2, 3)).shape
+    (2, 3, 3)
+    """
+    from matplotlib import colormaps
+
+    values = np.asarray(values, dtype=np.float32)
+    if values.ndim == 3 and values.shape[-1] == 1:
+        values = values[..., 0]
+    if values.ndim != 2:
+        raise ValueError(f"A heat map shows one (H, W) channel; got shape {values.shape}.")
+    if value_range is None:
+        finite = values[np.isfinite(values)]
+        low = min(0.0, float(finite.min())) if finite.size else 0.0
+        high = float(finite.max()) if finite.size else 1.0
+    else:
+        low, high = value_range
+    scaled = np.clip(np.nan_to_num((values - low) / max(high - low, 1e-12)), 0, 1)
+    return (colormaps[colormap](scaled)[..., :3] * 255).round().astype(np.uint8)

@@ -1,0 +1,189 @@
+"""Training helpers that `kfcn train` and the examples share: losses by name, the standard
+callbacks (best checkpoint, resumable backup, CSV log, early stopping) and the curves PNG.
+
+Example:
+>>> loss = segmentation_loss("ce+j2", num_classes=1)
+>>> loss.name
+'compound_loss'
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import keras
+import numpy as np
+
+LOSSES = ("ce+j2", "ce", "j2", "jaccard", "dice", "ce+dice", "mse", "mae")
+
+
+def segmentation_loss(name, num_classes, ignore_class=None):
+    """A loss by name for a model with `num_classes` output channels (1: sigmoid, K > 1: softmax over sparse labels).
+
+    "ce+j2" (the default of `kfcn train`) is cross-entropy plus the squared-denominator
+    Jaccard loss j2; "mse"/"mae" are for value maps. Multi-class losses take class-index
+    labels and leave `ignore_class` out.
+
+    Example:
+    >>> import numpy as np
+    >>> loss = segmentation_loss("ce", num_classes=3, ignore_class=3)
+    >>> y = np.array([[[[0], [3]]]]); p = np.full((1, 1, 2, 3), 1 / 3, "float32")
+    >>> round(float(loss(y, p)), 4)  # only the non-void pixel counts: -log(1/3)
+    1.0986
+    """
+    from kfcn import losses
+
+    if name not in LOSSES:
+        raise ValueError(f"Unknown loss {name!r}; choose one of {', '.join(LOSSES)}.")
+    if name in ("mse", "mae"):
+        return keras.losses.get(name)
+    binary = num_classes == 1
+    if binary and ignore_class is not None:
+        raise ValueError("ignore_class needs class-index labels (num_classes > 1).")
+    overlap = {"sparse_labels": None if binary else True, "ignore_class": ignore_class}
+
+    def cross_entropy():
+        if binary:
+            return keras.losses.BinaryCrossentropy()
+        return keras.losses.SparseCategoricalCrossentropy(ignore_class=ignore_class)
+
+    parts = {
+        "ce": cross_entropy,
+        "j2": lambda: losses.JaccardJ2Loss(**overlap),
+        "jaccard": lambda: losses.JaccardLoss(**overlap),
+        "dice": lambda: losses.DiceLoss(**overlap),
+    }
+    chosen = [parts[part]() for part in name.split("+")]
+    return chosen[0] if len(chosen) == 1 else losses.CompoundLoss(chosen)
+
+
+def read_log(csv_path):
+    """Rows of a Keras `CSVLogger` file as `{column: np.ndarray}`, one row per epoch.
+
+    A run resumed by `BackupAndRestore` may have logged an epoch twice; the later row wins.
+
+    Example:
+    >>> import tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "log.csv")
+    >>> _ = open(path, "w").write("epoch,loss\\n0,2.0\\n1,1.5\\n1,1.4\\n")
+    >>> read_log(path)["loss"].tolist()
+    [2.0, 1.4]
+    """
+    rows = {}
+    with open(csv_path, newline="") as file:
+        for row in csv.DictReader(file):
+            if row.get("epoch") not in (None, "", "epoch"):
+                rows[int(row["epoch"])] = row
+    columns = {}
+    for epoch in sorted(rows):
+        for key, value in rows[epoch].items():
+            columns.setdefault(key, []).append(float(value) if value not in ("", None, "NA") else np.nan)
+    return {key: np.asarray(values) for key, values in columns.items()}
+
+
+def monitor_mode(monitor, model=None):
+    """ "min" or "max" for a monitored quantity: kfcn metrics declare their direction; losses and errors go down."""
+    name = monitor.removeprefix("val_")
+    for metric in getattr(model, "metrics", None) or []:
+        for inner in [metric, *getattr(metric, "metrics", [])]:
+            if inner.name == name and getattr(inner, "_direction", None):
+                return "max" if inner._direction == "up" else "min"
+    return "max" if any(word in name for word in ("dice", "jaccard", "iou", "accuracy", "acc")) else "min"
+
+
+def best_so_far(csv_path, monitor, mode):
+    """The best logged value of `monitor` (None if there is no log yet): where a resumed checkpoint must start."""
+    if not Path(csv_path).is_file():
+        return None
+    values = read_log(csv_path).get(monitor)
+    if values is None or not np.isfinite(values).any():
+        return None
+    return float(np.nanmin(values) if mode == "min" else np.nanmax(values))
+
+
+def standard_callbacks(run_dir, monitor, mode, patience=None, ema=False, crop_stream=None):
+    """The callbacks of a resumable run in `run_dir`.
+
+    - `model.keras`: the best epoch by `monitor` (resumes its comparison from the log);
+    - `backup/`: `BackupAndRestore`, so rerunning the same command resumes at the
+      epoch it stopped (and `ResumeCropStream` keeps the crop stream aligned);
+    - `training.csv`: one row per epoch;
+    - with `patience`, early stopping; with `ema`, the checkpoint and validation use
+      the optimizer's moving average of the weights (`SwapEMAWeights`).
+
+    Example:
+    >>> import tempfile
+    >>> [type(c).__name__ for c in standard_callbacks(tempfile.mkdtemp(), "val_loss", "min", patience=5)]
+    ['ModelCheckpoint', 'CSVLogger', 'EarlyStopping', 'BackupAndRestore']
+    """
+    run_dir = Path(run_dir)
+    callbacks = []
+    if crop_stream is not None:
+        from kfcn.data import ResumeCropStream
+
+        callbacks.append(ResumeCropStream(crop_stream))
+    if ema:
+        callbacks.append(keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
+    log = run_dir / "training.csv"
+    callbacks.append(
+        keras.callbacks.ModelCheckpoint(
+            str(run_dir / "model.keras"),
+            monitor=monitor,
+            mode=mode,
+            save_best_only=True,
+            initial_value_threshold=best_so_far(log, monitor, mode),
+        )
+    )
+    callbacks.append(keras.callbacks.CSVLogger(str(log), append=True))
+    if patience:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=patience, restore_best_weights=False)
+        )
+    # Last, so that a backup is taken only once everything else has logged the epoch.
+    callbacks.append(keras.callbacks.BackupAndRestore(str(run_dir / "backup")))
+    return callbacks
+
+
+def plot_training_curves(csv_path, png_path, title=None):
+    """Draws every logged quantity against the epoch (training solid, validation dashed), one panel per quantity.
+
+    Example:
+    >>> import tempfile, os
+    >>> folder = tempfile.mkdtemp()
+    >>> _ = open(os.path.join(folder, "log.csv"), "w").write("epoch,loss,val_loss\\n0,2,2.5\\n1,1,1.5\\n")
+    >>> plot_training_curves(os.path.join(folder, "log.csv"), os.path.join(folder, "curves.png")).name
+    'curves.png'
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from kfcn.atomic import atomic_path
+
+    log = read_log(csv_path)
+    epochs = log.pop("epoch") + 1
+    log.pop("learning_rate", None)
+    names = [key for key in log if not key.startswith("val_")]
+    columns = min(3, max(1, len(names)))
+    rows = -(-len(names) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.2 * rows), squeeze=False)
+    for axis, name in zip(axes.flat, names):
+        axis.plot(epochs, log[name], label="training")
+        if f"val_{name}" in log:
+            axis.plot(epochs, log[f"val_{name}"], "--", label="validation")
+        axis.set_title(name)
+        axis.set_xlabel("epoch")
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize="small")
+    for axis in list(axes.flat)[len(names) :]:
+        axis.axis("off")
+    if title:
+        figure.suptitle(title)
+    figure.tight_layout()
+    png_path = Path(png_path)
+    with atomic_path(png_path) as temporary:
+        figure.savefig(temporary, format="png", dpi=100)
+    plt.close(figure)
+    return png_path

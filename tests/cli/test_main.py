@@ -1,0 +1,73 @@
+"""The installed command end to end, in subprocesses: every verb on tiny data, quiet stderr, one-line errors."""
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="runs the TensorFlow CLI")
+NOISE = ("cudart_stub", "cuInit", "cpu_feature_guard", "oneDNN", "absl::InitializeLog", "TF_ENABLE_ONEDNN_OPTS")
+
+
+def kfcn(*arguments, backend="tensorflow"):
+    """Runs `python -m kfcn.cli ...` in a fresh process; returns (exit status, stdout, stderr)."""
+    environment = os.environ | {"KERAS_BACKEND": backend}
+    done = subprocess.run(
+        [sys.executable, "-m", "kfcn.cli", *map(str, arguments)], capture_output=True, text=True, env=environment
+    )
+    return done.returncode, done.stdout, done.stderr
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    from kfcn.samples import isbi2012_dir
+
+    folder = tmp_path_factory.mktemp("lifecycle")
+    for kind in ("images", "labels"):
+        (folder / kind).mkdir()
+        for index in range(4):
+            array = np.asarray(Image.open(isbi2012_dir() / kind / f"slice_{index:02d}.png"))[:40, :40]
+            Image.fromarray(array).save(folder / kind / f"s{index}.png")
+    return folder
+
+
+def test_train_predict_evaluate_export_inspect_with_a_quiet_stderr(data, tmp_path):
+    run = tmp_path / "run"
+    train = ["train", "--images", data / "images", "--labels", data / "labels", "--output", run]
+    train += ["--filters", "2", "--depth", "2", "--crop", "32", "--batch", "2", "--epochs", "2", "--steps", "2"]
+    code, out, err = kfcn(*train)
+    assert (code, err) == (0, ""), err
+    assert "best val_pixel_error" in out and (run / "model.keras").is_file()
+    code, out, err = kfcn("predict", data / "images", "--model", run / "model.keras", "--output", tmp_path / "pred")
+    assert (code, err) == (0, "") and "wrote 4 image(s)" in out
+    assert len(list((tmp_path / "pred").glob("*_overlay.png"))) == 4
+    scores = tmp_path / "scores.json"
+    code, out, err = kfcn(
+        "evaluate", data / "images", data / "labels", "--model", run / "model.keras", "--json", scores
+    )
+    assert (code, err) == (0, "") and "Rand error" in out
+    assert len(json.loads(scores.read_text())["per_image"]) == 4
+    code, out, err = kfcn("export", run / "model.keras", "--format", "tflite", "--output", tmp_path / "m.tflite")
+    assert (code, err) == (0, "") and (tmp_path / "m.tflite").stat().st_size > 0
+    code, out, err = kfcn("inspect", run / "model.keras")
+    assert (code, err) == (0, "") and "total stride 4" in out
+
+
+@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
+def test_no_backend_log_unless_verbose(data, tmp_path, backend):
+    code, out, err = kfcn("predict", data / "images" / "s0.png", "--output", tmp_path / "out", backend=backend)
+    assert (code, err) == (0, "") and "unet_isbi.keras" in out
+    if backend == "tensorflow":
+        code, out, err = kfcn("--verbose", "predict", data / "images" / "s0.png", "--output", tmp_path / "v")
+        assert code == 0 and any(line in err for line in NOISE), "--verbose should keep the backend's log"
+
+
+def test_errors_are_one_line_without_traceback(tmp_path):
+    code, out, err = kfcn("predict", tmp_path / "absent.png", "--output", tmp_path / "out")
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("kfcn predict: error: Image") and "absent.png does not exist" in err

@@ -1,0 +1,136 @@
+"""`kfcn train` in-process on tiny data: the run folder, resuming after an interruption, configs, classes."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+from kfcn.cli import main
+from kfcn.saving import load_model
+from kfcn.training import read_log
+
+pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="tf.data pipelines")
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """Five 48x48 crops of ISBI slices with their 0/255 membrane masks."""
+    from kfcn.samples import isbi2012_dir
+
+    folder = tmp_path_factory.mktemp("train_data")
+    for kind in ("images", "labels"):
+        (folder / kind).mkdir()
+        for index in range(5):
+            array = np.asarray(Image.open(isbi2012_dir() / kind / f"slice_{index:02d}.png"))[:48, :48]
+            Image.fromarray(array).save(folder / kind / f"s{index}.png")
+    return folder
+
+
+def command(data, output, *options):
+    return [
+        "train",
+        "--images",
+        str(data / "images"),
+        "--labels",
+        str(data / "labels"),
+        "--output",
+        str(output),
+        "--filters",
+        "2",
+        "--depth",
+        "2",
+        "--crop",
+        "32",
+        "--batch",
+        "2",
+        "--epochs",
+        "2",
+        "--steps",
+        "2",
+        *options,
+    ]
+
+
+def test_a_run_folder_holds_the_best_model_log_curves_and_config(data, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(command(data, run, "--weight-map", "unet")) == 0
+    out = capsys.readouterr().out
+    assert {p.name for p in run.iterdir()} == {
+        "model.keras",
+        "training.csv",
+        "curves.png",
+        "config.json",
+        "summary.json",
+    }
+    config = json.loads((run / "config.json").read_text())
+    assert config["crop"] == 32 and config["loss"] == "ce+j2" and config["weight_map"] == "unet"
+    log = read_log(run / "training.csv")
+    assert log["epoch"].tolist() == [0, 1] and "val_pixel_error" in log
+    summary = json.loads((run / "summary.json").read_text())
+    best = int(np.argmin(log["val_pixel_error"]))
+    assert summary["best"]["val_pixel_error"] == pytest.approx(log["val_pixel_error"][best])
+    assert f"best val_pixel_error {log['val_pixel_error'][best]:.4f}" in out
+    model = load_model(run / "model.keras")
+    assert model.output.shape[-1] == 1 and Image.open(run / "curves.png").size[0] > 100
+    # The finished run is not trained over by accident.
+    assert main(command(data, run, "--weight-map", "unet")) == 2
+    assert "finished run" in capsys.readouterr().err
+
+
+class Interrupt(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == 1:
+            raise RuntimeError("simulated crash after epoch 2")
+
+
+def test_rerunning_an_interrupted_run_resumes_it_exactly(data, tmp_path, monkeypatch, capsys):
+    import kfcn.training
+
+    reference = tmp_path / "reference"
+    options = ("--epochs", "3", "--val-fraction", "0")
+    assert main(command(data, reference, *options)) == 0
+    run = tmp_path / "run"
+    plain = kfcn.training.standard_callbacks
+    monkeypatch.setattr(kfcn.training, "standard_callbacks", lambda *a, **k: [*plain(*a, **k), Interrupt()])
+    assert main(command(data, run, *options)) == 2
+    assert "simulated crash" in capsys.readouterr().err
+    assert (run / "backup").is_dir() and not (run / "summary.json").exists()
+    # Other settings are refused rather than mixed into the interrupted run.
+    monkeypatch.setattr(kfcn.training, "standard_callbacks", plain)
+    assert main(command(data, run, *options, "--learning-rate", "0.1")) == 2
+    assert "learning_rate" in capsys.readouterr().err
+    assert main(command(data, run, *options)) == 0
+    assert "resuming" in capsys.readouterr().out
+    resumed, uninterrupted = read_log(run / "training.csv"), read_log(reference / "training.csv")
+    assert resumed["epoch"].tolist() == [0, 1, 2]
+    np.testing.assert_allclose(resumed["loss"], uninterrupted["loss"], rtol=1e-4)
+    assert not (run / "backup").exists()
+
+
+def test_config_file_with_flags_on_top(data, tmp_path):
+    config = tmp_path / "train.yaml"
+    config.write_text("learning-rate: 0.002\naugment: geometric\nepochs: 1\nmodel_options:\n  upsampling: replicate\n")
+    run = tmp_path / "run"
+    assert main([*command(data, run), "--config", str(config), "--epochs", "1", "--schedule", "cosine"]) == 0
+    resolved = json.loads((run / "config.json").read_text())
+    assert resolved["learning_rate"] == 0.002 and resolved["augment"] == "geometric"
+    assert resolved["schedule"] == "cosine" and resolved["model_options"] == {"upsampling": "replicate"}
+    assert any("up" in layer.name and "conv" in layer.name for layer in load_model(run / "model.keras").layers)
+
+
+def test_class_index_labels_with_an_ignored_class(tmp_path, rng):
+    for kind in ("images", "labels"):
+        (tmp_path / kind).mkdir()
+    for index in range(3):
+        Image.fromarray(rng.integers(0, 256, (32, 32), dtype=np.uint8)).save(tmp_path / "images" / f"{index}.png")
+        Image.fromarray(rng.integers(0, 4, (32, 32), dtype=np.uint8)).save(tmp_path / "labels" / f"{index}.png")
+    run = tmp_path / "run"
+    argv = ["train", "--images", str(tmp_path / "images"), "--labels", str(tmp_path / "labels"), "--output", str(run)]
+    argv += ["--label-mode", "index", "--num-classes", "3", "--ignore-class", "3", "--model", "segnet"]
+    argv += ["--filters", "2", "--depth", "2", "--crop", "16", "--epochs", "1", "--steps", "1", "--loss", "ce+dice"]
+    assert main(argv) == 0
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["monitor"] == "val_mean_iou" and 0 <= summary["best"]["val_mean_iou"] <= 1
+    assert load_model(run / "model.keras").output.shape[-1] == 3
