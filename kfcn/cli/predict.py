@@ -46,6 +46,15 @@ def register(commands):
     sub.add_argument("--blend", default="none", choices=("none", "linear", "gaussian"))
     sub.add_argument("--batch", type=int, default=4, help="tiles per model call")
     sub.add_argument("--tta", default="none", choices=("none", "flips", "d4"), help="test-time augmentation")
+    sub.add_argument(
+        "--shard",
+        default=None,
+        metavar="I/N",
+        help="predict only worker I's share of N (files I, I+N, ...): run N workers, e.g. one per GPU or host",
+    )
+    sub.add_argument(
+        "--devices", default="one", choices=("one", "all"), help="all: spread the tiles of each image over every device"
+    )
     sub.set_defaults(run=run)
 
 
@@ -157,12 +166,7 @@ def _update_counts(path, counts):
 
 
 def run(args):
-    from tqdm.auto import tqdm
-
     from kfcn.atomic import check_writable
-    from kfcn.image_io import convert_channels, read_image
-    from kfcn.inference import input_range, model_geometry, predict, predict_tiled
-    from kfcn.rendering import class_map, heat_map, overlay
 
     if not 0 < args.threshold < 1:
         raise ValueError(f"--threshold must lie strictly between 0 and 1; got {args.threshold}.")
@@ -170,7 +174,26 @@ def run(args):
         if value is not None and value < least:
             raise ValueError(f"{option} must be an integer >= {least}; got {value}.")
     files = image_files(args.images)
+    if args.shard is not None:
+        from kfcn.distribute import parse_shard, shard
+
+        files = shard(files, *parse_shard(args.shard))
     output = check_writable(Path(args.output), "--output folder")  # before minutes of prediction, not after
+    if args.devices == "all":
+        from kfcn.distribute import data_parallel
+
+        with data_parallel():  # the model is loaded in the scope, so its weights sit on every device
+            return _predict_files(args, files, output)
+    return _predict_files(args, files, output)
+
+
+def _predict_files(args, files, output):
+    from tqdm.auto import tqdm
+
+    from kfcn.image_io import convert_channels, read_image
+    from kfcn.inference import input_range, model_geometry, predict, predict_tiled
+    from kfcn.rendering import class_map, heat_map, overlay
+
     model = load(args)
     task = resolve_task(args.task, model)
     if args.labels and task != "segmentation":

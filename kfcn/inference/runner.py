@@ -162,7 +162,14 @@ def _compiled_call(model):
     """A compiled inference call. On TensorFlow a `tf.function` traced once per tile
     shape: Keras' own `predict_on_batch` relaxes shapes to None on the second shape
     (`reduce_retracing`), which models that compute sizes in Python (keras-cv's
-    DeepLabV3Plus) cannot take. Elsewhere, Keras' `predict_on_batch`."""
+    DeepLabV3Plus) cannot take. Elsewhere, and inside a TensorFlow strategy of several
+    replicas (`kfcn.distribute.data_parallel`), Keras' `predict_on_batch`, which splits
+    the tiles among the devices (JAX: the active `keras.distribution`)."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        if tf.distribute.has_strategy() and tf.distribute.get_strategy().num_replicas_in_sync > 1:
+            return model.predict_on_batch
     if model in _compiled_calls:  # one compiled function per model: traced once per tile shape
         return _compiled_calls[model]
     if keras.backend.backend() == "tensorflow":

@@ -134,3 +134,14 @@ def test_class_index_labels_with_an_ignored_class(tmp_path, rng):
     summary = json.loads((run / "summary.json").read_text())
     assert summary["monitor"] == "val_mean_iou" and 0 <= summary["best"]["val_mean_iou"] <= 1
     assert load_model(run / "model.keras").output.shape[-1] == 3
+
+
+def test_a_tfds_dataset_trains_like_a_folder(tmp_path):
+    run = tmp_path / "run"
+    argv = ["train", "--tfds", "isbi2012_membranes", "--tfds-dir", str(tmp_path / "tfds"), "--output", str(run)]
+    argv += ["--filters", "2", "--depth", "2", "--crop", "32", "--epochs", "1", "--steps", "1", "--augment", "none"]
+    assert main(argv) == 0
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["monitor"] == "val_pixel_error" and 0 <= summary["best"]["val_pixel_error"] <= 1
+    # 25 shipped slices, the last 20 % (5) held out for validation.
+    assert json.loads((run / "config.json").read_text())["val_fraction"] == 0.2

@@ -1,0 +1,192 @@
+"""kfcn.distribute on two logical CPU devices (TensorFlow) and two host devices (JAX), in subprocesses
+(the device count must be set before the backend starts), and sharded folder prediction by two workers."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+from kfcn.distribute import parse_shard, shard
+
+pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="starts its own backends")
+
+SETUP = {
+    "tensorflow": """
+        import tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    """,
+    "jax": "",
+}
+
+# One training step of a U-Net with the weighted CE + j2 on crops with U-Net weight maps, on one
+# device and on two; then the whole-evaluation metrics, tiled prediction and a checkpoint.
+SCRIPT = """
+    import json, keras, numpy as np, tensorflow as tf
+    import kfcn, kfcn.distribute
+    from kfcn.data import random_crop_pipeline
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (3, 48, 48, 1)).astype("float32")
+    labels = np.ones((3, 48, 48, 1), "int32")
+    labels[:, 20:23] = 0
+    labels[:, :, 30:32] = 0
+    pairs = tf.data.Dataset.from_tensor_slices((images, labels))
+    batches = random_crop_pipeline(pairs, 32, batch_size=4, weight_map="unet", seed=0)
+    x, y, w = next(iter(batches))
+
+    def build():
+        keras.utils.set_random_seed(0)
+        model = kfcn.models.unet((None, None, 1), num_classes=1, filters=4, depth=2)
+        loss = kfcn.losses.CompoundLoss([keras.losses.BinaryCrossentropy(), kfcn.losses.JaccardJ2Loss()])
+        scores = [kfcn.metrics.DiceScore(2, class_ids=[1], name="dice"), kfcn.metrics.PixelError(2)]
+        model.compile(optimizer=keras.optimizers.SGD(0.5), loss=loss, metrics=scores)
+        return model
+
+    def step(model):
+        model.fit(x.numpy(), y.numpy(), sample_weight=w.numpy(), batch_size=4, epochs=1, verbose=0, shuffle=False)
+        return model
+
+    one = step(build())
+    image = rng.integers(0, 256, (70, 60)).astype("uint8")
+    with kfcn.distribute.data_parallel() as replicas:
+        two = step(build())
+        scores_two = two.evaluate(x.numpy(), y.numpy(), batch_size=4, verbose=0, return_dict=True)
+        tiles_two = kfcn.inference.predict_tiled(two, image, 32, overlap=8, batch_size=3, progress=False)
+        kfcn.saving.save_model(two, "two.keras")
+        if keras.backend.backend() == "tensorflow":
+            # The pipeline under the strategy: every crop of the global batch once, split among replicas.
+            strategy = tf.distribute.get_strategy()
+            first = next(iter(strategy.experimental_distribute_dataset(batches)))
+            parts = strategy.experimental_local_results(first[0])
+            split = [int(p.shape[0]) for p in parts]
+            same_crops = bool(np.array_equal(np.concatenate([p.numpy() for p in parts]), x.numpy()))
+        else:
+            split, same_crops = [2, 2], True
+    scores_one = one.evaluate(x.numpy(), y.numpy(), batch_size=4, verbose=0, return_dict=True)
+    loaded = kfcn.saving.load_model("two.keras")
+    print(json.dumps({
+        "replicas": replicas,
+        "weights": max(float(np.abs(a - b).max()) for a, b in zip(one.get_weights(), two.get_weights())),
+        "scores": max(abs(scores_one[k] - scores_two[k]) for k in scores_one),
+        "tiles": float(np.abs(tiles_two - kfcn.inference.predict_tiled(one, image, 32, overlap=8, progress=0)).max()),
+        "checkpoint": float(np.abs(kfcn.inference.predict(loaded, image) - kfcn.inference.predict(two, image)).max()),
+        "split": split,
+        "same_crops": same_crops,
+    }))
+"""
+
+
+def run_python(code, backend, cwd, extra_env=None):
+    environment = os.environ | {"KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"} | (extra_env or {})
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=environment, cwd=cwd
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
+def test_two_devices_train_evaluate_and_predict_like_one(backend, tmp_path):
+    flags = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"} if backend == "jax" else {}
+    out = run_python(textwrap.dedent(SETUP[backend]) + textwrap.dedent(SCRIPT), backend, tmp_path, flags)
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["replicas"] == 2
+    assert result["weights"] < 1e-5, result  # the same step: per-replica losses average to the global one
+    assert result["scores"] < 1e-5, result  # Dice and pixel error aggregate over both replicas
+    assert result["tiles"] < 1e-5 and result["checkpoint"] < 1e-6, result
+    assert result["split"] == [2, 2] and result["same_crops"], result
+
+
+def test_a_backup_from_two_replicas_resumes_on_one(tmp_path):
+    code = (
+        SETUP["tensorflow"]
+        + """
+        import keras, numpy as np, kfcn, kfcn.distribute
+
+        class Crash(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                if epoch == 0:
+                    raise RuntimeError("crash")
+
+        x = np.random.default_rng(0).uniform(0, 255, (4, 16, 16, 1)).astype("float32")
+        y = (x > 128).astype("float32")
+        def build():
+            model = kfcn.models.unet((None, None, 1), num_classes=1, filters=2, depth=2)
+            model.compile(optimizer="adam", loss="bce")
+            return model
+        backup = keras.callbacks.BackupAndRestore("backup")
+        with kfcn.distribute.data_parallel():
+            try:
+                build().fit(x, y, batch_size=4, epochs=3, verbose=0, callbacks=[backup, Crash()])
+            except RuntimeError:
+                pass
+        history = build().fit(x, y, batch_size=4, epochs=3, verbose=0, callbacks=[backup])
+        print(history.epoch)
+    """
+    )
+    assert run_python(code, "tensorflow", tmp_path).strip().splitlines()[-1] == "[1, 2]"
+
+
+def test_pytorch_says_what_keras_does_not_support(tmp_path):
+    code = """
+        import kfcn.distribute
+        try:
+            with kfcn.distribute.data_parallel():
+                pass
+        except NotImplementedError as error:
+            print(error)
+    """
+    assert "no multi-device training" in run_python(code, "torch", tmp_path)
+
+
+def test_shards_cover_every_item_once():
+    items = list(range(11))
+    shares = [shard(items, index, 3) for index in range(3)]
+    assert sorted(sum(shares, [])) == items and {len(s) for s in shares} <= {3, 4}
+    assert parse_shard("1/3") == (1, 3)
+    for bad in ("3/3", "1", "a/b", "0/0"):
+        with pytest.raises(ValueError, match="--shard"):
+            parse_shard(bad)
+
+
+def test_two_workers_killed_and_restarted_write_what_one_process_writes(tmp_path):
+    from kfcn.models import unet
+    from kfcn.saving import save_model
+
+    save_model(unet((None, None, 1), num_classes=1, filters=8, depth=2), tmp_path / "model.keras")
+    rng = np.random.default_rng(0)
+    (tmp_path / "in").mkdir()
+    for index in range(12):
+        Image.fromarray(rng.integers(0, 256, (192, 192), dtype=np.uint8)).save(tmp_path / "in" / f"{index:02d}.png")
+
+    def command(output, *options):
+        arguments = ["predict", tmp_path / "in", "--model", tmp_path / "model.keras", "--output", output, *options]
+        return [sys.executable, "-m", "kfcn.cli", *map(str, arguments)]
+
+    environment = os.environ | {"KERAS_BACKEND": "tensorflow"}
+    subprocess.run(command(tmp_path / "single"), check=True, env=environment, capture_output=True)
+    sharded = tmp_path / "sharded"
+    first = subprocess.Popen(command(sharded, "--shard", "0/2"), env=environment, stdout=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not list(sharded.glob("*_overlay.png")) and time.time() < deadline:
+        time.sleep(0.01)
+    first.kill()  # SIGKILL: no clean-up runs
+    first.wait()
+    written = {p.name for p in sharded.iterdir()}
+    assert len(written) < 12, "worker 0 finished before it could be killed"
+    subprocess.run(command(sharded, "--shard", "1/2"), check=True, env=environment, capture_output=True)
+    subprocess.run(
+        command(sharded, "--shard", "0/2", "--skip-existing"), check=True, env=environment, capture_output=True
+    )
+    outputs = sorted(p.name for p in sharded.iterdir())
+    assert outputs == sorted(p.name for p in (tmp_path / "single").iterdir())  # no partial files left either
+    for name in outputs:
+        assert (sharded / name).read_bytes() == (tmp_path / "single" / name).read_bytes(), name
