@@ -190,3 +190,26 @@ def test_two_workers_killed_and_restarted_write_what_one_process_writes(tmp_path
     assert outputs == sorted(p.name for p in (tmp_path / "single").iterdir())  # no partial files left either
     for name in outputs:
         assert (sharded / name).read_bytes() == (tmp_path / "single" / name).read_bytes(), name
+
+
+def test_kfcn_train_on_all_devices_under_jax(tmp_path):
+    from kfcn.samples import isbi2012_dir
+
+    for kind in ("images", "labels"):
+        (tmp_path / kind).mkdir()
+        for index in range(3):
+            array = np.asarray(Image.open(isbi2012_dir() / kind / f"slice_{index:02d}.png"))[:40, :40]
+            Image.fromarray(array).save(tmp_path / kind / f"s{index}.png")
+    arguments = ["train", "--images", "images", "--labels", "labels", "--output", "run", "--devices", "all"]
+    arguments += ["--filters", "2", "--depth", "2", "--crop", "32", "--batch", "4", "--epochs", "1", "--steps", "2"]
+    environment = os.environ | {"KERAS_BACKEND": "jax", "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    done = subprocess.run(
+        [sys.executable, "-m", "kfcn.cli", *arguments], cwd=tmp_path, env=environment, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["backend"] == "jax"
+    odd = [*arguments[:-6], "--batch", "3", "--epochs", "1", "--steps", "2", "--output", "odd"]
+    done = subprocess.run(
+        [sys.executable, "-m", "kfcn.cli", *odd], cwd=tmp_path, env=environment, capture_output=True, text=True
+    )
+    assert done.returncode == 2 and "multiple of the 2 devices" in done.stderr

@@ -70,6 +70,12 @@ OPTIONS = {
     "monitor": (None, str, "quantity that picks the best epoch (default: val_pixel_error or val_mean_iou)"),
     "jit_compile": (False, "bool", "compile the training step with XLA (faster on CPU with TensorFlow)"),
     "seed": (0, int, "seed of the crops, the augmentation and the initial weights"),
+    "devices": (
+        "one",
+        str,
+        "all: data parallel over every local device (and every TF_CONFIG worker); --batch is the global batch",
+        ("one", "all"),
+    ),
     "overwrite": (False, "bool", "start again in a run folder that holds a finished or different run"),
 }
 RUN_FILES = ("model.keras", "training.csv", "curves.png", "config.json", "summary.json")
@@ -333,13 +339,26 @@ def _compile(model, config, outputs):
 
 
 def run(args):
+    config = resolve(args)
+    run_dir, resuming = prepare_run_dir(config)
+    if config["devices"] == "all":
+        from kfcn.distribute import data_parallel
+
+        with data_parallel() as replicas:  # build, compile and fit inside the scope
+            if config["batch"] % replicas:
+                raise ValueError(
+                    f"--batch {config['batch']} (the global batch) must be a multiple of the {replicas} devices."
+                )
+            return _train(config, run_dir, resuming)
+    return _train(config, run_dir, resuming)
+
+
+def _train(config, run_dir, resuming):
     import keras
 
     from kfcn.data import random_crop_pipeline
     from kfcn.training import monitor_mode, plot_training_curves, read_log, standard_callbacks
 
-    config = resolve(args)
-    run_dir, resuming = prepare_run_dir(config)
     keras.utils.set_random_seed(config["seed"])
     outputs = 1 if config["label_mode"] == "binary" else config["num_classes"]
     train, validation, channels = _pairs(config)
