@@ -52,7 +52,7 @@ def main(argv=None):
 
     args = build_parser().parse_args(argv)
     try:
-        quiet_backend_import(args.verbose)
+        quiet_backend_import(args.verbose, tensorflow=getattr(args, "needs_tensorflow", False))
         return args.run(args) or 0
     except (ValueError, FileNotFoundError, FileExistsError, OSError, RuntimeError, ImportError) as error:
         if args.verbose:

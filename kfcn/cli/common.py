@@ -72,8 +72,11 @@ def native_stderr_silenced(enabled=True):
         os.close(devnull)
 
 
-def quiet_backend_import(verbose):
-    """Imports Keras (and with it the backend: TensorFlow, JAX or PyTorch) without its start-up log."""
+def quiet_backend_import(verbose, tensorflow=False):
+    """Imports Keras (and with it the backend: TensorFlow, JAX or PyTorch) without its start-up log.
+
+    `tensorflow`: also import TensorFlow now (for tf.data or export) when another backend runs Keras.
+    """
     if not verbose:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
@@ -81,10 +84,18 @@ def quiet_backend_import(verbose):
     with native_stderr_silenced(enabled=not verbose):
         import keras  # noqa: F401
 
-        if keras.backend.backend() == "tensorflow":
-            import tensorflow as tf
+        if tensorflow or keras.backend.backend() == "tensorflow":
+            try:
+                import tensorflow as tf
+            except ImportError:
+                raise ImportError(
+                    "this verb reads data with tf.data (or exports with TensorFlow) and needs TensorFlow: "
+                    "pip install tensorflow"
+                ) from None
 
             tf.get_logger().setLevel("ERROR")
+            if keras.backend.backend() != "tensorflow":
+                tf.config.set_visible_devices([], "GPU")  # tf.data only: leave the GPUs to JAX or PyTorch
             tf.config.list_logical_devices()  # the device set-up logs now, while stderr is silenced
 
 

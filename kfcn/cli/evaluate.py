@@ -55,7 +55,7 @@ def register(commands):
     sub.add_argument("--batch", type=int, default=4)
     sub.add_argument("--tta", default=None, choices=("flips", "d4"))
 
-    sub.set_defaults(run=run)
+    sub.set_defaults(run=run, needs_tensorflow=True)  # kfcn.data / kfcn.export
 
 
 def _read_evaluation_pair(args, image_path, label_path, channels):

@@ -23,7 +23,7 @@ def register(commands):
     sub.add_argument("--overwrite", action="store_true", help="replace an existing version or file")
     sub.add_argument("--metadata", default=None, help="JSON object stored in the model card")
 
-    sub.set_defaults(run=run)
+    sub.set_defaults(run=run, needs_tensorflow=True)  # kfcn.data / kfcn.export
 
 
 def run(args):

@@ -95,7 +95,7 @@ def register(commands):
             sub.add_argument(
                 flag, type=kind, default=argparse.SUPPRESS, help=help_text, choices=choices[0] if choices else None
             )
-    sub.set_defaults(run=run)
+    sub.set_defaults(run=run, needs_tensorflow=True)
 
 
 def read_config(path):
@@ -287,11 +287,13 @@ def _check_crop(model, crop):
     return geometry.multiple
 
 
-def _validation_batches(validation, multiple):
+def _validation_batches(validation, multiple, replicas=1):
     """Whole validation images, cropped at the bottom/right to a size the model takes, one per batch.
 
-    The dataset's length is declared: Keras warns "Your input ran out of data" at the end
-    of a first evaluation over a dataset of unknown length.
+    On several devices each batch holds its image once per device, so that the batch
+    splits evenly; every score and the mean loss are unchanged by the repetition. The
+    dataset's length is declared: Keras warns "Your input ran out of data" at the end of a
+    first evaluation over a dataset of unknown length.
     """
     import tensorflow as tf
 
@@ -300,8 +302,11 @@ def _validation_batches(validation, multiple):
         width = tf.shape(image)[1] // multiple * multiple
         return image[:height, :width], tf.cast(label[:height, :width], tf.float32)
 
+    def repeat(image, label):
+        return tf.repeat(image[None], replicas, axis=0), tf.repeat(label[None], replicas, axis=0)
+
     count = sum(1 for _ in validation)
-    return validation.map(crop).batch(1).cache().apply(tf.data.experimental.assert_cardinality(count))
+    return validation.map(crop).map(repeat).cache().apply(tf.data.experimental.assert_cardinality(count))
 
 
 def _compile(model, config, outputs):
@@ -357,6 +362,7 @@ def _train(config, run_dir, resuming):
     import keras
 
     from kfcn.data import random_crop_pipeline
+    from kfcn.distribute import replicas
     from kfcn.training import monitor_mode, plot_training_curves, read_log, standard_callbacks
 
     keras.utils.set_random_seed(config["seed"])
@@ -389,7 +395,7 @@ def _train(config, run_dir, resuming):
         epochs=config["epochs"],
         steps_per_epoch=config["steps"],
         shuffle=False,  # the crop pipeline shuffles, reproducibly
-        validation_data=None if validation is None else _validation_batches(validation, multiple),
+        validation_data=None if validation is None else _validation_batches(validation, multiple, replicas()),
         callbacks=standard_callbacks(
             run_dir, monitor, mode, patience=config["patience"], ema=config["ema"], crop_stream=batches
         ),
