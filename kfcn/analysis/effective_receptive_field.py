@@ -61,7 +61,7 @@ class EffectiveReceptiveField:
         return path
 
 
-def effective_receptive_field(model, input_shape, samples=8, reinitialize=False, seed=0):
+def effective_receptive_field(model, input_shape, samples=8, reinitialize=False, seed=0, probes=None):
     """Measures the effective receptive field of the centre output unit.
 
     The gradient of the centre output unit (summed over its channels) with respect to
@@ -75,6 +75,9 @@ def effective_receptive_field(model, input_shape, samples=8, reinitialize=False,
         samples: number of random inputs averaged.
         reinitialize: draw new weights for every sample (clones the model).
         seed: seed of the random inputs.
+        probes: optional (N, H, W, C) array of inputs to average over instead of random
+            ones (e.g. crops of real images: the ERF of a trained network depends on its
+            input); `input_shape` must then be (H, W, C) and `samples` is ignored.
 
     Returns:
         An `EffectiveReceptiveField`.
@@ -90,15 +93,20 @@ def effective_receptive_field(model, input_shape, samples=8, reinitialize=False,
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
         raise ValueError(f"`samples` is the number of random inputs to average, an int >= 1; got {samples!r}.")
     height, width, _ = input_shape
+    if probes is not None:
+        probes = np.asarray(probes, dtype="float32")
+        if probes.ndim != 4 or probes.shape[1:] != tuple(input_shape):
+            raise ValueError(f"`probes` must be (N, *input_shape) = (N, {height}, {width}, ...); got {probes.shape}.")
+        samples = len(probes)
     rng = np.random.default_rng(seed)
     output_shape = model.compute_output_shape((1, *input_shape))
     out_h, out_w = output_shape[1], output_shape[2]
     centre_out = (out_h // 2, out_w // 2)
     offset = ((height - out_h) // 2, (width - out_w) // 2)
     total = np.zeros((height, width), dtype="float64")
-    for _ in range(samples):
+    for sample in range(samples):
         network = keras.models.clone_model(model) if reinitialize else model
-        x = rng.normal(size=(1, *input_shape)).astype("float32")
+        x = probes[[sample]] if probes is not None else rng.normal(size=(1, *input_shape)).astype("float32")
 
         def centre_unit(tensor, network=network):
             output = network(tensor, training=False)

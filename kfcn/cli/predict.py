@@ -47,6 +47,12 @@ def register(commands):
     sub.add_argument("--batch", type=int, default=4, help="tiles per model call")
     sub.add_argument("--tta", default="none", choices=("none", "flips", "d4"), help="test-time augmentation")
     sub.add_argument(
+        "--precision",
+        default="float32",
+        choices=("float32", "mixed_bfloat16", "mixed_float16"),
+        help="compute precision (mixed: about 2x faster on GPUs and BF16 CPUs; outputs stay float32)",
+    )
+    sub.add_argument(
         "--shard",
         default=None,
         metavar="I/N",
@@ -201,6 +207,7 @@ def _predict_files(args, files, output):
     geometry = model_geometry(model)
     scaling = input_range(model)
     tta = None if args.tta == "none" else args.tta
+    policy = None if args.precision == "float32" else args.precision
     done = skipped = 0
     counts = []
     bar = tqdm(files, desc="predicting", unit="image", disable=None)
@@ -212,7 +219,7 @@ def _predict_files(args, files, output):
         image = convert_channels(read_image(path, palette_indices=False), geometry.channels, path)
         try:
             if max(image.shape[:2]) <= args.tile:
-                prediction = predict(model, image, tta=tta)
+                prediction = predict(model, image, tta=tta, policy=policy)
             else:
                 prediction = predict_tiled(
                     model,
@@ -223,6 +230,7 @@ def _predict_files(args, files, output):
                     batch_size=args.batch,
                     tta=tta,
                     progress=False,
+                    policy=policy,
                 )
         except ValueError as error:
             raise ValueError(f"{path}: {error}") from None

@@ -68,6 +68,12 @@ OPTIONS = {
     "steps": (50, int, "steps (batches) per epoch"),
     "patience": (None, int, "stop after this many epochs without a better validation score"),
     "monitor": (None, str, "quantity that picks the best epoch (default: val_pixel_error or val_mean_iou)"),
+    "precision": (
+        "float32",
+        str,
+        "compute precision; mixed: float32 weights, bfloat16/float16 compute (GPUs, BF16 CPUs)",
+        ("float32", "mixed_bfloat16", "mixed_float16"),
+    ),
     "jit_compile": (False, "bool", "compile the training step with XLA (faster on CPU with TensorFlow)"),
     "seed": (0, int, "seed of the crops, the augmentation and the initial weights"),
     "devices": (
@@ -252,7 +258,15 @@ def build_model(config, channels, outputs):
                 f"{config['model']} takes {geometry.channels} channel(s) and gives {model.outputs[0].shape[-1]}, but "
                 f"the data has {channels}-channel images and needs {outputs} output(s)."
             )
-        return model
+        return kfcn.models.with_policy(model, config["precision"])
+    if config["precision"] != "float32":
+        return kfcn.models.with_policy(_build_zoo_model(config, channels, outputs), config["precision"])
+    return _build_zoo_model(config, channels, outputs)
+
+
+def _build_zoo_model(config, channels, outputs):
+    import kfcn.models
+
     builder = getattr(kfcn.models, config["model"])
     accepted = inspect.signature(builder).parameters
     kwargs = {"filters": config["filters"], "batch_norm": config["batch_norm"]}
@@ -327,6 +341,8 @@ def _compile(model, config, outputs):
     optimizer = {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW, "sgd": keras.optimizers.SGD}[
         config["optimizer"]
     ](**options)
+    if config["precision"] == "mixed_float16":  # float16 gradients underflow without loss scaling
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     if outputs == 1:
         scores = [metrics.PixelError(2), metrics.DiceScore(2, class_ids=[1], name="dice")]
     else:

@@ -108,15 +108,18 @@ class TileRunner:
             and further map inputs (given in `extra_inputs`).
         tta: None, "flips" (identity, flips, 180°) or "d4" (all 8 flips and 90°
             rotations; square tiles only), averaged after undoing each transform.
+        policy: None (the model as it is) or a Keras dtype policy such as
+            "mixed_bfloat16": the model runs as `kfcn.models.with_policy(model, policy)`
+            (made once per model and policy).
     """
 
-    def __init__(self, model, tta=None):
-        self.model = model
+    def __init__(self, model, tta=None, policy=None):
         self.geometry = model_geometry(model)
         if tta not in (None, *TTA_TRANSFORMS):
             raise ValueError(f"`tta` must be None, 'flips' or 'd4'; got {tta!r}.")
         self.transforms = TTA_TRANSFORMS[tta] if tta else [(0, False)]
-        self._call = _compiled_call(model)
+        self.model = _with_policy(model, policy) if policy else model
+        self._call = _compiled_call(self.model)
 
     def __call__(self, tiles, frames=None, extras=None):
         """tiles: (B, h, w, C); frames: (B, 4) or None; extras: {name: (B, h, w, c)}."""
@@ -156,6 +159,19 @@ def _forward(batch, turns, flip):
 def _backward(batch, turns, flip):
     batch = batch[:, :, ::-1] if flip else batch
     return np.ascontiguousarray(np.rot90(batch, -turns, axes=(1, 2)) if turns else batch)
+
+
+def _with_policy(model, policy):
+    """`kfcn.models.with_policy`, cached per model: the copy lives as long as the model."""
+    from kfcn.models.precision import with_policy
+
+    copies = _policy_copies.setdefault(model, {})
+    if policy not in copies:
+        copies[policy] = with_policy(model, policy)
+    return copies[policy]
+
+
+_policy_copies = weakref.WeakKeyDictionary()
 
 
 def _compiled_call(model):

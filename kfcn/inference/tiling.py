@@ -161,6 +161,7 @@ def predict_tiled(
     extra_inputs=None,
     out=None,
     progress=True,
+    policy=None,
 ):
     """Predicts an image of any size tile by tile, with bounded memory.
 
@@ -177,13 +178,18 @@ def predict_tiled(
             U-Net that is about 200 px, so use tiles of 512 or more, or a smaller
             overlap from `kfcn.analysis.effective_receptive_field`), 0 for
             valid-padding models (they carry their context), a quarter tile for
-            models with global context (no tiling can be exact for those).
+            models with global context (no tiling can be exact for those). "erf": twice
+            the 95 % radius of the effective receptive field, measured once per model on
+            crops of the image (`kfcn.inference.erf_overlap`): far cheaper than the exact
+            overlap for deep U-Nets, and not exact.
         blend: "none" (keep the central part of each tile), "linear" or "gaussian".
         batch_size: tiles per model call.
         tta: None, "flips" or "d4": test-time augmentation per tile.
         extra_inputs: `{name: (H, W, c) array}` for further map inputs of the model.
         out: optional preallocated (H, W, K) float32 array or memmap to write into.
         progress: show a progress bar.
+        policy: None or a Keras dtype policy ("mixed_bfloat16", "mixed_float16") to
+            compute in (`kfcn.models.with_policy`); the output stays float32.
 
     Returns:
         (H, W, K) float32 prediction (`out` if given).
@@ -196,12 +202,18 @@ def predict_tiled(
     (50, 70, 1)
     """
     tiles = _pair(tile_size, "tile_size", 1, "input tile side in pixels")
-    runner = TileRunner(model, tta)
+    runner = TileRunner(model, tta, policy)
     geometry = runner.geometry
     image = check_image(image, geometry.channels, input_range=geometry.input_range)
     height, width = image.shape[:2]
     _check_arguments(blend, batch_size, out, extra_inputs, (height, width), geometry)
     outputs = [_check_tile(model, geometry, tile) for tile in tiles]
+    if isinstance(overlap, str):
+        if overlap != "erf":
+            raise ValueError(f"`overlap` must be an int, a pair, None or 'erf'; got {overlap!r}.")
+        from kfcn.inference.erf_overlap import erf_overlap
+
+        overlap = min(erf_overlap(model, image), min(outputs) - geometry.multiple)
     if overlap is not None:
         overlaps = _pair(overlap, "overlap", 0, "output pixels shared by adjacent tiles")
         for tile, output, shared in zip(tiles, outputs, overlaps):

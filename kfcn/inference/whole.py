@@ -9,7 +9,7 @@ from kfcn.inference.runner import TileRunner, check_finite, check_image
 from kfcn.inference.tiling import _AxisPlan, _run_plan
 
 
-def predict(model, image, tta=None, extra_inputs=None):
+def predict(model, image, tta=None, extra_inputs=None, policy=None):
     """Predicts one image of any size in a single model call, returning the image's size.
 
     The image is mirrored at its bottom/right border up to the next size the model
@@ -22,6 +22,8 @@ def predict(model, image, tta=None, extra_inputs=None):
         image: (H, W, C) or (H, W) array.
         tta: None, "flips" or "d4" test-time augmentation.
         extra_inputs: `{name: (H, W, c) array}` for further map inputs.
+        policy: None or a Keras dtype policy ("mixed_bfloat16", "mixed_float16") to
+            compute in (`kfcn.models.with_policy`); the output stays float32.
 
     Returns:
         (H, W, K) float32.
@@ -33,7 +35,7 @@ def predict(model, image, tta=None, extra_inputs=None):
     >>> predict(model, np.random.randint(0, 256, (50, 37), dtype=np.uint8)).shape
     (50, 37, 2)
     """
-    runner = TileRunner(model, tta)
+    runner = TileRunner(model, tta, policy)
     geometry = runner.geometry
     image = check_image(image, geometry.channels, input_range=geometry.input_range)
     check_finite(image)

@@ -3,6 +3,7 @@
 from kfcn.models.encoders import BACKBONES
 from kfcn.models.fcn import fcn
 from kfcn.models.plain_cnn import plain_cnn
+from kfcn.models.precision import with_policy
 from kfcn.models.segnet import segnet
 from kfcn.models.sizes import unet_valid_input_size, unet_valid_output_size
 from kfcn.models.unet import unet
@@ -30,6 +31,7 @@ __all__ = [
     "required_multiple",
     "segnet",
     "unet",
+    "with_policy",
     "unet_valid_input_size",
     "unet_valid_output_size",
 ]

@@ -145,3 +145,11 @@ def test_a_tfds_dataset_trains_like_a_folder(tmp_path):
     assert summary["monitor"] == "val_pixel_error" and 0 <= summary["best"]["val_pixel_error"] <= 1
     # 25 shipped slices, the last 20 % (5) held out for validation.
     assert json.loads((run / "config.json").read_text())["val_fraction"] == 0.2
+
+
+def test_mixed_precision_training_keeps_float32_weights_and_outputs(data, tmp_path):
+    run = tmp_path / "run"
+    assert main(command(data, run, "--precision", "mixed_bfloat16", "--epochs", "1")) == 0
+    model = load_model(run / "model.keras")
+    assert {w.dtype for w in model.weights} == {"float32"}
+    assert model.layers[3].compute_dtype == "bfloat16" and model.layers[-1].compute_dtype == "float32"
