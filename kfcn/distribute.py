@@ -10,10 +10,13 @@ inside it; nothing else changes:
         model.fit(random_crop_pipeline(pairs, 256, batch_size=16), epochs=50, steps_per_epoch=100)
         probabilities = kfcn.inference.predict_tiled(model, huge_image, 512, batch_size=8)
 
-- TensorFlow: `tf.distribute.MirroredStrategy` on one host; `MultiWorkerMirroredStrategy`
-  when `TF_CONFIG` names several workers (every worker runs the same command).
+- TensorFlow: `tf.distribute.MirroredStrategy` on one host. Several hosts are refused:
+  Keras 3's `model.fit` does not run under `MultiWorkerMirroredStrategy`
+  (keras-team/keras#20585), so `data_parallel` says so when `TF_CONFIG` names several
+  workers rather than failing inside `fit`.
 - JAX: `keras.distribution.DataParallel`; on several hosts call
-  `keras.distribution.initialize()` first (coordinator address, process count and id).
+  `keras.distribution.initialize()` first (coordinator address, process count and id):
+  every process then feeds its share of each global batch (tested with two processes).
 - PyTorch: Keras has no multi-device training for its PyTorch backend; `data_parallel`
   says so instead of running on one device unnoticed.
 
@@ -71,11 +74,12 @@ def data_parallel(devices=None):
         import tensorflow as tf
 
         if _tf_config_workers() > 1:
-            if devices is not None:
-                raise ValueError("With several workers (TF_CONFIG), every worker uses all its local devices.")
-            strategy = tf.distribute.MultiWorkerMirroredStrategy()
-        else:
-            strategy = tf.distribute.MirroredStrategy(devices)
+            raise NotImplementedError(
+                "TF_CONFIG names several workers, but Keras 3's model.fit does not run under "
+                "MultiWorkerMirroredStrategy (keras-team/keras#20585). Train on several hosts with "
+                "KERAS_BACKEND=jax and keras.distribution.initialize(), or on one host (unset TF_CONFIG)."
+            )
+        strategy = tf.distribute.MirroredStrategy(devices)
         with strategy.scope():
             yield strategy.num_replicas_in_sync
     elif backend == "jax":

@@ -213,3 +213,59 @@ def test_kfcn_train_on_all_devices_under_jax(tmp_path):
         [sys.executable, "-m", "kfcn.cli", *odd], cwd=tmp_path, env=environment, capture_output=True, text=True
     )
     assert done.returncode == 2 and "multiple of the 2 devices" in done.stderr
+
+
+JAX_WORKER = """
+    import sys
+    import jax
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    import keras
+    keras.distribution.initialize(f"localhost:{sys.argv[2]}", num_processes=2, process_id=int(sys.argv[1]))
+    import numpy as np, tensorflow as tf, kfcn, kfcn.distribute
+    from kfcn.data import random_crop_pipeline
+
+    with kfcn.distribute.data_parallel() as replicas:
+        keras.utils.set_random_seed(0)
+        model = kfcn.models.unet((None, None, 1), num_classes=1, filters=4, depth=2)
+        model.compile(optimizer=keras.optimizers.SGD(0.5), loss="bce")
+        images = np.random.default_rng(0).integers(0, 256, (3, 48, 48, 1)).astype("float32")
+        pairs = tf.data.Dataset.from_tensor_slices((images, (images > 128).astype("int32")))
+        model.fit(random_crop_pipeline(pairs, 32, batch_size=4, seed=0), epochs=1, steps_per_epoch=2, verbose=0)
+    print(replicas, jax.process_count(), float(sum(np.abs(w).sum() for w in model.get_weights())))
+"""
+
+
+def test_two_jax_processes_train_one_model(tmp_path):
+    """Several hosts, played by two processes on this machine: one global model, every process ends equal."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("localhost", 0))
+        port = probe.getsockname()[1]
+    script = tmp_path / "worker.py"
+    script.write_text(textwrap.dedent(JAX_WORKER))
+    environment = os.environ | {"KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    workers = [
+        subprocess.Popen(
+            [sys.executable, str(script), str(index), str(port)], env=environment, stdout=subprocess.PIPE, text=True
+        )
+        for index in range(2)
+    ]
+    outputs = [worker.communicate(timeout=300)[0].strip().splitlines()[-1] for worker in workers]
+    assert all(worker.returncode == 0 for worker in workers)
+    replicas, processes, weights = outputs[0].split()
+    assert (replicas, processes) == ("2", "2") and outputs[0] == outputs[1]
+
+
+def test_tensorflow_multi_worker_is_refused_with_the_reason(tmp_path):
+    code = """
+        import kfcn.distribute
+        try:
+            with kfcn.distribute.data_parallel():
+                pass
+        except NotImplementedError as error:
+            print(error)
+    """
+    config = '{"cluster": {"worker": ["localhost:1", "localhost:2"]}, "task": {"type": "worker", "index": 0}}'
+    out = run_python(code, "tensorflow", tmp_path, {"TF_CONFIG": config})
+    assert "keras-team/keras#20585" in out and "KERAS_BACKEND=jax" in out

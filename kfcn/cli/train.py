@@ -79,7 +79,7 @@ OPTIONS = {
     "devices": (
         "one",
         str,
-        "all: data parallel over every local device (and every TF_CONFIG worker); --batch is the global batch",
+        "all: data parallel over every local device; --batch is the global batch",
         ("one", "all"),
     ),
     "overwrite": (False, "bool", "start again in a run folder that holds a finished or different run"),
