@@ -118,6 +118,7 @@ def standard_callbacks(run_dir, monitor, mode, patience=None, ema=False, crop_st
     ['ModelCheckpoint', 'CSVLogger', 'EarlyStopping', 'BackupAndRestore']
     """
     run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
     callbacks = []
     if crop_stream is not None:
         from kfcn.data import ResumeCropStream

@@ -269,3 +269,42 @@ def test_tensorflow_multi_worker_is_refused_with_the_reason(tmp_path):
     config = '{"cluster": {"worker": ["localhost:1", "localhost:2"]}, "task": {"type": "worker", "index": 0}}'
     out = run_python(code, "tensorflow", tmp_path, {"TF_CONFIG": config})
     assert "keras-team/keras#20585" in out and "KERAS_BACKEND=jax" in out
+
+
+def test_an_interrupted_two_replica_run_resumes_on_the_same_crops(tmp_path):
+    code = (
+        SETUP["tensorflow"]
+        + """
+        import json, keras, numpy as np, tensorflow as tf, kfcn, kfcn.distribute
+        from kfcn.data import random_crop_pipeline
+        from kfcn.training import read_log, standard_callbacks
+
+        class Crash(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                if epoch == 1:
+                    raise RuntimeError("crash")
+
+        images = np.random.default_rng(0).integers(0, 256, (3, 48, 48, 1)).astype("float32")
+        pairs = tf.data.Dataset.from_tensor_slices((images, (images > 128).astype("int32")))
+
+        def run(folder, crash):
+            with kfcn.distribute.data_parallel():
+                keras.utils.set_random_seed(0)
+                batches = random_crop_pipeline(pairs, 32, batch_size=4, seed=0, augment="geometric")
+                model = kfcn.models.unet((None, None, 1), num_classes=1, filters=4, depth=2)
+                model.compile(optimizer="adam", loss="bce")
+                callbacks = standard_callbacks(folder, "loss", "min", crop_stream=batches)
+                callbacks += [Crash()] if crash else []
+                try:
+                    model.fit(batches, epochs=3, steps_per_epoch=3, verbose=0, shuffle=False, callbacks=callbacks)
+                except RuntimeError:
+                    pass
+            return read_log(f"{folder}/training.csv")["loss"].tolist()
+
+        reference = run("reference", False)
+        run("resumed", True)
+        print(json.dumps([reference, run("resumed", False)]))
+    """
+    )
+    reference, resumed = json.loads(run_python(code, "tensorflow", tmp_path).strip().splitlines()[-1])
+    assert len(resumed) == 3 and np.allclose(resumed, reference, rtol=1e-4), (reference, resumed)
