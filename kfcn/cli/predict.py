@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import glob
 from pathlib import Path
 
@@ -41,7 +42,20 @@ def register(commands):
     sub.add_argument("--threshold", type=float, default=0.5, help="foreground threshold of a one-channel output")
     sub.add_argument("--no-overlay", action="store_true", help="skip the overlay / heat-map PNG")
     sub.add_argument("--skip-existing", action="store_true", help="leave images whose outputs exist (resume a folder)")
-    sub.add_argument("--tile", type=int, default=512, help="images larger than this are predicted tile by tile")
+    sub.add_argument(
+        "--tile",
+        type=_tile_option,
+        default="auto",
+        help="tile side for images larger than it; auto (default): the whole image in one call when its "
+        "activations fit --memory-gib, else the largest tile that does",
+    )
+    sub.add_argument("--memory-gib", type=float, default=4.0, help="activation memory budget of --tile auto")
+    sub.add_argument(
+        "--overlap-mode",
+        default="exact",
+        choices=("exact", "erf"),
+        help="tile overlap when --overlap is not given: the receptive field (exact) or the effective one (cheaper)",
+    )
     sub.add_argument("--overlap", type=int, default=None, help="tile overlap (default: exact, the receptive field)")
     sub.add_argument("--blend", default="none", choices=("none", "linear", "gaussian"))
     sub.add_argument("--batch", type=int, default=4, help="tiles per model call")
@@ -62,6 +76,15 @@ def register(commands):
         "--devices", default="one", choices=("one", "all"), help="all: spread the tiles of each image over every device"
     )
     sub.set_defaults(run=run)
+
+
+def _tile_option(text):
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--tile takes a number of pixels or 'auto'; got {text!r}") from None
 
 
 def image_files(arguments):
@@ -176,7 +199,10 @@ def run(args):
 
     if not 0 < args.threshold < 1:
         raise ValueError(f"--threshold must lie strictly between 0 and 1; got {args.threshold}.")
-    for option, value, least in (("--tile", args.tile, 1), ("--batch", args.batch, 1), ("--overlap", args.overlap, 0)):
+    tile = None if args.tile == "auto" else args.tile
+    if not args.memory_gib > 0:
+        raise ValueError(f"--memory-gib must be positive; got {args.memory_gib}.")
+    for option, value, least in (("--tile", tile, 1), ("--batch", args.batch, 1), ("--overlap", args.overlap, 0)):
         if value is not None and value < least:
             raise ValueError(f"{option} must be an integer >= {least}; got {value}.")
     files = image_files(args.images)
@@ -218,14 +244,15 @@ def _predict_files(args, files, output):
             continue
         image = convert_channels(read_image(path, palette_indices=False), geometry.channels, path)
         try:
-            if max(image.shape[:2]) <= args.tile:
+            if args.tile != "auto" and max(image.shape[:2]) <= args.tile:
                 prediction = predict(model, image, tta=tta, policy=policy)
             else:
                 prediction = predict_tiled(
                     model,
                     image,
                     args.tile,
-                    overlap=args.overlap,
+                    memory_budget=args.memory_gib * 2**30,
+                    overlap="erf" if args.overlap is None and args.overlap_mode == "erf" else args.overlap,
                     blend=args.blend,
                     batch_size=args.batch,
                     tta=tta,

@@ -162,6 +162,7 @@ def predict_tiled(
     out=None,
     progress=True,
     policy=None,
+    memory_budget=None,
 ):
     """Predicts an image of any size tile by tile, with bounded memory.
 
@@ -173,6 +174,9 @@ def predict_tiled(
             and only the tiles being predicted are read.
         tile_size: input tile side or (rows, cols); it must suit the model
             (multiples of its stride, or a valid-padding size; the error says which).
+            "auto": the largest tile whose estimated activation memory fits
+            `memory_budget` (`kfcn.inference.auto_tile`); the whole image in one call
+            when it fits.
         overlap: output pixels shared by adjacent tiles (int or pair). None: the
             receptive field for "same" models (exact away from the border; for a deep
             U-Net that is about 200 px, so use tiles of 512 or more, or a smaller
@@ -190,6 +194,7 @@ def predict_tiled(
         progress: show a progress bar.
         policy: None or a Keras dtype policy ("mixed_bfloat16", "mixed_float16") to
             compute in (`kfcn.models.with_policy`); the output stays float32.
+        memory_budget: bytes of activations `tile_size="auto"` may plan for (default 4 GiB).
 
     Returns:
         (H, W, K) float32 prediction (`out` if given).
@@ -201,6 +206,21 @@ def predict_tiled(
     >>> predict_tiled(model, image, tile_size=60, progress=False).shape
     (50, 70, 1)
     """
+    if isinstance(tile_size, str):
+        if tile_size != "auto":
+            raise ValueError(f"`tile_size` must be an int, a pair or 'auto'; got {tile_size!r}.")
+        from kfcn.inference.auto_tile import DEFAULT_BUDGET, auto_tile_size
+
+        budget = DEFAULT_BUDGET if memory_budget is None else memory_budget
+        tile_size = auto_tile_size(model, np.shape(image), budget, batch_size if _is_int(batch_size) else 1)
+        if tile_size is None:  # the whole image fits: one call, exact
+            from kfcn.inference.whole import predict
+
+            result = predict(model, image, tta=tta, extra_inputs=extra_inputs, policy=policy)
+            if out is not None:
+                out[...] = result
+                return out
+            return result
     tiles = _pair(tile_size, "tile_size", 1, "input tile side in pixels")
     runner = TileRunner(model, tta, policy)
     geometry = runner.geometry
