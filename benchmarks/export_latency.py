@@ -45,9 +45,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=10)
     args = parser.parse_args()
-    image = np.asarray(
-        kfcn.data.read_image(kfcn.samples.isbi2012_dir() / "images" / "slice_20.png"), dtype="float32"
-    )
+    image = np.asarray(kfcn.data.read_image(kfcn.samples.isbi2012_dir() / "images" / "slice_20.png"), dtype="float32")
     model = load_model(kfcn.samples.shipped_model_path())
     bare = tf.function(lambda x: model(x, training=False), jit_compile=False)
     batch = tf.constant(image[None])
