@@ -308,3 +308,42 @@ def test_an_interrupted_two_replica_run_resumes_on_the_same_crops(tmp_path):
     )
     reference, resumed = json.loads(run_python(code, "tensorflow", tmp_path).strip().splitlines()[-1])
     assert len(resumed) == 3 and np.allclose(resumed, reference, rtol=1e-4), (reference, resumed)
+
+
+MODEL_PARALLEL = """
+    import json, jax, keras, numpy as np, kfcn
+
+    mesh = keras.distribution.DeviceMesh((1, 2), ["batch", "model"], devices=jax.devices())
+    layout = keras.distribution.LayoutMap(mesh)
+    layout["(encoder|decoder).*_conv.*kernel"] = (None, None, None, "model")  # output channels split in two
+    layout["decoder.*_up_transpose/kernel"] = (None, None, None, "model")
+    model_parallel = keras.distribution.ModelParallel(layout_map=layout, batch_dim_name="batch")
+
+    def build(family):
+        keras.utils.set_random_seed(0)
+        model = getattr(kfcn.models, family)((None, None, 1), num_classes=2, filters=4, depth=2, batch_norm=True)
+        model.compile(optimizer=keras.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy")
+        return model
+
+    x = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 1)).astype("float32")
+    y = (x > 128).astype("int32")
+    result = {}
+    for family in ("unet", "segnet"):
+        one = build(family)
+        one.fit(x, y, batch_size=4, epochs=1, verbose=0, shuffle=False)
+        with model_parallel.scope():
+            split = build(family)
+            split.fit(x, y, batch_size=4, epochs=1, verbose=0, shuffle=False)
+            sharded = sum(not v.value.sharding.is_fully_replicated for v in split.trainable_variables)
+        difference = max(float(np.abs(a - b).max()) for a, b in zip(one.get_weights(), split.get_weights()))
+        result[family] = [sharded, difference]
+    print(json.dumps(result))
+"""
+
+
+def test_model_parallel_with_a_layout_map_trains_like_one_device(tmp_path):
+    flags = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    out = run_python(MODEL_PARALLEL, "jax", tmp_path, flags).strip().splitlines()[-1]
+    result = json.loads(out)
+    for family, (sharded, difference) in result.items():
+        assert sharded >= 8 and difference < 1e-5, (family, sharded, difference)
