@@ -1,0 +1,27 @@
+"""Smoke tests of the example scripts' --quick modes (their full runs are documented in the README)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+VGG_CELLS = ROOT.parent / "shared" / "datasets" / "vgg_cells"
+pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="the examples use tf.data")
+
+
+@pytest.mark.skipif(not VGG_CELLS.is_dir(), reason="needs ../shared/datasets/vgg_cells (CI has it)")
+def test_count_cells_quick(tmp_path):
+    report = tmp_path / "report.json"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "count_cells.py"), "--quick", "--report", str(report)],
+        capture_output=True,
+        text=True,
+        env=os.environ | {"KERAS_BACKEND": "tensorflow"},
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "N = 8: MAE" in done.stdout and report.is_file()
