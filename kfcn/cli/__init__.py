@@ -27,7 +27,7 @@ def build_parser():
 
     Example:
     >>> build_parser().parse_args(["predict", "a.png", "--output", "out"]).tile
-    512
+    'auto'
     """
     parser = argparse.ArgumentParser(
         prog="kfcn", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter

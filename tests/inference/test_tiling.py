@@ -144,7 +144,7 @@ def test_errors_are_clear(rng):
         ({"tile_size": -64}, r"`tile_size` .* at least 1"),
         ({"tile_size": 64.5}, "pair of ints"),
         ({"tile_size": (64, 64, 64)}, "pair of ints"),
-        ({"tile_size": "64"}, "pair of ints"),
+        ({"tile_size": "64"}, "an int, a pair or .auto."),
         ({"tile_size": 62}, r"next size that does is 64 \(the previous one is 60\): pass tile_size=64"),
         ({"batch_size": 0}, "`batch_size`.*positive int"),
         ({"batch_size": 2.0}, "`batch_size`.*positive int"),
