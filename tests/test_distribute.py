@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from kfcn.distribute import parse_shard, shard
+from tests.conftest import write_isbi_crops
 
 pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="starts its own backends")
 
@@ -84,6 +85,17 @@ SCRIPT = """
 """
 
 
+# Prints why data_parallel refuses (it must refuse: nothing is printed otherwise).
+REFUSAL_PROBE = """
+    import kfcn.distribute
+    try:
+        with kfcn.distribute.data_parallel():
+            pass
+    except NotImplementedError as error:
+        print(error)
+"""
+
+
 def run_python(code, backend, cwd, extra_env=None):
     environment = os.environ | {"KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"} | (extra_env or {})
     done = subprocess.run(
@@ -136,15 +148,7 @@ def test_a_backup_from_two_replicas_resumes_on_one(tmp_path):
 
 
 def test_pytorch_says_what_keras_does_not_support(tmp_path):
-    code = """
-        import kfcn.distribute
-        try:
-            with kfcn.distribute.data_parallel():
-                pass
-        except NotImplementedError as error:
-            print(error)
-    """
-    assert "no multi-device training" in run_python(code, "torch", tmp_path)
+    assert "no multi-device training" in run_python(REFUSAL_PROBE, "torch", tmp_path)
 
 
 def test_shards_cover_every_item_once():
@@ -193,13 +197,7 @@ def test_two_workers_killed_and_restarted_write_what_one_process_writes(tmp_path
 
 
 def test_kfcn_train_on_all_devices_under_jax(tmp_path):
-    from kfcn.samples import isbi2012_dir
-
-    for kind in ("images", "labels"):
-        (tmp_path / kind).mkdir()
-        for index in range(3):
-            array = np.asarray(Image.open(isbi2012_dir() / kind / f"slice_{index:02d}.png"))[:40, :40]
-            Image.fromarray(array).save(tmp_path / kind / f"s{index}.png")
+    write_isbi_crops(tmp_path, count=3, side=40)
     arguments = ["train", "--images", "images", "--labels", "labels", "--output", "run", "--devices", "all"]
     arguments += ["--filters", "2", "--depth", "2", "--crop", "32", "--batch", "4", "--epochs", "1", "--steps", "2"]
     environment = os.environ | {"KERAS_BACKEND": "jax", "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
@@ -258,16 +256,8 @@ def test_two_jax_processes_train_one_model(tmp_path):
 
 
 def test_tensorflow_multi_worker_is_refused_with_the_reason(tmp_path):
-    code = """
-        import kfcn.distribute
-        try:
-            with kfcn.distribute.data_parallel():
-                pass
-        except NotImplementedError as error:
-            print(error)
-    """
     config = '{"cluster": {"worker": ["localhost:1", "localhost:2"]}, "task": {"type": "worker", "index": 0}}'
-    out = run_python(code, "tensorflow", tmp_path, {"TF_CONFIG": config})
+    out = run_python(REFUSAL_PROBE, "tensorflow", tmp_path, {"TF_CONFIG": config})
     assert "keras-team/keras#20585" in out and "KERAS_BACKEND=jax" in out
 
 

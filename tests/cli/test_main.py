@@ -6,9 +6,9 @@ import subprocess
 import sys
 
 import keras
-import numpy as np
 import pytest
-from PIL import Image
+
+from tests.conftest import write_isbi_crops
 
 pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="runs the TensorFlow CLI")
 NOISE = ("cudart_stub", "cuInit", "cpu_feature_guard", "oneDNN", "absl::InitializeLog", "TF_ENABLE_ONEDNN_OPTS")
@@ -25,15 +25,7 @@ def kfcn(*arguments, backend="tensorflow"):
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    from kfcn.samples import isbi2012_dir
-
-    folder = tmp_path_factory.mktemp("lifecycle")
-    for kind in ("images", "labels"):
-        (folder / kind).mkdir()
-        for index in range(4):
-            array = np.asarray(Image.open(isbi2012_dir() / kind / f"slice_{index:02d}.png"))[:40, :40]
-            Image.fromarray(array).save(folder / kind / f"s{index}.png")
-    return folder
+    return write_isbi_crops(tmp_path_factory.mktemp("lifecycle"), count=4, side=40)
 
 
 def test_train_predict_evaluate_export_inspect_with_a_quiet_stderr(data, tmp_path):

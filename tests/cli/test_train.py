@@ -10,6 +10,7 @@ from PIL import Image
 from kfcn.cli import main
 from kfcn.saving import load_model
 from kfcn.training import read_log
+from tests.conftest import write_isbi_crops
 
 pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="tf.data pipelines")
 
@@ -17,15 +18,7 @@ pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason=
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     """Five 48x48 crops of ISBI slices with their 0/255 membrane masks."""
-    from kfcn.samples import isbi2012_dir
-
-    folder = tmp_path_factory.mktemp("train_data")
-    for kind in ("images", "labels"):
-        (folder / kind).mkdir()
-        for index in range(5):
-            array = np.asarray(Image.open(isbi2012_dir() / kind / f"slice_{index:02d}.png"))[:48, :48]
-            Image.fromarray(array).save(folder / kind / f"s{index}.png")
-    return folder
+    return write_isbi_crops(tmp_path_factory.mktemp("train_data"), count=5, side=48)
 
 
 def command(data, output, *options):
