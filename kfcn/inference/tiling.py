@@ -1,19 +1,22 @@
 """Overlap-tile prediction (Ronneberger et al. 2015), generalised to any fully convolutional model.
 
-Along each axis, tile k's output covers image pixels [k·step − lead, k·step − lead + P),
-P being the model's output size for the input tile size T. Its input window reaches
-`margin` pixels further on each side for valid-padding models, which consume that
-context themselves; pixels outside the image are mirrored (reflect indexing into the
-image, so no padded copy of a large image is ever made). `step` is a multiple of the
-model's total stride, so every tile sees the same pooling grid as whole-image
-prediction, which makes tiled and whole-image outputs equal:
+Along each axis, tile k's output covers image pixels [start_k, start_k + P), P being the
+model's output size for the input tile size T, and consecutive starts are `step` apart,
+a multiple of the model's total stride, so every tile sees the same pooling grid as
+whole-image prediction. Valid-padding models read `margin` more pixels on each side,
+which they consume themselves; their first tile starts half the overlap before the
+image, in mirrored context (reflect indexing into the image, so no padded copy of a
+large image is ever made). Tiles of "same" models stay inside the image mirrored up to
+the next multiple of the stride (exactly what whole-image prediction sees), the last one
+flush with its end, as in MONAI's sliding window: no tile is spent outside the image.
+Tiled and whole-image outputs are therefore equal:
 
-- valid-padding models with `overlap=0`: exactly equal, everywhere;
+- valid-padding models with `overlap=0`: exactly, everywhere;
 - "same" models with `overlap=None`: tiles overlap by the receptive field, and with
   `blend="none"` each tile keeps only pixels at least half the field away from its
-  edges, so every kept pixel is computed from the same input values as in whole-image
-  prediction (equal to float round-off, away from the image border, where
-  whole-image prediction sees zero padding and tiles see mirrored context).
+  edges inside the image (a tile edge on the image border sees the same zero padding
+  as whole-image prediction), so every kept pixel is computed from the same input
+  values as in whole-image prediction: equal to float round-off, everywhere.
 
 `blend="linear"` or `"gaussian"` instead averages overlapping outputs with a window
 (as MONAI's `sliding_window_inference` does), for smoother seams. For "same" models
@@ -36,33 +39,58 @@ BLENDS = ("none", "linear", "gaussian")
 
 
 class _AxisPlan:
-    """Tile positions and blending window along one axis."""
+    """Tile positions and blending windows along one axis.
+
+    Valid-padding models carry their own context: tiles start half the overlap before
+    the image and read mirrored pixels there, as the overlap-tile strategy does. Tiles of
+    "same" models stay inside the image (mirrored at the far end up to the next multiple
+    of the stride, as whole-image prediction pads it), the last one flush with that end,
+    as MONAI's sliding window places them: a tile that touches the image border sees at
+    that border exactly what whole-image prediction sees, so its edge band there needs no
+    trimming, and no tile is spent on pixels outside the image.
+    """
 
     def __init__(self, size, tile, output, margin, multiple, overlap, blend, trim=0):
         self.size, self.tile, self.output, self.margin = size, tile, output, margin
         self.before, self.after = overlap // 2, overlap - overlap // 2
-        self.lead = math.ceil(self.before / multiple) * multiple
         self.step = (output - overlap) // multiple * multiple
-        if self.step < multiple:
+        if margin:
+            lead = math.ceil(self.before / multiple) * multiple
+            reach = size + lead - output + self.after
+        else:
+            last = max(math.ceil(size / multiple) * multiple - output, 0)
+            reach = last
+        if reach > 0 and self.step < multiple:
             raise ValueError(
                 f"Tile size {tile} is too small: its output ({output} px) minus the overlap ({overlap} px) "
                 f"leaves less than one stride ({multiple} px). The overlap comes from the receptive field; "
                 f"use tiles of at least {tile + overlap + multiple - (output - overlap) % multiple} px "
                 "or a smaller overlap."
             )
-        reach = size + self.lead - output + self.after
-        self.count = max(1, math.ceil(reach / self.step) + 1) if reach > 0 else 1
-        self.window = _window(output, overlap, self.before, self.after, blend, min(trim, self.before))
+        if margin:
+            count = math.ceil(reach / self.step) + 1 if reach > 0 else 1
+            self.starts = [k * self.step - lead for k in range(count)]
+        else:
+            self.starts = list(range(0, last, self.step)) + [last] if last > 0 else [0]
+        self.count = len(self.starts)
+        window = _window(output, overlap, self.before, self.after, blend, min(trim, self.before))
+        self.windows = [window] * self.count
+        if not margin:  # a side at the image border is sound: keep it whole
+            first = _window(output, overlap, 0, self.after, blend, min(trim, self.before), trim_start=False)
+            last = _window(output, overlap, self.before, 0, blend, min(trim, self.before), trim_end=False)
+            self.windows[0], self.windows[-1] = first, last
+            if self.count == 1:
+                self.windows[0] = _window(output, overlap, 0, 0, blend, 0)
         self.normaliser = np.zeros(size, dtype="float64")
         for k in range(self.count):
             start = self.output_start(k)
             low, high = max(start, 0), min(start + output, size)
-            self.normaliser[low:high] += self.window[low - start : high - start]
+            self.normaliser[low:high] += self.windows[k][low - start : high - start]
         if np.any(self.normaliser <= 0):
             raise AssertionError("internal error: tiles do not cover the image")
 
     def output_start(self, k):
-        return k * self.step - self.lead
+        return self.starts[k]
 
     def input_indices(self, k):
         start = self.output_start(k) - self.margin
@@ -77,16 +105,17 @@ def _reflect(indices, size):
     return np.where(indices > size - 1, period - indices, indices)
 
 
-def _window(length, overlap, before, after, blend, trim):
-    """Per-axis weights of one tile's output: zero in the `trim` band at each edge."""
+def _window(length, overlap, before, after, blend, trim, trim_start=True, trim_end=True):
+    """Per-axis weights of one tile's output: zero in the `trim` band at each edge that is trimmed."""
     position = np.arange(length, dtype="float64")
     if blend == "none":
         return ((position >= before) & (position < length - after)).astype("float64")
-    inside = (position >= trim) & (position < length - trim)
+    inside = (position >= (trim if trim_start else 0)) & (position < length - (trim if trim_end else 0))
     if blend == "linear":
         ramp = overlap - 2 * trim
         distance = np.minimum(position - trim, length - 1 - trim - position)
         window = np.ones(length) if ramp <= 0 else np.minimum(1.0, (distance + 1) / (ramp + 1))
+        window = np.maximum(window, 1e-4)  # an untrimmed border side: the only tile there
     else:
         sigma = 0.125 * length
         window = np.exp(-((position - (length - 1) / 2) ** 2) / (2 * sigma**2))
@@ -249,6 +278,12 @@ def predict_tiled(
         overlaps = tuple(output // 4 for output in outputs)
     else:
         overlaps = (2 * geometry.context,) * 2
+    if not geometry.margin:  # an axis one tile covers: the smallest such tile, as whole-image prediction takes
+        tiles, outputs, overlaps = map(list, (tiles, outputs, overlaps))
+        for axis, size in enumerate((height, width)):
+            smallest = geometry.valid_input_size(model, size)
+            if smallest < tiles[axis]:
+                tiles[axis], outputs[axis], overlaps[axis] = smallest, geometry.output_size(model, smallest), 0
     # Blending never uses the band at a tile edge that padding spoils ("same" models).
     trim = 0 if geometry.margin else min(geometry.context, max(tiles))
     rows, cols = (
@@ -328,5 +363,5 @@ def _accumulate(results, prediction, rows, cols, i, j):
     c0, c1 = max(left, 0), min(left + cols.output, cols.size)
     if r0 >= r1 or c0 >= c1:
         return
-    weights = np.outer(rows.window[r0 - top : r1 - top], cols.window[c0 - left : c1 - left])
+    weights = np.outer(rows.windows[i][r0 - top : r1 - top], cols.windows[j][c0 - left : c1 - left])
     results[r0:r1, c0:c1] += prediction[r0 - top : r1 - top, c0 - left : c1 - left] * weights[..., None]

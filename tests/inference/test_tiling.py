@@ -21,13 +21,31 @@ def test_valid_unet_tiled_equals_whole_image_everywhere(image, tile):
     np.testing.assert_allclose(tiled, whole, atol=1e-5)
 
 
-@pytest.mark.parametrize("tile", [64, 96])
-def test_same_unet_tiled_equals_whole_away_from_border(image, tile):
+@pytest.mark.parametrize("tile", [64, 96, (48, 160)])
+def test_same_unet_tiled_equals_whole_image_everywhere(image, tile):
+    # Tiles stay inside the (stride-padded) image: at its border they see what the whole image sees.
     model = unet((None, None, 1), num_classes=2, filters=4, depth=2)
     whole = predict(model, image)
     tiled = predict_tiled(model, image, tile, progress=False)
-    border = model_geometry(model).context
-    np.testing.assert_allclose(tiled[border:-border, border:-border], whole[border:-border, border:-border], atol=1e-5)
+    np.testing.assert_allclose(tiled, whole, atol=1e-5)
+
+
+def test_same_model_tiles_are_placed_as_monai_places_them():
+    # 2048 px, 512-px tiles, overlap 0.25 (128 px): MONAI's windows start at 0, 384, ..., 1536.
+    from kfcn.inference.tiling import _AxisPlan
+
+    plan = _AxisPlan(2048, 512, 512, 0, 16, 128, "gaussian", trim=100)
+    assert plan.starts == [0, 384, 768, 1152, 1536]
+    assert plan.windows[0][0] > 0 and plan.windows[-1][-1] > 0  # the image border is kept
+    assert plan.windows[1][0] == 0 and plan.windows[1][63] == 0 and plan.windows[1][64] > 0  # inner edges trimmed
+    # 1000 px with stride 16: padded to 1008, the last tile flush with it.
+    assert _AxisPlan(1000, 512, 512, 0, 16, 128, "none").starts == [0, 384, 496]
+
+
+def test_a_tile_larger_than_the_image_shrinks_to_the_whole_image(rng):
+    model = unet((None, None, 1), num_classes=1, filters=4, depth=2)
+    image = 255 * rng.random((30, 70)).astype("float32")
+    np.testing.assert_allclose(predict_tiled(model, image, 64, progress=False), predict(model, image), atol=1e-5)
 
 
 def test_whole_image_of_valid_unet_equals_direct_call_with_mirror_padding(rng):
@@ -53,23 +71,21 @@ def test_blended_tiles_stay_close_to_whole_image(image, blend):
     model = plain_cnn((None, None, 1), num_layers=3, filters=4)
     whole = predict(model, image)
     tiled = predict_tiled(model, image, 32, overlap=12, blend=blend, progress=False)
-    np.testing.assert_allclose(tiled[3:-3, 3:-3], whole[3:-3, 3:-3], atol=1e-5)
+    np.testing.assert_allclose(tiled, whole, atol=1e-5)
 
 
 def test_segnet_tiles(image):
     model = segnet((None, None, 1), num_classes=2, filters=2, depth=2)
     whole = predict(model, image)
     tiled = predict_tiled(model, image, 48, overlap=2 * model_geometry(model).context, progress=False)
-    border = model_geometry(model).context
-    np.testing.assert_allclose(tiled[border:-border, border:-border], whole[border:-border, border:-border], atol=1e-5)
+    np.testing.assert_allclose(tiled, whole, atol=1e-5)
 
 
 def test_coordinate_channel_models_get_global_frames(image):
     model = unet((None, None, 1), num_classes=1, filters=4, depth=2, coordinate_channels=True)
     whole = predict(model, image)
     tiled = predict_tiled(model, image, 64, progress=False)
-    border = model_geometry(model).context
-    np.testing.assert_allclose(tiled[border:-border, border:-border], whole[border:-border, border:-border], atol=1e-5)
+    np.testing.assert_allclose(tiled, whole, atol=1e-5)
 
 
 def test_extra_input_maps_are_tiled_too(image):
