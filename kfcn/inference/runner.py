@@ -111,15 +111,21 @@ class TileRunner:
         policy: None (the model as it is) or a Keras dtype policy such as
             "mixed_bfloat16": the model runs as `kfcn.models.with_policy(model, policy)`
             (made once per model and policy).
+        engine: "keras" (the model's backend) or "litert": a float32 TFLite
+            conversion run by LiteRT's XNNPACK kernels, the fastest on CPUs
+            (`kfcn.inference.litert`; "same"-padded single-input models).
     """
 
-    def __init__(self, model, tta=None, policy=None):
+    def __init__(self, model, tta=None, policy=None, engine="keras"):
+        from kfcn.inference.litert import check_engine, litert_call
+
         self.geometry = model_geometry(model)
         if tta not in (None, *TTA_TRANSFORMS):
             raise ValueError(f"`tta` must be None, 'flips' or 'd4'; got {tta!r}.")
+        check_engine(engine, self.geometry, policy)
         self.transforms = TTA_TRANSFORMS[tta] if tta else [(0, False)]
         self.model = _with_policy(model, policy) if policy else model
-        self._call = _compiled_call(self.model)
+        self._call = litert_call(self.model) if engine == "litert" else _compiled_call(self.model)
 
     def __call__(self, tiles, frames=None, extras=None):
         """tiles: (B, h, w, C); frames: (B, 4) or None; extras: {name: (B, h, w, c)}."""

@@ -192,6 +192,7 @@ def predict_tiled(
     progress=True,
     policy=None,
     memory_budget=None,
+    engine="keras",
 ):
     """Predicts an image of any size tile by tile, with bounded memory.
 
@@ -224,6 +225,9 @@ def predict_tiled(
         policy: None or a Keras dtype policy ("mixed_bfloat16", "mixed_float16") to
             compute in (`kfcn.models.with_policy`); the output stays float32.
         memory_budget: bytes of activations `tile_size="auto"` may plan for (default 4 GiB).
+        engine: "keras", or "litert" to run each tile through a float32 TFLite
+            conversion of the model with LiteRT's XNNPACK kernels, the fastest on CPUs
+            (converted once per model and tile shape; see `kfcn.inference.litert`).
 
     Returns:
         (H, W, K) float32 prediction (`out` if given).
@@ -245,13 +249,13 @@ def predict_tiled(
         if tile_size is None:  # the whole image fits: one call, exact
             from kfcn.inference.whole import predict
 
-            result = predict(model, image, tta=tta, extra_inputs=extra_inputs, policy=policy)
+            result = predict(model, image, tta=tta, extra_inputs=extra_inputs, policy=policy, engine=engine)
             if out is not None:
                 out[...] = result
                 return out
             return result
     tiles = _pair(tile_size, "tile_size", 1, "input tile side in pixels")
-    runner = TileRunner(model, tta, policy)
+    runner = TileRunner(model, tta, policy, engine)
     geometry = runner.geometry
     image = check_image(image, geometry.channels, input_range=geometry.input_range)
     height, width = image.shape[:2]

@@ -9,7 +9,7 @@ from kfcn.inference.runner import TileRunner, check_finite, check_image
 from kfcn.inference.tiling import _AxisPlan, _run_plan
 
 
-def predict(model, image, tta=None, extra_inputs=None, policy=None):
+def predict(model, image, tta=None, extra_inputs=None, policy=None, engine="keras"):
     """Predicts one image of any size in a single model call, returning the image's size.
 
     The image is mirrored at its bottom/right border up to the next size the model
@@ -24,6 +24,9 @@ def predict(model, image, tta=None, extra_inputs=None, policy=None):
         extra_inputs: `{name: (H, W, c) array}` for further map inputs.
         policy: None or a Keras dtype policy ("mixed_bfloat16", "mixed_float16") to
             compute in (`kfcn.models.with_policy`); the output stays float32.
+        engine: "keras", or "litert" to run a float32 TFLite conversion of the model
+            with LiteRT's XNNPACK kernels, the fastest on CPUs (converted once per
+            model and input shape; see `kfcn.inference.litert`).
 
     Returns:
         (H, W, K) float32.
@@ -35,7 +38,7 @@ def predict(model, image, tta=None, extra_inputs=None, policy=None):
     >>> predict(model, np.random.randint(0, 256, (50, 37), dtype=np.uint8)).shape
     (50, 37, 2)
     """
-    runner = TileRunner(model, tta, policy)
+    runner = TileRunner(model, tta, policy, engine)
     geometry = runner.geometry
     image = check_image(image, geometry.channels, input_range=geometry.input_range)
     check_finite(image)
