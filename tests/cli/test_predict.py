@@ -50,6 +50,16 @@ def test_a_folder_gives_probability_and_overlay_pngs_that_match_the_api(model_fi
         assert np.array_equal(grey[:, 0], image[background]) and np.array_equal(grey[:, 0], grey[:, 2])
 
 
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="converts in TensorFlow")
+def test_engine_litert_writes_what_keras_writes(model_file, tmp_path, rng):
+    model, path = model_file
+    images = write_images(tmp_path / "in", rng, [(40, 52)])
+    base = ["predict", str(tmp_path / "in"), "--model", str(path), "--format", "tiff", "--no-overlay"]
+    assert main([*base, "--output", str(tmp_path / "lite"), "--engine", "litert"]) == 0
+    written = np.asarray(Image.open(tmp_path / "lite" / "img0.tif"))
+    np.testing.assert_allclose(written, predict(model, images["img0"])[..., 0], atol=1e-5)
+
+
 def test_labels_tiff_png16_and_tiling_by_size(model_file, tmp_path, rng):
     model, path = model_file
     images = write_images(tmp_path / "in", rng, [(100, 150)])
