@@ -29,3 +29,23 @@ def test_held_out_scores_match_the_model_card():
     for name, row in measured["per_slice"].items():
         for key, value in row.items():
             assert value == pytest.approx(stated["plain"]["per_slice"][name][key], abs=2e-4), (name, key)
+
+
+VGG_CELLS = ROOT.parent / "shared" / "datasets" / "vgg_cells"
+
+
+@pytest.mark.skipif(not VGG_CELLS.is_dir(), reason="needs ../shared/datasets/vgg_cells (CI has it)")
+def test_cell_counter_loads_with_plain_keras_and_reproduces_its_model_card():
+    sys.path.insert(0, str(ROOT / "examples"))
+    try:
+        from count_cells import count_errors, load
+    finally:
+        sys.path.pop(0)
+    card = json.loads((ROOT / "saved_models" / "vgg_cells_counter.json").read_text())
+    model = keras.saving.load_model(ROOT / "saved_models" / "vgg_cells_counter.keras")
+    assert input_range(model) == (0, 255) and model.output.shape[-1] == 1
+    images, _, counts = load(VGG_CELLS, sigma=2.0)
+    held_out = [number - 1 for number in card["held_out_images"]]
+    assert len(held_out) == 68 and not set(held_out) & {number - 1 for number in card["train_images"]}
+    errors = count_errors(model, images[held_out], counts[held_out])
+    assert abs(errors).mean() == pytest.approx(card["result"]["mae"], abs=1e-3)
