@@ -1,5 +1,6 @@
 """Smoke tests of the example scripts' --quick modes (their full runs are documented in the README)."""
 
+import json
 import os
 import subprocess
 import sys
@@ -25,3 +26,19 @@ def test_count_cells_quick(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "N = 8: MAE" in done.stdout and report.is_file()
+
+
+def test_restore_isbi_quick(tmp_path):
+    report, figure = tmp_path / "report.json", tmp_path / "figure.png"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "restore_isbi.py"), "--quick", "--report", str(report)]
+        + ["--figure", str(figure)],
+        capture_output=True,
+        text=True,
+        env=os.environ | {"KERAS_BACKEND": "tensorflow"},
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    scores = json.loads(report.read_text())
+    assert [row["slice"] for row in scores["per_slice"]] == [20, 21, 22, 23, 24] and figure.is_file()
+    assert 10 < scores["mean"]["degraded"]["psnr"] < 40  # the degradation is real but not destructive
