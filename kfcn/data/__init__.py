@@ -7,11 +7,13 @@ from kfcn.data.density import density_map, dots_from_image
 from kfcn.data.folder import folder_dataset, load_pair, pair_files
 from kfcn.data.io import read_image
 from kfcn.data.samples import isbi2012_dir, shipped_model_path
+from kfcn.data.sersic import bulge_disk_galaxy, sersic_b, sersic_image
 from kfcn.data.weight_map import unet_weight_map
 
 __all__ = [
     "PairedAugmenter",
     "ResumeCropStream",
+    "bulge_disk_galaxy",
     "degrade",
     "density_map",
     "dots_from_image",
@@ -22,6 +24,8 @@ __all__ = [
     "pair_files",
     "random_crop_pipeline",
     "read_image",
+    "sersic_b",
+    "sersic_image",
     "shipped_model_path",
     "unet_weight_map",
 ]
