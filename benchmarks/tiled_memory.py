@@ -115,7 +115,11 @@ def child_monai(side, folder):
     with PeakSampler() as sampler, torch.inference_mode():
         image = torch.from_numpy(np.load(image_path, mmap_mode="r")[None, None].astype("float32"))
         output = sliding_window_inference(
-            image.contiguous(memory_format=torch.channels_last), (TILE, TILE), BATCH, network, overlap=0.25,
+            image.contiguous(memory_format=torch.channels_last),
+            (TILE, TILE),
+            BATCH,
+            network,
+            overlap=0.25,
             mode="gaussian",
         )
         np.save(Path(folder) / "output.npy", output[0, 0].numpy())

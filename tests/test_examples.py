@@ -42,3 +42,16 @@ def test_restore_isbi_quick(tmp_path):
     scores = json.loads(report.read_text())
     assert [row["slice"] for row in scores["per_slice"]] == [20, 21, 22, 23, 24] and figure.is_file()
     assert 10 < scores["mean"]["degraded"]["psnr"] < 40  # the degradation is real but not destructive
+
+
+def test_galaxy_decomposition_quick(tmp_path):
+    report = tmp_path / "report.json"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "galaxy_decomposition.py"), "--quick", "--report", str(report)],
+        capture_output=True,
+        text=True,
+        env=os.environ | {"KERAS_BACKEND": "tensorflow"},
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert set(json.loads(report.read_text())["components"]) == {"bulge", "disk"}
