@@ -1,9 +1,10 @@
-"""Data: image/label folders, random-crop pipelines, augmentation, weight and density maps."""
+"""Data: image/label folders, random-crop pipelines, augmentation, weight and density maps, synthetic images."""
 
 from kfcn.data.augment import PairedAugmenter, elastic_deformation
 from kfcn.data.crops import ResumeCropStream, random_crop_pipeline
 from kfcn.data.degrade import degrade
 from kfcn.data.density import density_map, dots_from_image
+from kfcn.data.ellipses import three_class_labels, touching_ellipses
 from kfcn.data.folder import folder_dataset, load_pair, pair_files
 from kfcn.data.io import read_image
 from kfcn.data.samples import isbi2012_dir, shipped_model_path
@@ -27,5 +28,7 @@ __all__ = [
     "sersic_b",
     "sersic_image",
     "shipped_model_path",
+    "three_class_labels",
+    "touching_ellipses",
     "unet_weight_map",
 ]
