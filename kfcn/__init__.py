@@ -25,6 +25,7 @@ _SUBPACKAGES = (
     "atomic",
     "evaluation",
     "image_io",
+    "instances",
     "saving",
     "training",
 )
