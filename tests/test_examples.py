@@ -55,3 +55,21 @@ def test_galaxy_decomposition_quick(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert set(json.loads(report.read_text())["components"]) == {"bulge", "disk"}
+
+
+def test_touching_instances_quick(tmp_path):
+    report, figure = tmp_path / "report.json", tmp_path / "figure.png"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "touching_instances.py"), "--quick", "--report", str(report)]
+        + ["--figure", str(figure)],
+        capture_output=True,
+        text=True,
+        env=os.environ | {"KERAS_BACKEND": "tensorflow"},
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    scores = json.loads(report.read_text())
+    for method in ("three_class_watershed", "two_class_components"):
+        assert 0 <= scores[method]["f1"] <= 1 and scores[method]["true_objects"] > 0
+    assert scores["three_class_watershed"]["true_objects"] == scores["two_class_components"]["true_objects"]
+    assert figure.is_file()
