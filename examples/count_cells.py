@@ -10,7 +10,9 @@ Lempitsky & Zisserman 2010 3.5, FCRN-A (Xie 2016) 2.9, Count-ception (Cohen 2017
     KERAS_BACKEND=tensorflow python examples/count_cells.py --train 32 --seeds 0 1 2 --output counting.keras
 
 The model takes raw RGB 0-255 of any size (scaling inside the graph) and outputs one channel
-whose sum is the count (the x100 scale used for training is folded into the graph).
+whose sum is the count (the x100 scale used for training is folded into the graph, and so is a
+calibration factor that makes the total count on the training images right; the uncalibrated
+MAE is reported too).
 """
 
 from __future__ import annotations
@@ -50,12 +52,29 @@ def load(folder, sigma):
 
 
 def counting_model(filters, depth):
-    """A U-Net with a linear head; the last layer undoes the training scale, so the output sums to the count."""
+    """A U-Net with a linear head, and the counter: the U-Net followed by `with_scale(net, 1)`."""
     net = kfcn.models.unet(
         (None, None, 3), num_classes=1, filters=filters, depth=depth, head="regression", name="cells"
     )
-    counts = keras.layers.Rescaling(1.0 / SCALE, name="density")(net.output)
-    return net, keras.Model(net.input, counts, name="cell_counter")
+    return net, with_scale(net, 1.0)
+
+
+def with_scale(net, factor):
+    """The counter: `net`'s output divided by the training scale and multiplied by `factor`."""
+    counts = keras.layers.Rescaling(factor / SCALE, name="density")(net.output)
+    return keras.Model(net.input, counts, name="cell_counter")
+
+
+def calibrated(net, counter, images, counts):
+    """The counter rescaled so that its total count on the training images is right.
+
+    A density network that has not fully fitted its training set tends to count low (on
+    the VGG cells, by about 2 %, on the training images as on the others); the factor is
+    taken from the training images only.
+    """
+    predicted = sum(kfcn.inference.predict(counter, image)[..., 0].sum(dtype=np.float64) for image in images)
+    factor = float(counts.sum() / predicted)
+    return with_scale(net, factor), factor
 
 
 def train_one(images, densities, args, seed):
@@ -67,7 +86,7 @@ def train_one(images, densities, args, seed):
     schedule = keras.optimizers.schedules.CosineDecay(args.learning_rate, total)
     net.compile(optimizer=keras.optimizers.Adam(schedule), loss="mse", jit_compile=args.jit)
     net.fit(batches, epochs=args.epochs, steps_per_epoch=args.steps, verbose=2 if args.quick else 1, shuffle=False)
-    return counter
+    return net, counter
 
 
 def count_errors(model, images, counts):
@@ -103,7 +122,9 @@ def main():
             order = np.random.default_rng(seed).permutation(len(images))
             train, test = order[:size], order[size:]
             started = time.time()
-            model = train_one(images[train], densities[train], args, seed)
+            net, raw = train_one(images[train], densities[train], args, seed)
+            model, factor = calibrated(net, raw, images[train], counts[train])
+            raw_errors = count_errors(raw, images[test], counts[test])
             errors = count_errors(model, images[test], counts[test])
             results.append(
                 {
@@ -113,6 +134,9 @@ def main():
                     "mae": float(np.abs(errors).mean()),
                     "mean_error": float(errors.mean()),
                     "relative_mae": float(np.mean(np.abs(errors) / counts[test])),
+                    "calibration_factor": factor,
+                    "uncalibrated_mae": float(np.abs(raw_errors).mean()),
+                    "uncalibrated_mean_error": float(raw_errors.mean()),
                     "minutes": round((time.time() - started) / 60, 1),
                 }
             )
