@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -147,7 +148,8 @@ def main():
         maes = [r["mae"] for r in results if r["train_size"] == size]
         print(f"N = {size}: MAE {np.mean(maes):.2f} +- {np.std(maes):.2f} over {len(maes)} seed(s)")
     if args.report:
-        Path(args.report).write_text(json.dumps({"settings": vars(args), "results": results}, indent=2) + "\n")
+        settings = vars(args) | {"data": os.path.relpath(args.data)}  # no absolute path of this machine
+        Path(args.report).write_text(json.dumps({"settings": settings, "results": results}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

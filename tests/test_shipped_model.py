@@ -42,6 +42,8 @@ def test_cell_counter_loads_with_plain_keras_and_reproduces_its_model_card():
     finally:
         sys.path.pop(0)
     card = json.loads((ROOT / "saved_models" / "vgg_cells_counter.json").read_text())
+    import kfcn.layers  # noqa: F401  (registers kfcn's layers with Keras)
+
     model = keras.saving.load_model(ROOT / "saved_models" / "vgg_cells_counter.keras")
     assert input_range(model) == (0, 255) and model.output.shape[-1] == 1
     images, _, counts = load(VGG_CELLS, sigma=2.0)

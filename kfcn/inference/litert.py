@@ -1,7 +1,7 @@
 """Prediction through LiteRT, TFLite's runtime, and its XNNPACK CPU kernels: `engine="litert"`.
 
-On CPUs XNNPACK runs kfcn's U-Nets about 1.8 times faster than TensorFlow does (see
-benchmarks/README.md), so `predict` and `predict_tiled` can hand each tile to a float32
+On CPUs XNNPACK runs kfcn's U-Nets 1.25-1.8 times faster than TensorFlow does, and faster
+than PyTorch (see benchmarks/README.md), so `predict` and `predict_tiled` can hand each tile to a float32
 TFLite conversion of the model (`kfcn.export.tflite`, builtin ops only) instead of to Keras.
 One conversion is made per model and tile shape, when that shape is first seen (seconds
 for a U-Net), and kept in memory as long as the model lives. The converted graph computes
