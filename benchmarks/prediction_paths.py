@@ -173,7 +173,10 @@ def main():
     row("kfcn predict_tiled (TensorFlow), same settings", ours, "MONAI + plain PyTorch U-Net", peer, big_side**2)
     reference = predict(model, big)  # the whole image in one call
     for name, options in (
-        ('kfcn, engine="litert" (XNNPACK), same settings', {"overlap": overlap, "blend": "gaussian", "engine": "litert"}),
+        (
+            'kfcn, engine="litert" (XNNPACK), same settings',
+            {"overlap": overlap, "blend": "gaussian", "engine": "litert"},
+        ),
         ("kfcn, exact overlap (receptive field)", {"overlap": None}),
         ('kfcn, overlap="erf"', {"overlap": "erf"}),
         ('kfcn, tile_size="auto" (4 GiB), overlap="erf"', {"overlap": "erf", "tile": "auto"}),
@@ -268,8 +271,10 @@ def shipped_dice_drift():
             probability = predict(shipped, image, policy=None if policy == "float32" else policy)
             dice[policy].append(segmentation_scores(probability, label.astype("int32"))["dice"])
     full, half = (float(np.mean(values)) for values in dice.values())
-    print(f"  shipped ISBI U-Net, slices 20-24, mean Dice: float32 {full:.4f}, mixed_bfloat16 {half:.4f} "
-          f"(drift {half - full:+.4f})")
+    print(
+        f"  shipped ISBI U-Net, slices 20-24, mean Dice: float32 {full:.4f}, mixed_bfloat16 {half:.4f} "
+        f"(drift {half - full:+.4f})"
+    )
 
 
 def torch_training_seconds(network, optimizer, x, y, steps):

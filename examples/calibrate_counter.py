@@ -16,9 +16,9 @@ from pathlib import Path
 
 import keras
 import numpy as np
+from count_cells import DEFAULT_DATA, SCALE, calibrated, count_errors, load, with_scale
 
 import kfcn.saving
-from count_cells import DEFAULT_DATA, SCALE, calibrated, count_errors, load, with_scale
 
 MODEL = Path("saved_models/vgg_cells_counter.keras")
 

@@ -13,8 +13,9 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-
 from count_cells import DEFAULT_DATA, load
+from figures import save_panels
+
 from kfcn.inference import predict
 from kfcn.rendering import heat_map
 from kfcn.saving import load_model
@@ -31,31 +32,21 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default=str(OUTPUT))
     args = parser.parse_args()
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     images, densities, counts = load(args.data, sigma=2.0)
     held_out = np.random.default_rng(args.seed).permutation(len(images))[args.train :]
     model = load_model(args.model)
-    picks = held_out[:3]
-    figure, axes = plt.subplots(len(picks), 3, figsize=(9, 3 * len(picks)))
-    for row, index in zip(axes, picks):
+    rows = []
+    for index in held_out[:3]:
         density = predict(model, images[index])[..., 0]
         high = max(float(density.max()), float(densities[index].max()))
-        row[0].imshow(images[index].astype("uint8"))
-        row[0].set_title(f"image {index + 1:03d}")
-        row[1].imshow(heat_map(density, (0, high)))
-        row[1].set_title(f"predicted: {density.sum():.1f} cells")
-        row[2].imshow(heat_map(densities[index], (0, high)))
-        row[2].set_title(f"annotated: {counts[index]:.0f} cells")
-        for axis in row:
-            axis.set_axis_off()
-    figure.tight_layout()
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(args.output, dpi=80)
-    print(f"wrote {args.output}")
+        rows.append(
+            [
+                (images[index].astype("uint8"), f"image {index + 1:03d}", None),
+                (heat_map(density, (0, high)), f"predicted: {density.sum():.1f} cells", None),
+                (heat_map(densities[index], (0, high)), f"annotated: {counts[index]:.0f} cells", None),
+            ]
+        )
+    save_panels(args.output, rows, panel_size=(3.0, 3.0), fontsize=10, dpi=80)
 
 
 if __name__ == "__main__":

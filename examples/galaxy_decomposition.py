@@ -20,6 +20,7 @@ from pathlib import Path
 
 import keras
 import numpy as np
+from figures import save_panels
 
 import kfcn
 from kfcn.data import bulge_disk_galaxy
@@ -92,29 +93,17 @@ def main():
 
 
 def write_figure(path, model, image, components):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     predicted = kfcn.inference.predict(model, image)
-    figure, axes = plt.subplots(1, 5, figsize=(12, 2.8))
-    panels = [(image[..., 0], "input: bulge + disk + noise")]
+    stretch = 0.02 * float(image.max())  # an arcsinh stretch shows the faint disk beside the bright bulge
+    shown = {"cmap": "magma"}
+    panels = [(np.arcsinh(np.maximum(image[..., 0], 0) / stretch), "input: bulge + disk + noise", shown)]
     for k, name in enumerate(COMPONENTS):
         true, guess = components[..., k].sum(), predicted[..., k].sum()
         panels += [
-            (components[..., k], f"true {name}: flux {true:.3f}"),
-            (predicted[..., k], f"kfcn {name}: {guess:.3f}"),
+            (np.arcsinh(np.maximum(components[..., k], 0) / stretch), f"true {name}: flux {true:.3f}", shown),
+            (np.arcsinh(np.maximum(predicted[..., k], 0) / stretch), f"kfcn {name}: {guess:.3f}", shown),
         ]
-    high = float(image.max())
-    for axis, (picture, title) in zip(axes, [panels[0], panels[1], panels[2], panels[3], panels[4]]):
-        axis.imshow(np.arcsinh(np.maximum(picture, 0) / (0.02 * high)), cmap="magma")
-        axis.set_title(title, fontsize=8)
-        axis.set_axis_off()
-    figure.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=90)
-    print(f"wrote {path}")
+    save_panels(path, [panels], panel_size=(2.4, 2.8))
 
 
 if __name__ == "__main__":

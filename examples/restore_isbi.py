@@ -24,6 +24,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import tensorflow as tf
+from figures import save_panels
 from PIL import Image
 
 import kfcn
@@ -111,26 +112,20 @@ def main():
 
 
 def write_figure(path, clean, blurred, restored, scores):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     window = (slice(128, 384), slice(128, 384))
-    figure, axes = plt.subplots(1, 3, figsize=(9, 3.3))
+    grey = {"cmap": "gray", "vmin": 0, "vmax": 255}
     titles = (
         f"degraded: {scores['degraded']['psnr']:.1f} dB, SSIM {scores['degraded']['ssim']:.3f}",
         f"restored: {scores['restored']['psnr']:.1f} dB, SSIM {scores['restored']['ssim']:.3f}",
         "clean",
     )
-    for axis, picture, title in zip(axes, (blurred, restored, clean), titles):
-        axis.imshow(np.clip(picture[window], 0, 255), cmap="gray", vmin=0, vmax=255)
-        axis.set_title(title, fontsize=9)
-        axis.set_axis_off()
-    figure.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=90)
-    print(f"wrote {path}")
+    pictures = (blurred, restored, clean)
+    save_panels(
+        path,
+        [[(np.clip(p[window], 0, 255), t, grey) for p, t in zip(pictures, titles)]],
+        panel_size=(3.0, 3.3),
+        fontsize=9,
+    )
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import keras
 import numpy as np
+from figures import save_panels
 
 import kfcn
 from kfcn.data import three_class_labels, touching_ellipses
@@ -176,29 +177,18 @@ def colours(labels, seed=0):
 
 
 def write_figure(path, image, true, examples):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    panels = [(image, "input"), (colours(true), f"true: {true.max()} objects")]
+    grey = {"cmap": "gray", "vmin": 0, "vmax": 255, "interpolation": "nearest"}
+    panels = [(image, "input", grey), (colours(true), f"true: {true.max()} objects", {"interpolation": "nearest"})]
     for name, title in (
         ("two_class_components", "2 classes + components"),
         ("three_class_watershed", "3 classes + watershed"),
     ):
         predicted = examples[name]
         f1 = instance_f1(predicted, true, iou=IOU)["f1"]
-        panels.append((colours(predicted), f"{title}: {predicted.max()} objects, F1 {f1:.2f}"))
-    figure, axes = plt.subplots(1, 4, figsize=(12, 3.3))
-    for axis, (picture, title) in zip(axes, panels):
-        grey = {"cmap": "gray", "vmin": 0, "vmax": 255} if picture.ndim == 2 else {}
-        axis.imshow(picture, interpolation="nearest", **grey)
-        axis.set_title(title, fontsize=8)
-        axis.set_axis_off()
-    figure.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=90)
-    print(f"wrote {path}")
+        panels.append(
+            (colours(predicted), f"{title}: {predicted.max()} objects, F1 {f1:.2f}", {"interpolation": "nearest"})
+        )
+    save_panels(path, [panels], panel_size=(3.0, 3.3))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """The shipped ISBI U-Net reproduces the validation figures its model card states."""
 
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -15,12 +16,18 @@ ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="one backend is enough")
 
 
-def test_held_out_scores_match_the_model_card():
+def example_module(name):
+    """The module of `examples/NAME.py` (the examples are scripts, not a package)."""
     sys.path.insert(0, str(ROOT / "examples"))
     try:
-        from validate_isbi import HELD_OUT, validation_table
+        return importlib.import_module(name)
     finally:
         sys.path.pop(0)
+
+
+def test_held_out_scores_match_the_model_card():
+    validate_isbi = example_module("validate_isbi")
+    HELD_OUT, validation_table = validate_isbi.HELD_OUT, validate_isbi.validation_table
     stated = json.loads((ROOT / "saved_models" / "unet_isbi_validation.json").read_text())
     assert stated["held_out"] == HELD_OUT == [f"slice_{index}" for index in range(20, 25)]
     model = load_model(shipped_model_path())
@@ -36,18 +43,14 @@ VGG_CELLS = ROOT.parent / "shared" / "datasets" / "vgg_cells"
 
 @pytest.mark.skipif(not VGG_CELLS.is_dir(), reason="needs ../shared/datasets/vgg_cells (CI has it)")
 def test_cell_counter_loads_with_plain_keras_and_reproduces_its_model_card():
-    sys.path.insert(0, str(ROOT / "examples"))
-    try:
-        from count_cells import count_errors, load
-    finally:
-        sys.path.pop(0)
+    count_cells = example_module("count_cells")
     card = json.loads((ROOT / "saved_models" / "vgg_cells_counter.json").read_text())
     import kfcn.layers  # noqa: F401  (registers kfcn's layers with Keras)
 
     model = keras.saving.load_model(ROOT / "saved_models" / "vgg_cells_counter.keras")
     assert input_range(model) == (0, 255) and model.output.shape[-1] == 1
-    images, _, counts = load(VGG_CELLS, sigma=2.0)
+    images, _, counts = count_cells.load(VGG_CELLS, sigma=2.0)
     held_out = [number - 1 for number in card["held_out_images"]]
     assert len(held_out) == 68 and not set(held_out) & {number - 1 for number in card["train_images"]}
-    errors = count_errors(model, images[held_out], counts[held_out])
+    errors = count_cells.count_errors(model, images[held_out], counts[held_out])
     assert abs(errors).mean() == pytest.approx(card["result"]["mae"], abs=1e-3)
