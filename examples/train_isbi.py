@@ -31,6 +31,26 @@ def split_isbi():
     return full.take(count - HELD_OUT), full.skip(count - HELD_OUT)
 
 
+def isbi_model(filters, name="unet_isbi"):
+    """The shipped U-Net's architecture: depth 4, batch normalisation, raw 0-255 input, one sigmoid channel."""
+    return kfcn.models.unet((None, None, 1), num_classes=1, filters=filters, depth=4, batch_norm=True, name=name)
+
+
+def compile_isbi(model, learning_rate=1e-3):
+    """Binary cross-entropy + j2 (the U-Net weight map comes with the batches), pixel error and membrane Dice."""
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss=kfcn.losses.CompoundLoss([keras.losses.BinaryCrossentropy(), kfcn.losses.JaccardJ2Loss()]),
+        metrics=[kfcn.metrics.PixelError(2), kfcn.metrics.DiceScore(2, class_ids=[0], name="membrane_dice")],
+    )
+    return model
+
+
+def isbi_batches(pairs, crop, batch, seed):
+    """Random crops of `(image, label)` pairs with elastic + geometric augmentation and the U-Net weight map."""
+    return random_crop_pipeline(pairs, crop, batch_size=batch, augment="elastic", weight_map="unet", seed=seed)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=30)
@@ -44,23 +64,14 @@ def main():
     keras.utils.set_random_seed(args.seed)
 
     train, held_out = split_isbi()
-    train_batches = random_crop_pipeline(
-        train, args.crop, batch_size=args.batch, augment="elastic", weight_map="unet", seed=args.seed
-    )
+    train_batches = isbi_batches(train, args.crop, args.batch, args.seed)
     validation = (
         held_out.map(lambda image, label: (image, tf.cast(label, tf.float32)))
         .batch(1)
         .apply(tf.data.experimental.assert_cardinality(HELD_OUT))  # a known length: no "ran out of data" warning
     )
 
-    model = kfcn.models.unet(
-        (None, None, 1), num_classes=1, filters=args.filters, depth=4, batch_norm=True, name="unet_isbi"
-    )
-    model.compile(
-        optimizer=keras.optimizers.Adam(1e-3),
-        loss=kfcn.losses.CompoundLoss([keras.losses.BinaryCrossentropy(), kfcn.losses.JaccardJ2Loss()]),
-        metrics=[kfcn.metrics.PixelError(2), kfcn.metrics.DiceScore(2, class_ids=[0], name="membrane_dice")],
-    )
+    model = compile_isbi(isbi_model(args.filters))
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     log_path = output.with_name(output.stem + "_training.csv")

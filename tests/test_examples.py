@@ -7,7 +7,10 @@ import sys
 from pathlib import Path
 
 import keras
+import numpy as np
 import pytest
+
+from tests.test_shipped_model import example_module
 
 ROOT = Path(__file__).resolve().parents[1]
 VGG_CELLS = ROOT.parent / "shared" / "datasets" / "vgg_cells"
@@ -55,3 +58,38 @@ def test_touching_instances_quick(tmp_path):
         assert 0 <= scores[method]["f1"] <= 1 and scores[method]["true_objects"] > 0
     assert scores["three_class_watershed"]["true_objects"] == scores["two_class_components"]["true_objects"]
     assert figure.is_file()
+
+
+CAMVID = ROOT.parent / "shared" / "datasets" / "camvid"
+
+
+@pytest.mark.skipif(not CAMVID.is_dir(), reason="needs ../shared/datasets/camvid (CI has it)")
+def test_camvid_segmentation_quick(tmp_path):
+    report, figure = tmp_path / "report.json", tmp_path / "figure.png"
+    run_example("camvid_segmentation.py", tmp_path, "--report", report, "--figure", figure, "--output-dir", tmp_path)
+    scores = json.loads(report.read_text())
+    assert set(scores["results"]) == {"segnet", "unet"} and figure.is_file()
+    for result in scores["results"].values():
+        iou = [value for value in result["iou_per_class"].values() if value == value]  # not NaN
+        assert len(result["iou_per_class"]) == 11 and abs(sum(iou) / len(iou) - result["mean_iou"]) < 0.01
+    assert (tmp_path / f"camvid_{scores['better_by_mean_iou']}.keras").is_file()
+
+
+def test_contour_robustness_quick(tmp_path):
+    report, figure = tmp_path / "report.json", tmp_path / "figure.png"
+    run_example("contour_robustness.py", tmp_path, "--report", report, "--figure", figure)
+    scores = json.loads(report.read_text())
+    assert [run["labels"] for run in scores["runs"]] == ["clean", "perturbed"] and figure.is_file()
+    assert 0.05 < scores["changed_training_pixels"] < 0.25  # 1-3 px contour moves change a real share
+    assert all(len(run["per_slice"]) == 5 for run in scores["runs"])  # scored on slices 20-24
+
+
+def test_camvid_scores_and_class_weights_by_hand():
+    camvid = example_module("camvid_segmentation")
+    scores = camvid.scores_from_confusion(np.array([[3, 1], [1, 5]]))  # rows: truth, columns: prediction
+    assert scores["global_accuracy"] == pytest.approx(80.0)
+    assert scores["class_accuracy"] == pytest.approx(100 * (3 / 4 + 5 / 6) / 2)
+    assert scores["mean_iou"] == pytest.approx(100 * (3 / 5 + 5 / 7) / 2)
+    # Class 0 covers 6 of the 8 pixels of the two images holding it, class 1 2 of 4: f = 0.75, 0.5.
+    weights = camvid.median_frequency_weights([np.zeros((2, 2), np.uint8), np.array([[0, 0], [1, 1]], np.uint8)])
+    assert weights[:2] == pytest.approx([0.625 / 0.75, 0.625 / 0.5]) and not weights[2:].any()  # absent, void: 0
