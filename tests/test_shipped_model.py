@@ -54,3 +54,23 @@ def test_cell_counter_loads_with_plain_keras_and_reproduces_its_model_card():
     assert len(held_out) == 68 and not set(held_out) & {number - 1 for number in card["train_images"]}
     errors = count_cells.count_errors(model, images[held_out], counts[held_out])
     assert abs(errors).mean() == pytest.approx(card["result"]["mae"], abs=1e-3)
+
+
+CAMVID = ROOT.parent / "shared" / "datasets" / "camvid"
+
+
+@pytest.mark.skipif(not CAMVID.is_dir(), reason="needs ../shared/datasets/camvid (CI has it)")
+def test_camvid_model_loads_with_plain_keras_and_reproduces_its_validation_table():
+    camvid = example_module("camvid_segmentation")
+    card = json.loads((ROOT / "saved_models" / "camvid_segmentation.json").read_text())
+    import kfcn.layers  # noqa: F401  (registers kfcn's layers with Keras)
+
+    family = card["better_by_mean_iou"]
+    model = keras.saving.load_model(ROOT / "saved_models" / f"camvid_{family}.keras")
+    assert input_range(model) == (0, 255) and model.input.shape[1:] == (None, None, 3)
+    assert model.output.shape[-1] == len(camvid.CLASSES) == 11  # void is not an output
+    images, labels = camvid.read_split(CAMVID, "val")
+    assert len(images) == card["validation_images"] == 101
+    scores, _ = camvid.evaluate(model, images, labels)
+    for name in ("global_accuracy", "class_accuracy", "mean_iou"):
+        assert scores[name] == pytest.approx(card["results"][family][name], abs=0.05)

@@ -63,3 +63,9 @@ def test_errors_are_one_line_without_traceback(tmp_path):
     code, out, err = kfcn("predict", tmp_path / "absent.png", "--output", tmp_path / "out")
     assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
     assert err.startswith("kfcn predict: error: Image") and "absent.png does not exist" in err
+
+
+def test_python_dash_m_kfcn_is_the_kfcn_command():
+    done = subprocess.run([sys.executable, "-m", "kfcn", "--help"], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stderr == ""
+    assert all(verb in done.stdout for verb in ("train", "predict", "evaluate", "export", "inspect"))
