@@ -27,6 +27,8 @@ import math
 import numpy as np
 from skimage import measure, metrics, segmentation
 
+from kfcn.arrays import one_channel
+
 BORDERS = ("singletons", "thin")
 RAND_THRESHOLDS = tuple(float(t) for t in np.round(np.linspace(0.1, 0.9, 17), 2))
 
@@ -39,12 +41,7 @@ def _finite(array, what):
 
 
 def _two_d(label, what="label"):
-    label = np.asarray(label)
-    if label.ndim == 3 and label.shape[-1] == 1:
-        label = label[..., 0]
-    if label.ndim != 2:
-        raise ValueError(f"The {what} must be (H, W) or (H, W, 1); got shape {label.shape}.")
-    return label
+    return one_channel(label, f"The {what}")
 
 
 def _check_probability(probability):

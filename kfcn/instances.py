@@ -23,6 +23,8 @@ import numpy as np
 from scipy import ndimage
 from skimage import segmentation
 
+from kfcn.arrays import one_channel
+
 
 def instances_from_probabilities(probabilities, min_size=10, min_seed_size=4):
     """(H, W) instances from 3-class probabilities: interior seeds grown by a watershed.
@@ -182,11 +184,7 @@ def _probabilities(probabilities, channels, caller):
 
 
 def _instance_map(labels, what):
-    labels = np.asarray(labels)
-    if labels.ndim == 3 and labels.shape[-1] == 1:
-        labels = labels[..., 0]
-    if labels.ndim != 2:
-        raise ValueError(f"instance_f1: the {what} instances must be (H, W) or (H, W, 1); got shape {labels.shape}.")
+    labels = one_channel(labels, f"instance_f1: the {what} instances")
     if not np.issubdtype(labels.dtype, np.integer):
         raise ValueError(
             f"instance_f1: the {what} instances must be integer ids, got {labels.dtype}; "

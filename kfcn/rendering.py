@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from kfcn.arrays import one_channel
+
 # Class k is drawn in PALETTE[k % len(PALETTE)]: distinct, colour-blind friendly (Okabe-Ito);
 # class 0 is the background and is not tinted by default.
 PALETTE = np.array(
@@ -116,11 +118,7 @@ def heat_map(values, value_range=None, colormap="magma"):
     """
     from matplotlib import colormaps
 
-    values = np.asarray(values, dtype=np.float32)
-    if values.ndim == 3 and values.shape[-1] == 1:
-        values = values[..., 0]
-    if values.ndim != 2:
-        raise ValueError(f"A heat map shows one (H, W) channel; got shape {values.shape}.")
+    values = one_channel(values, "A heat map shows one channel: its values", dtype=np.float32)
     if value_range is None:
         finite = values[np.isfinite(values)]
         low = min(0.0, float(finite.min())) if finite.size else 0.0

@@ -1040,7 +1040,7 @@ def tensorflow_cases():
             "weight-map-batch-of-labels",
             lambda: data_call("unet_weight_map", np.zeros((2, 8, 8), int)),
             ValueError,
-            r"\(H, W\) label map",
+            r"the label map must be \(H, W\) or \(H, W, 1\)",
         ),
         refuses(
             "weight-map-negative-w0",

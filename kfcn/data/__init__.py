@@ -1,4 +1,4 @@
-"""Data: image/label folders, random-crop pipelines, augmentation, weight and density maps, synthetic images, label noise."""
+"""Data: folders, crop pipelines, augmentation, weight and density maps, synthetic images, label noise."""
 
 from kfcn.data.augment import PairedAugmenter, elastic_deformation
 from kfcn.data.crops import ResumeCropStream, random_crop_pipeline

@@ -17,6 +17,8 @@ import math
 import numpy as np
 from scipy import ndimage
 
+from kfcn.arrays import one_channel
+
 TOUCH_PROBABILITY = 0.8  # how often a new ellipse is placed against an existing one
 TOUCH_DISTANCE = (0.65, 0.95)  # centres' distance, in units of the sum of the two mean radii
 OBJECT_BRIGHTNESS = (160.0, 200.0)  # each object's mean grey level: close, so no edge between them
@@ -110,11 +112,7 @@ def three_class_labels(instances, boundary_width=2):
     """
     if not (isinstance(boundary_width, (int, np.integer)) and boundary_width >= 1):
         raise ValueError(f"three_class_labels: `boundary_width` is a pixel count, an int >= 1; got {boundary_width!r}.")
-    instances = np.asarray(instances)
-    if instances.ndim == 3 and instances.shape[-1] == 1:
-        instances = instances[..., 0]
-    if instances.ndim != 2:
-        raise ValueError(f"three_class_labels expects an (H, W) instance map; got shape {instances.shape}.")
+    instances = one_channel(instances, "three_class_labels: the instance map")
     if not np.issubdtype(instances.dtype, np.integer) or (instances.size and instances.min() < 0):
         raise ValueError("three_class_labels expects non-negative integer instance ids (0 = background).")
     offsets = np.arange(-boundary_width, boundary_width + 1)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from kfcn.evaluation import _two_d
+from kfcn.arrays import one_channel
 
 
 def _disk(radius):
@@ -49,7 +49,7 @@ def perturb_contours(mask, shift=(1, 3), seed=None):
     >>> int(square.sum()), int(moved.sum()) in (9, 45)  # eroded to 3x3, or grown by a radius-1 disk
     (25, True)
     """
-    mask = _two_d(mask, "mask")
+    mask = one_channel(mask, "perturb_contours: the mask")
     values = np.unique(mask)
     if not np.isin(values, (0, 1)).all():
         hint = " Divide a 0/255 mask by 255 first." if 255 in values else ""

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from kfcn.arrays import one_channel
+
 
 def unet_weight_map(labels, w0=10.0, sigma=5.0, class_weights="balanced", instances=None):
     """w(x) = w_c(x) + w0 · exp(−(d1(x) + d2(x))² / (2σ²)).
@@ -39,11 +41,7 @@ def unet_weight_map(labels, w0=10.0, sigma=5.0, class_weights="balanced", instan
         raise ValueError(f"unet_weight_map: `w0` is the border weight, a number >= 0 (10 in the paper); got {w0!r}.")
     if not (np.isfinite(sigma) and sigma > 0):
         raise ValueError(f"unet_weight_map: `sigma` is the border width in pixels, > 0 (5 in the paper): {sigma!r}.")
-    labels = np.asarray(labels)
-    if labels.ndim == 3 and labels.shape[-1] == 1:
-        labels = labels[..., 0]
-    if labels.ndim != 2:
-        raise ValueError(f"unet_weight_map expects an (H, W) label map, got shape {labels.shape}.")
+    labels = one_channel(labels, "unet_weight_map: the label map")
     _check_labels(labels, instances)
     if instances is None:
         instances = bool(np.any((labels != 0) & (labels != 1)))
