@@ -22,6 +22,9 @@ mIoU, and the IoU of each class. The better network by mIoU is saved as
     KERAS_BACKEND=tensorflow python examples/camvid_segmentation.py --quick   # a smoke test
     KERAS_BACKEND=tensorflow python examples/camvid_segmentation.py --output-dir saved_models \\
         --report saved_models/camvid_segmentation.json --figure docs/images/camvid_predictions.png
+
+The full run (1,000 steps of 6 crops of 192x256 per network, XLA) takes about 50 minutes on
+2 CPU cores (SegNet 27.6, U-Net 22.6 minutes); its scores are in saved_models/README.md.
 """
 
 from __future__ import annotations
@@ -183,7 +186,7 @@ def main():
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--learning-rate", type=float, default=2e-3)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--jit", action="store_true", help="XLA-compile the training step")
+    parser.add_argument("--jit", action="store_true", help="XLA-compile the training step (the full run used it)")
     parser.add_argument("--train-limit", type=int, default=None, help="use only the first N training images")
     parser.add_argument("--val-limit", type=int, default=None, help="score only the first N validation images")
     parser.add_argument("--output-dir", default=None, help="save the better model here as camvid_<family>.keras")
