@@ -42,9 +42,7 @@ from figures import save_panels
 
 import kfcn
 import kfcn.saving
-from kfcn.data import folder_dataset, random_crop_pipeline
-from kfcn.data.folder import load_pair, pair_files
-from kfcn.data.io import read_image
+from kfcn.data import folder_dataset, load_pair, pair_files, random_crop_pipeline, read_image
 from kfcn.evaluation import confusion_matrix
 from kfcn.rendering import to_display
 
