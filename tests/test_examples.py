@@ -93,3 +93,22 @@ def test_camvid_scores_and_class_weights_by_hand():
     # Class 0 covers 6 of the 8 pixels of the two images holding it, class 1 2 of 4: f = 0.75, 0.5.
     weights = camvid.median_frequency_weights([np.zeros((2, 2), np.uint8), np.array([[0, 0], [1, 1]], np.uint8)])
     assert weights[:2] == pytest.approx([0.625 / 0.75, 0.625 / 0.5]) and not weights[2:].any()  # absent, void: 0
+
+
+def test_train_isbi_trains_then_fine_tunes_without_weights_on_a_cosine_schedule(tmp_path):
+    first, second = tmp_path / "first" / "unet.keras", tmp_path / "second" / "unet.keras"
+    tiny = ["--epochs", "1", "--steps", "1", "--crop", "64", "--batch", "1", "--filters", "2"]
+    for arguments in (["--output", first], ["--output", second, "--init", first, "--weight-map", "none", "--schedule", "cosine"]):
+        done = subprocess.run(
+            [sys.executable, str(ROOT / "examples" / "train_isbi.py"), *tiny, *map(str, arguments)],
+            capture_output=True, text=True, env=os.environ | {"KERAS_BACKEND": "tensorflow"}, cwd=tmp_path,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads((second.parent / "unet_training.json").read_text())
+    for flag in (f"--init {first}", "--weight-map none", "--schedule cosine", "--learning-rate 0.001"):
+        assert flag in summary["command"]
+    assert "--jit" not in summary["command"] and summary["parameters"] > 0
+    first_weights = keras.saving.load_model(first, compile=False).get_weights()
+    second_weights = keras.saving.load_model(second, compile=False).get_weights()
+    assert [w.shape for w in first_weights] == [w.shape for w in second_weights]  # the same network, fine-tuned
+    assert any(not np.array_equal(a, b) for a, b in zip(first_weights, second_weights))
