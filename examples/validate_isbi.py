@@ -1,6 +1,7 @@
 """The shipped ISBI U-Net's validation table on the held-out slices 20-24 (never trained on).
 
     KERAS_BACKEND=tensorflow python examples/validate_isbi.py   # writes saved_models/unet_isbi_validation.json
+    KERAS_BACKEND=tensorflow python examples/validate_isbi.py --model runs/new.keras --output runs/new_validation.json
 
 Per slice and on average: pixel error (threshold 0.5), membrane-interior Dice, and the
 adapted Rand error at the best threshold (as the ISBI 2012 challenge ranked entries) in
@@ -13,6 +14,7 @@ shipped model and checks it against the file.
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -50,17 +52,22 @@ def validation_table(model, tta=None):
 
 
 def main():
-    model = load_model(shipped_model_path())
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", help="a .keras file (default: the shipped U-Net)")
+    parser.add_argument("--output", default=str(OUTPUT), help="the JSON report to write")
+    args = parser.parse_args()
+    model = load_model(args.model or shipped_model_path())
     report = {
-        "model": "kfcn/assets/models/unet_isbi.keras",
+        "model": args.model or "kfcn/assets/models/unet_isbi.keras",
         "held_out": HELD_OUT,
         "plain": validation_table(model),
         "tta_d4": validation_table(model, tta="d4"),
     }
-    OUTPUT.write_text(json.dumps(report, indent=2) + "\n")
+    output = Path(args.output)
+    output.write_text(json.dumps(report, indent=2) + "\n")
     for name in ("plain", "tta_d4"):
         print(name, {key: round(value, 4) for key, value in report[name]["mean"].items()})
-    print(f"wrote {OUTPUT}")
+    print(f"wrote {output}")
 
 
 if __name__ == "__main__":
