@@ -78,8 +78,8 @@ def main():
     parser.add_argument("--steps", type=int, default=50, help="steps per epoch")
     parser.add_argument("--crop", type=int, default=256)
     parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--filters", type=int, default=16)
-    parser.add_argument("--init", help="a .keras file to fine-tune instead of a fresh U-Net")
+    parser.add_argument("--filters", type=int, help="base filters of a fresh U-Net (default 16)")
+    parser.add_argument("--init", help="a .keras file to fine-tune instead of a fresh U-Net (its own filters)")
     parser.add_argument("--weight-map", choices=["unet", "none"], default="unet", help="per-pixel loss weights")
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument(
@@ -90,6 +90,8 @@ def main():
     parser.add_argument("--output", default="kfcn/assets/models/unet_isbi.keras")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    if args.init and args.filters is not None:
+        parser.error("--filters sets a fresh U-Net's width; --init fine-tunes a model that has its own: give one.")
     keras.utils.set_random_seed(args.seed)
 
     train, held_out = split_isbi()
@@ -101,7 +103,7 @@ def main():
         .apply(tf.data.experimental.assert_cardinality(HELD_OUT))  # a known length: no "ran out of data" warning
     )
 
-    model = kfcn.saving.load_model(args.init) if args.init else isbi_model(args.filters)
+    model = kfcn.saving.load_model(args.init) if args.init else isbi_model(args.filters or 16)
     if args.schedule == "cosine":
         learning_rate = keras.optimizers.schedules.CosineDecay(args.learning_rate, args.epochs * args.steps, alpha=0.01)
         schedule_callbacks = []

@@ -97,18 +97,26 @@ def test_camvid_scores_and_class_weights_by_hand():
 
 def test_train_isbi_trains_then_fine_tunes_without_weights_on_a_cosine_schedule(tmp_path):
     first, second = tmp_path / "first" / "unet.keras", tmp_path / "second" / "unet.keras"
-    tiny = ["--epochs", "1", "--steps", "1", "--crop", "64", "--batch", "1", "--filters", "2"]
-    for arguments in (["--output", first], ["--output", second, "--init", first, "--weight-map", "none", "--schedule", "cosine"]):
-        done = subprocess.run(
+    tiny = ["--epochs", "1", "--steps", "1", "--crop", "64", "--batch", "1"]
+
+    def train(*arguments):
+        return subprocess.run(
             [sys.executable, str(ROOT / "examples" / "train_isbi.py"), *tiny, *map(str, arguments)],
             capture_output=True, text=True, env=os.environ | {"KERAS_BACKEND": "tensorflow"}, cwd=tmp_path,
         )
+
+    for arguments in (["--filters", 2, "--output", first], ["--output", second, "--init", first, "--weight-map", "none", "--schedule", "cosine"]):
+        done = train(*arguments)
         assert done.returncode == 0, done.stderr[-2000:]
     summary = json.loads((second.parent / "unet_training.json").read_text())
     for flag in (f"--init {first}", "--weight-map none", "--schedule cosine", "--learning-rate 0.001"):
         assert flag in summary["command"]
-    assert "--jit" not in summary["command"] and summary["parameters"] > 0
+    assert "--jit" not in summary["command"] and "--filters" not in summary["command"] and summary["parameters"] > 0
     first_weights = keras.saving.load_model(first, compile=False).get_weights()
     second_weights = keras.saving.load_model(second, compile=False).get_weights()
     assert [w.shape for w in first_weights] == [w.shape for w in second_weights]  # the same network, fine-tuned
     assert any(not np.array_equal(a, b) for a, b in zip(first_weights, second_weights))
+
+    refused = train("--filters", 32, "--init", first, "--output", tmp_path / "third" / "unet.keras")
+    assert refused.returncode == 2 and "--init fine-tunes a model that has its own" in refused.stderr
+    assert not (tmp_path / "third").exists()
