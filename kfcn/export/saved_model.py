@@ -37,6 +37,12 @@ def saved_model(model, export_dir, version=None, overwrite=False, metadata=None)
     `probabilities` (sigmoid/softmax heads) or `values` (linear heads). The folder
     loads with plain TensorFlow (`tf.saved_model.load`), without kfcn.
 
+    Every request is checked inside the graph before the network runs (rank 4, the
+    channels, no empty axis, finite values in the pixel range; see
+    `kfcn.export.serving.checked_request`): a malformed request is answered with an
+    `INVALID_ARGUMENT` error that names the problem, and the server goes on. The
+    signature therefore declares the input's rank open; the model card states the shape.
+
     Backends: under TensorFlow the model is traced directly; a JAX or PyTorch model
     is saved as `.keras` and exported by a child process under the TensorFlow
     backend (same weights, same layout).
@@ -85,20 +91,20 @@ def saved_model(model, export_dir, version=None, overwrite=False, metadata=None)
         kwargs = {"export_dir": str(export_dir), "version": version, "overwrite": overwrite, "metadata": metadata}
         return Path(run_in_tensorflow_child(model, "saved_model", kwargs))
     with atomic_path(target, overwrite=overwrite) as temporary:
-        write_saved_model(model, contract, temporary)
+        write_saved_model(model, contract, temporary, checked=True)
         card = contract.model_card(model, "saved_model", metadata)
         card["serving"] = {"signature": "serving_default", "version": version}
         (temporary / MODEL_CARD_NAME).write_text(json.dumps(card, indent=2) + "\n")
     return target
 
 
-def write_saved_model(model, contract, folder, height=None, width=None, batch=None):
-    """Writes a SavedModel with the padded `serving_default` signature to `folder`."""
+def write_saved_model(model, contract, folder, height=None, width=None, batch=None, checked=False):
+    """Writes a SavedModel with the padded `serving_default` signature to `folder` (`checked`: `serving_function`)."""
     import keras
 
     from kfcn.export.serving import serving_function
 
     archive = keras.export.ExportArchive()
     archive.track(model)
-    archive.add_endpoint("serving_default", serving_function(model, contract, height, width, batch))
+    archive.add_endpoint("serving_default", serving_function(model, contract, height, width, batch, checked=checked))
     archive.write_out(str(folder), verbose=False)

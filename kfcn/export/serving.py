@@ -54,8 +54,100 @@ def _call(model, contract, images, shape, offset):
     return model({contract.image_input: images, contract.frame_input: frame}, training=False)
 
 
-def serving_function(model, contract, height=None, width=None, batch=None):
+def _gate(images, ok, message):
+    """`images` if `ok`, else an `InvalidArgumentError` carrying `message`.
+
+    The check is a data dependency (a `tf.cond` whose output every later op reads), not a
+    control dependency: Grappler, which TF Serving runs too, may reorder ops that only
+    have control edges to an assert, so that a convolution sees the bad tensor first.
+    """
+
+    def refuse():
+        with tf.control_dependencies([tf.debugging.Assert(False, [message], name="bad_request")]):
+            return tf.identity(images)
+
+    return tf.cond(ok, lambda: tf.identity(images), refuse)
+
+
+def checked_request(images, contract):
+    """`images` after run-time checks of everything a client can get wrong, with messages that name it.
+
+    A server (TF Serving) feeds requests to the graph without checking them against the
+    signature, and a tensor of the wrong rank reaching a oneDNN convolution aborts the
+    whole serving process. These checks come first, in order, each reading the tensor that
+    passed the one before: rank 4, the contract's channels, no empty axis, the fixed size of
+    a fixed-size model, finite values inside the contract's pixel range. A malformed request
+    gets an `INVALID_ARGUMENT` error naming the input and the fix, and the server goes on.
+
+    Example:
+    >>> from kfcn.models import unet
+    >>> from kfcn.export.contract import serving_contract
+    >>> contract = serving_contract(unet((None, None, 1), num_classes=1, filters=2, depth=2))
+    >>> try:
+    ...     checked_request(tf.zeros((5, 5, 1)), contract)
+    ... except tf.errors.InvalidArgumentError as error:
+    ...     print("this request has rank 3 (one image is sent as shape (1, height, width, 1))" in error.message)
+    True
+    """
+    name, channels = contract.input_name, contract.channels
+    layout = f"(batch, height, width, {channels})"
+    rank = tf.size(tf.shape(images))
+    images = _gate(
+        images,
+        tf.equal(rank, 4),
+        tf.strings.format(
+            f"{name} must be a batch of images of shape {layout}; this request has rank {{}} (one image is sent as "
+            f"shape (1, height, width, {channels})).",
+            rank,
+        ),
+    )
+    shape = tf.shape(images)  # rank 4 from here on
+    images = _gate(
+        images,
+        tf.equal(shape[3], channels),
+        tf.strings.format(f"{name} must have {channels} channel(s) {layout}; this request has {{}}.", shape[3]),
+    )
+    images = _gate(
+        images,
+        tf.reduce_all(shape[:3] > 0),
+        tf.strings.format(f"{name} has an empty axis: shape {{}}; send at least one image of at least 1x1.", shape),
+    )
+    if contract.fixed_size is not None:
+        height, width = contract.fixed_size
+        images = _gate(
+            images,
+            tf.reduce_all(tf.equal(shape[1:3], [height, width])),
+            tf.strings.format(
+                f"{name}: this model was built for {height}x{width} images only; this request is {{}}x{{}}.",
+                (shape[1], shape[2]),
+            ),
+        )
+    images = tf.ensure_shape(images, (None, None, None, channels))
+    images = _gate(
+        images,
+        tf.reduce_all(tf.math.is_finite(images)),
+        f"{name} holds NaN or infinite values; send the image's stored pixel values.",
+    )
+    if contract.input_range is not None:
+        low, high = (float(v) for v in contract.input_range)
+        images = _gate(
+            images,
+            tf.reduce_all((images >= low) & (images <= high)),
+            tf.strings.format(
+                f"{name} takes raw pixel values in [{low:g}, {high:g}]; this request holds values from {{}} to {{}}. "
+                "Send the pixels as stored, not rescaled.",
+                (tf.reduce_min(images), tf.reduce_max(images)),
+            ),
+        )
+    return images
+
+
+def serving_function(model, contract, height=None, width=None, batch=None, checked=False):
     """A `tf.function` with one named float32 input and one named output, for export.
+
+    With `checked=True` (the SavedModel that servers load) the input's rank is left open
+    in the signature and every request goes through `checked_request` before the network
+    runs; TFLite and ONNX take the static signature, whose runtimes check shapes themselves.
 
     Example:
     >>> from kfcn.models import unet
@@ -68,10 +160,13 @@ def serving_function(model, contract, height=None, width=None, batch=None):
     """
     if contract.fixed_size is not None:
         height, width = contract.fixed_size
-    spec = tf.TensorSpec((batch, height, width, contract.channels), tf.float32, name=contract.input_name)
+    shape = None if checked else (batch, height, width, contract.channels)
+    spec = tf.TensorSpec(shape, tf.float32, name=contract.input_name)
 
     @tf.function(input_signature=[spec], autograph=False)
     def serve(images):
+        if checked:
+            images = checked_request(images, contract)
         return {contract.output_name: tf.identity(padded_call(model, contract, images), name=contract.output_name)}
 
     return serve
