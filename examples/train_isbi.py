@@ -56,7 +56,7 @@ def compile_isbi(model, learning_rate=1e-3, jit_compile="auto"):
 
 
 def isbi_batches(pairs, crop, batch, seed, weight_map="unet"):
-    """Random crops of `(image, label)` pairs with elastic + geometric augmentation and (by default) the U-Net weight map."""
+    """Random crops of `(image, label)` pairs, elastic + geometric augmentation, by default the U-Net weight map."""
     return random_crop_pipeline(pairs, crop, batch_size=batch, augment="elastic", weight_map=weight_map, seed=seed)
 
 
@@ -83,7 +83,9 @@ def main():
     parser.add_argument("--weight-map", choices=["unet", "none"], default="unet", help="per-pixel loss weights")
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument(
-        "--schedule", choices=["plateau", "cosine"], default="plateau",
+        "--schedule",
+        choices=["plateau", "cosine"],
+        default="plateau",
         help="plateau: halve the rate when the held-out loss stalls; cosine: a fixed decay to 1%% over all steps",
     )
     parser.add_argument("--jit", action="store_true", help="XLA-compile the training step (about 2x faster on CPU)")

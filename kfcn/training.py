@@ -103,11 +103,12 @@ def best_so_far(csv_path, monitor, mode):
 
 
 def standard_callbacks(run_dir, monitor, mode, patience=None, ema=False, crop_stream=None):
-    """The callbacks of a resumable run in `run_dir`.
+    """The callbacks of a resumable run in `run_dir`, every file written atomically (`kfcn.checkpoints`).
 
     - `model.keras`: the best epoch by `monitor` (resumes its comparison from the log);
-    - `backup/`: `BackupAndRestore`, so rerunning the same command resumes at the
-      epoch it stopped (and `ResumeCropStream` keeps the crop stream aligned);
+    - `backup/`: the weights and optimizer state of the last epoch, so rerunning the same
+      command resumes at the epoch it stopped (and `ResumeCropStream` keeps the crop
+      stream aligned); a kill at any moment leaves a state that resumes;
     - `training.csv`: one row per epoch;
     - with `patience`, early stopping; with `ema`, the checkpoint and validation use
       the optimizer's moving average of the weights (`SwapEMAWeights`).
@@ -115,8 +116,10 @@ def standard_callbacks(run_dir, monitor, mode, patience=None, ema=False, crop_st
     Example:
     >>> import tempfile
     >>> [type(c).__name__ for c in standard_callbacks(tempfile.mkdtemp(), "val_loss", "min", patience=5)]
-    ['ModelCheckpoint', 'CSVLogger', 'EarlyStopping', 'BackupAndRestore']
+    ['BestModelCheckpoint', 'CSVLogger', 'EarlyStopping', 'Backup']
     """
+    from kfcn.checkpoints import Backup, BestModelCheckpoint
+
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     callbacks = []
@@ -128,12 +131,8 @@ def standard_callbacks(run_dir, monitor, mode, patience=None, ema=False, crop_st
         callbacks.append(keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
     log = run_dir / "training.csv"
     callbacks.append(
-        keras.callbacks.ModelCheckpoint(
-            str(run_dir / "model.keras"),
-            monitor=monitor,
-            mode=mode,
-            save_best_only=True,
-            initial_value_threshold=best_so_far(log, monitor, mode),
+        BestModelCheckpoint(
+            run_dir / "model.keras", monitor, mode, initial_value_threshold=best_so_far(log, monitor, mode)
         )
     )
     callbacks.append(keras.callbacks.CSVLogger(str(log), append=True))
@@ -142,7 +141,7 @@ def standard_callbacks(run_dir, monitor, mode, patience=None, ema=False, crop_st
             keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=patience, restore_best_weights=False)
         )
     # Last, so that a backup is taken only once everything else has logged the epoch.
-    callbacks.append(keras.callbacks.BackupAndRestore(str(run_dir / "backup")))
+    callbacks.append(Backup(run_dir / "backup"))
     return callbacks
 
 

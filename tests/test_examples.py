@@ -102,10 +102,14 @@ def test_train_isbi_trains_then_fine_tunes_without_weights_on_a_cosine_schedule(
     def train(*arguments):
         return subprocess.run(
             [sys.executable, str(ROOT / "examples" / "train_isbi.py"), *tiny, *map(str, arguments)],
-            capture_output=True, text=True, env=os.environ | {"KERAS_BACKEND": "tensorflow"}, cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            env=os.environ | {"KERAS_BACKEND": "tensorflow"},
+            cwd=tmp_path,
         )
 
-    for arguments in (["--filters", 2, "--output", first], ["--output", second, "--init", first, "--weight-map", "none", "--schedule", "cosine"]):
+    fine_tune = ["--output", second, "--init", first, "--weight-map", "none", "--schedule", "cosine"]
+    for arguments in (["--filters", 2, "--output", first], fine_tune):
         done = train(*arguments)
         assert done.returncode == 0, done.stderr[-2000:]
     summary = json.loads((second.parent / "unet_training.json").read_text())

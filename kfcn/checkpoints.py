@@ -1,0 +1,173 @@
+"""The files a training run keeps, written so that a kill at any moment loses nothing.
+
+Keras' `ModelCheckpoint` and `BackupAndRestore` write in place: a SIGKILL during their
+write leaves a truncated `model.keras` or `latest.weights.h5`, and `BackupAndRestore`
+writes its weights and its epoch as two files, so a kill between the two resumes the
+newer weights at the older epoch. Here every file is written under a temporary name
+and renamed into place, and the backup's epoch file is the commit record: it names
+the weights file of its epoch, written completely before it.
+
+Example:
+>>> import tempfile
+>>> folder = tempfile.mkdtemp()
+>>> [type(c).__name__ for c in (BestModelCheckpoint(folder + "/model.keras", "loss"), Backup(folder + "/backup"))]
+['BestModelCheckpoint', 'Backup']
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import keras
+
+from kfcn.atomic import PARTIAL_MARK, atomic_path
+
+STATE_NAME = "training_metadata.json"  # Keras' own name: a Keras backup folder resumes here too
+KERAS_WEIGHTS_NAME = "latest.weights.h5"
+
+
+class BestModelCheckpoint(keras.callbacks.Callback):
+    """Saves the model to `path` (atomically, without optimizer state) whenever `monitor` improves.
+
+    Args:
+        path: a `.keras` file.
+        monitor: a quantity in the epoch's logs, e.g. "val_pixel_error" or "loss".
+        mode: "min" or "max".
+        initial_value_threshold: the best value so far (a resumed run passes the best of its log).
+
+    Example:
+    >>> import numpy as np, tempfile, os
+    >>> model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    >>> model.compile("sgd", "mse")
+    >>> path = os.path.join(tempfile.mkdtemp(), "best.keras")
+    >>> checkpoint = BestModelCheckpoint(path, "loss")
+    >>> _ = model.fit(np.zeros((4, 2)), np.zeros((4, 1)), epochs=2, verbose=0, callbacks=[checkpoint])
+    >>> os.path.isfile(path)
+    True
+    """
+
+    def __init__(self, path, monitor, mode="min", initial_value_threshold=None):
+        super().__init__()
+        if mode not in ("min", "max"):
+            raise ValueError(f"mode must be 'min' or 'max'; got {mode!r}.")
+        self.path, self.monitor, self.mode = Path(path), monitor, mode
+        self.best = initial_value_threshold
+
+    def _better(self, value):
+        if self.best is None:
+            return True
+        return value < self.best if self.mode == "min" else value > self.best
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if self.monitor not in logs:
+            raise ValueError(
+                f"The checkpoint's monitor {self.monitor!r} is not among the logged quantities "
+                f"{sorted(logs)}; choose one of them."
+            )
+        value = float(logs[self.monitor])
+        if math.isfinite(value) and self._better(value):
+            from kfcn.saving import save_model
+
+            save_model(self.model, self.path)
+            self.best = value
+
+
+class Backup(keras.callbacks.BackupAndRestore):
+    """`keras.callbacks.BackupAndRestore` (per epoch) that a kill at any moment cannot corrupt.
+
+    Each epoch writes `epoch-NNNNN.weights.h5` (weights and optimizer state) under a
+    temporary name, renames it into place, and only then replaces `training_metadata.json`,
+    which names it; the previous epoch's file is kept until the next commit. On resume
+    the named weights load; if they cannot be read, the previous epoch's do, and a
+    message says so. A folder written by Keras' own callback resumes too.
+
+    Example:
+    >>> import numpy as np, tempfile, os
+    >>> model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    >>> model.compile("sgd", "mse")
+    >>> folder = os.path.join(tempfile.mkdtemp(), "backup")
+    >>> backup = Backup(folder, delete_checkpoint=False)
+    >>> _ = model.fit(np.zeros((4, 2)), np.zeros((4, 1)), epochs=2, verbose=0, callbacks=[backup])
+    >>> sorted(os.listdir(folder))
+    ['epoch-00001.weights.h5', 'epoch-00002.weights.h5', 'training_metadata.json']
+    """
+
+    def __init__(self, backup_dir, delete_checkpoint=True):
+        super().__init__(str(backup_dir), save_freq="epoch", delete_checkpoint=delete_checkpoint)
+        self.folder = Path(backup_dir)
+
+    def _state(self):
+        path = self.folder / STATE_NAME
+        if not path.is_file():
+            return None
+        try:
+            state = json.loads(path.read_text())
+            int(state["epoch"])
+            return state
+        except (ValueError, KeyError, TypeError):
+            raise ValueError(
+                f"The backup's state file {path} is unreadable; delete the folder {self.folder} to restart the "
+                "run from its first epoch (its best model so far stays in model.keras)."
+            ) from None
+
+    def _load_model(self):
+        state = self._state()
+        if state is None:
+            return
+        if not self.model.built:
+            raise ValueError("Build the model (call it on a batch) before fit() with a Backup callback.")
+        if self.model.optimizer is not None and not self.model.optimizer.built:
+            self.model.optimizer.build(self.model.trainable_variables)
+        candidates = [(state.get("weights", KERAS_WEIGHTS_NAME), int(state["epoch"]))]
+        if state.get("previous"):
+            candidates.append((state["previous"], int(state["previous_epoch"])))
+        failures = []
+        for name, epoch in candidates:
+            try:
+                self.model.load_weights(str(self.folder / name))
+            except Exception as error:  # h5py raises OSError, Keras ValueError, for a truncated or missing file
+                failures.append(f"{self.folder / name}: {' '.join(str(error).split())[:200]}")
+                continue
+            if failures:
+                print(f"kfcn: the backup of the last epoch is unreadable ({failures[0]}); resuming from epoch {epoch}.")
+            self.model._initial_epoch = epoch
+            return
+        raise ValueError(
+            "The run's backup cannot be read (" + "; ".join(failures) + f"). Delete {self.folder} to restart the run "
+            "from its first epoch (its best model so far stays in model.keras)."
+        )
+
+    def on_train_begin(self, logs=None):
+        self._load_model()
+
+    def _save_model(self):
+        self.folder.mkdir(parents=True, exist_ok=True)
+        epoch = self._current_epoch
+        name = f"epoch-{epoch:05d}.weights.h5"
+        # Keras names weight files *.weights.h5, so the temporary keeps that ending.
+        temporary = self.folder / f"{PARTIAL_MARK}{os.getpid()}-{name}"
+        try:
+            self.model.save_weights(str(temporary), overwrite=True)
+            os.replace(temporary, self.folder / name)
+        finally:
+            temporary.unlink(missing_ok=True)
+        before = self._state_or_none()
+        state = {"epoch": epoch, "batch": 0, "weights": name}
+        if before and before.get("weights") and before["weights"] != name:
+            state |= {"previous": before["weights"], "previous_epoch": int(before["epoch"])}
+        with atomic_path(self.folder / STATE_NAME) as path:
+            path.write_text(json.dumps(state))
+        keep = {name, state.get("previous")}
+        for path in self.folder.glob("*.weights.h5"):
+            if path.name not in keep and PARTIAL_MARK not in path.name:
+                path.unlink(missing_ok=True)
+
+    def _state_or_none(self):
+        try:
+            return self._state()
+        except ValueError:
+            return None

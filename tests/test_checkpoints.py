@@ -1,0 +1,137 @@
+"""A `kfcn train` run killed with SIGKILL at any moment, during its checkpoint and backup writes
+too, resumes to the run an uninterrupted command makes; an unreadable backup falls back or says so."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+
+from kfcn.training import read_log
+from tests.conftest import write_isbi_crops
+
+pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="tf.data pipelines")
+
+EPOCHS = 4
+
+# Runs `kfcn train`; with KILL_AT = "what:n", the n-th write of that kind is cut off half-way and
+# the process SIGKILLs itself, as a machine stopped mid-write would leave it.
+CHILD = """
+    import os, signal, sys
+    import keras
+    from pathlib import Path
+
+    what, _, n = os.environ.get("KILL_AT", "none:0").partition(":")
+    count = {"weights": 0, "model": 0, "state": 0}
+
+    def die_half_way(path):
+        path = Path(path)
+        if path.is_file():
+            data = path.read_bytes()
+            path.write_bytes(data[: len(data) // 2])
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    def counted(kind, original, position=0):
+        def wrapper(*args, **kwargs):
+            result = original(*args, **kwargs)
+            count[kind] += 1
+            if what == kind and count[kind] == int(n):
+                die_half_way(args[position] if len(args) > position else kwargs.get("filepath"))
+            return result
+        return wrapper
+
+    keras.Model.save_weights = counted("weights", keras.Model.save_weights, 1)
+    keras.Model.save = counted("model", keras.Model.save, 1)
+    import kfcn.checkpoints
+    original_replace = kfcn.checkpoints.os.replace
+
+    class Os:  # killed after the n-th epoch's weights are in place, before the state file names them
+        def __getattr__(self, name):
+            return getattr(os, name)
+
+        @staticmethod
+        def replace(source, target):
+            original_replace(source, target)
+            count["state"] += 1
+            if what == "state" and count["state"] == int(n):
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    kfcn.checkpoints.os = Os()
+    from kfcn.cli import main
+    sys.exit(main(sys.argv[1:]))
+"""
+
+
+def train(data, output, kill_at=None):
+    arguments = ["train", "--images", str(data / "images"), "--labels", str(data / "labels"), "--output", str(output)]
+    arguments += ["--filters", "2", "--depth", "2", "--crop", "32", "--batch", "2", "--epochs", str(EPOCHS)]
+    arguments += ["--steps", "2", "--val-fraction", "0.2", "--augment", "geometric"]
+    environment = os.environ | {"KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    if kill_at:
+        environment["KILL_AT"] = kill_at
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(CHILD), *arguments], env=environment, capture_output=True, text=True
+    )
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return write_isbi_crops(tmp_path_factory.mktemp("kill_data"), count=5, side=48)
+
+
+@pytest.fixture(scope="module")
+def reference(data, tmp_path_factory):
+    run = tmp_path_factory.mktemp("reference") / "run"
+    done = train(data, run)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return run
+
+
+# Backup weights are written once per epoch (write n is epoch n's); the state commit follows each;
+# model.keras is written at each improvement of the monitored score.
+@pytest.mark.parametrize("kill_at", ["weights:1", "weights:3", "state:2", "model:1", "model:2"])
+def test_killed_at_any_write_resumes_to_the_uninterrupted_run(data, reference, tmp_path, kill_at):
+    run = tmp_path / "run"
+    killed = train(data, run, kill_at)
+    assert killed.returncode == -9, (killed.returncode, killed.stderr[-2000:])
+    resumed = train(data, run)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    log, expected = read_log(run / "training.csv"), read_log(reference / "training.csv")
+    assert log["epoch"].tolist() == list(range(EPOCHS))
+    # The same operations on the same weights, crops and machine: the resumed epochs repeat the
+    # uninterrupted ones exactly (the backup holds the float32 weights and optimizer state bit for bit).
+    for key in ("loss", "val_loss", "val_pixel_error"):
+        np.testing.assert_array_equal(log[key], expected[key], err_msg=key)
+    summary, expected_summary = (json.loads((folder / "summary.json").read_text()) for folder in (run, reference))
+    for key in ("monitor", "best_epoch", "best", "epochs_run"):
+        assert summary[key] == expected_summary[key], key
+    from kfcn.saving import load_model
+
+    load_model(run / "model.keras")  # complete, whatever moment the kill came
+    assert not any(".partial-" in p.name for p in run.rglob("*"))
+
+
+def test_an_unreadable_last_backup_falls_back_to_the_epoch_before_and_says_so(data, reference, tmp_path):
+    run = tmp_path / "run"
+    assert train(data, run, "state:4").returncode == -9  # epochs 1-3 committed, epoch 4's weights not yet
+    state = json.loads((run / "backup" / "training_metadata.json").read_text())
+    assert state["epoch"] == 3 and state["previous_epoch"] == 2
+    (run / "backup" / state["weights"]).write_bytes(b"")  # the disk lost the newest weights
+    resumed = train(data, run)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "unreadable" in resumed.stdout and "resuming from epoch 2" in resumed.stdout
+    np.testing.assert_array_equal(read_log(run / "training.csv")["loss"], read_log(reference / "training.csv")["loss"])
+
+
+def test_a_backup_that_cannot_be_read_at_all_names_the_folder_and_the_fix(data, tmp_path):
+    run = tmp_path / "run"
+    assert train(data, run, "state:2").returncode == -9
+    for path in (run / "backup").glob("*.weights.h5"):
+        path.write_bytes(b"not hdf5")
+    failed = train(data, run)
+    assert failed.returncode == 2
+    assert "backup cannot be read" in failed.stderr and f"Delete {run / 'backup'}" in failed.stderr
