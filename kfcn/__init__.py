@@ -5,6 +5,8 @@ Every subpackage loads on first use (`kfcn.models`, `from kfcn import losses`,
 TensorFlow; the command line relies on this to keep TensorFlow's start-up log quiet.
 `layers`, `models`, `losses`, `metrics`, `inference`, `analysis` and `samples` run on
 every backend without TensorFlow; `data` (tf.data pipelines) and `export` need it.
+Once Keras is imported too (before or after kfcn), kfcn's layers, losses and metrics
+are registered with it, so plain `keras.saving.load_model` loads kfcn models.
 
 Example:
 >>> import kfcn
@@ -14,8 +16,15 @@ Example:
 """
 
 import importlib
+import importlib.abc
+import importlib.util
+import sys
+import warnings
 
 __version__ = "0.1.0"
+
+# The modules that register kfcn's serialisable classes with Keras.
+_SERIALIZABLE = ("kfcn.layers", "kfcn.losses", "kfcn.metrics", "kfcn.models.initializers")
 
 _BACKEND_NEUTRAL = ("analysis", "inference", "layers", "losses", "metrics", "models", "samples")
 _NEEDS_TENSORFLOW = ("data", "export")
@@ -44,3 +53,40 @@ def __dir__():
 
 # `from kfcn import *` gives the backend-neutral subpackages (not the TensorFlow-based ones).
 __all__ = [*_BACKEND_NEUTRAL, "__version__"]
+
+
+def _register_with_keras():
+    """Registers kfcn's layers, losses, metrics and initializers, so that plain
+    `keras.saving.load_model` loads kfcn models once `kfcn` is imported."""
+    try:
+        for name in _SERIALIZABLE:
+            importlib.import_module(name)
+    except Exception as error:  # never break `import keras` for the user
+        warnings.warn(f"kfcn could not register its layers with Keras: {error}", stacklevel=2)
+
+
+class _AfterKerasImport(importlib.abc.MetaPathFinder):
+    """Runs `_register_with_keras` right after `keras` is first imported (it is not imported here:
+    `import kfcn` stays instant, and `kfcn --help` never loads Keras)."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != "keras":
+            return None
+        sys.meta_path.remove(self)  # once, and the real finders locate keras
+        spec = importlib.util.find_spec("keras")
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        execute = spec.loader.exec_module
+
+        def execute_then_register(module):
+            execute(module)
+            _register_with_keras()
+
+        spec.loader.exec_module = execute_then_register
+        return spec
+
+
+if "keras" in sys.modules:
+    _register_with_keras()
+elif not any(isinstance(finder, _AfterKerasImport) for finder in sys.meta_path):
+    sys.meta_path.insert(0, _AfterKerasImport())

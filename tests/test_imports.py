@@ -93,3 +93,24 @@ def test_tensorflow_packages_load_lazily_as_attributes():
     assert data is kfcn.data
     with pytest.raises(AttributeError, match="no attribute 'nonexistent'"):
         kfcn.nonexistent  # noqa: B018
+
+
+@pytest.mark.parametrize("first", ["kfcn", "keras"])
+@pytest.mark.parametrize("backend", ["tensorflow", "jax", "torch"])
+def test_plain_keras_loads_a_kfcn_model_once_kfcn_is_imported(backend, first, tmp_path):
+    """`keras.saving.load_model` finds kfcn's layers, losses and metrics without kfcn's own loader,
+    whichever is imported first, and `import kfcn` alone still loads no Keras."""
+    code = textwrap.dedent(
+        f"""
+        import sys
+        import {first}
+        assert "{first}" == "keras" or "keras" not in sys.modules, "import kfcn loaded Keras"
+        import keras, kfcn, kfcn.samples
+        model = keras.saving.load_model(kfcn.samples.shipped_model_path(), compile=True)
+        print(model.name)
+        """
+    )
+    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    result = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split()[-1] == "unet_isbi"
