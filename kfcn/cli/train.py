@@ -12,6 +12,7 @@ import argparse
 import inspect
 import json
 import math
+import os
 import time
 from pathlib import Path
 
@@ -84,6 +85,7 @@ OPTIONS = {
     ),
     "overwrite": (False, "bool", "start again in a run folder that holds a finished or different run"),
 }
+TYPE_WORDS = {float: "a number", int: "an integer", str: "text", "bool": "true or false"}
 RUN_FILES = ("model.keras", "training.csv", "curves.png", "config.json", "summary.json")
 
 
@@ -137,8 +139,27 @@ def resolve(args):
     given = {name: value for name, value in vars(args).items() if name in OPTIONS}
     from_file = read_config(args.config) if getattr(args, "config", None) else {}
     config = {name: spec[0] for name, spec in OPTIONS.items()} | from_file | given
+    _check_types(config)
     _check(config)
     return config
+
+
+def _check_types(config):
+    """Each option has its declared type; a number written as text (YAML reads `1e-3` as a string) is read."""
+    for name, (default, kind, *_) in OPTIONS.items():
+        value = config[name]
+        if value is None or value == default:
+            continue
+        flag = "--" + name.replace("_", "-")
+        if kind is float and isinstance(value, str):
+            try:
+                config[name] = value = float(value)
+            except ValueError:
+                raise ValueError(f"{flag} must be a number; got {value!r}.") from None
+        if kind in TYPE_WORDS:
+            accepted = {float: (int, float), int: (int,), str: (str,), "bool": (bool,)}[kind]
+            if not isinstance(value, accepted) or (kind in (int, float) and isinstance(value, bool)):
+                raise ValueError(f"{flag} must be {TYPE_WORDS[kind]}; got {value!r} ({type(value).__name__}).")
 
 
 def _check(config):
@@ -175,26 +196,37 @@ def _check(config):
 
 
 def prepare_run_dir(config):
-    """Creates the run folder; refuses a finished run or an interrupted one with other settings (unless --overwrite)."""
+    """Checks the run folder: returns `(run_dir, resuming)`, deleting nothing.
+
+    A finished run, or an interrupted one with other settings, is refused unless
+    `--overwrite`; its files are replaced only by `replace_old_run`, after every input
+    has been checked. A folder whose run never completed an epoch (no log, no backup)
+    starts afresh with any settings. Run files that are symbolic links are refused:
+    writing through them would overwrite files outside the run folder.
+    """
     from kfcn.atomic import check_writable
 
     run_dir = check_writable(Path(config["output"]), "--output folder")
+    links = [name for name in (*RUN_FILES, "backup") if (run_dir / name).is_symlink()]
+    if links:
+        raise ValueError(
+            f"{run_dir} holds symbolic links ({', '.join(links)}); a run writes its own files there and would "
+            "overwrite what they point to. Remove the links or choose another --output."
+        )
     saved = run_dir / "config.json"
     comparable = {k: v for k, v in config.items() if k != "overwrite"}
+    started = (run_dir / "training.csv").is_file() or (run_dir / "backup").exists()
     if config["overwrite"]:
-        import shutil
-
-        for name in RUN_FILES:
-            (run_dir / name).unlink(missing_ok=True)
-        shutil.rmtree(run_dir / "backup", ignore_errors=True)
         return run_dir, False
     if (run_dir / "summary.json").is_file():
         raise ValueError(
             f"{run_dir} holds a finished run ({run_dir / 'model.keras'}); pass --overwrite to train again, "
             "or choose another --output."
         )
-    if saved.is_file():
+    if saved.is_file() and started:
         before = {k: v for k, v in json.loads(saved.read_text()).items() if k != "overwrite"}
+        # An option added to kfcn after the run started counts as its default.
+        before = {k: before.get(k, OPTIONS[k][0]) for k in comparable} | before
         changed = sorted(k for k in set(before) | set(comparable) if before.get(k) != comparable.get(k))
         if changed:
             raise ValueError(
@@ -202,9 +234,49 @@ def prepare_run_dir(config):
                 "with the same options to resume, pass --overwrite to start again, or choose another --output."
             )
         return run_dir, True
-    if any((run_dir / name).exists() for name in (*RUN_FILES, "backup")):
+    if started or (run_dir / "model.keras").exists():
         raise ValueError(f"{run_dir} holds files of another run; pass --overwrite or choose another --output.")
     return run_dir, False
+
+
+class replace_old_run:  # noqa: N801  (a context manager used as a statement)
+    """Moves an old run's files aside before training over it, and puts them back if the new
+    run fails before it completes its first epoch; they are deleted once it has."""
+
+    def __init__(self, run_dir, enabled):
+        self.run_dir, self.enabled = Path(run_dir), enabled
+        self.aside = self.run_dir / f".kfcn-replaced-{os.getpid()}"
+        self.moved = []
+
+    def __enter__(self):
+        if self.enabled:
+            for name in (*RUN_FILES, "backup"):
+                if (self.run_dir / name).exists():
+                    self.aside.mkdir(exist_ok=True)
+                    os.replace(self.run_dir / name, self.aside / name)
+                    self.moved.append(name)
+        return self
+
+    def first_epoch_done(self):
+        import shutil
+
+        shutil.rmtree(self.aside, ignore_errors=True)
+        self.moved = []
+
+    def __exit__(self, kind, error, traceback):
+        if self.moved:  # the new run failed before its first epoch: the old one comes back whole
+            import shutil
+
+            for name in (*RUN_FILES, "backup"):
+                new = self.run_dir / name
+                if new.is_dir():
+                    shutil.rmtree(new, ignore_errors=True)
+                else:
+                    new.unlink(missing_ok=True)
+            for name in self.moved:
+                os.replace(self.aside / name, self.run_dir / name)
+            self.aside.rmdir()
+        return False
 
 
 def _pairs(config, channels=None):
@@ -357,6 +429,31 @@ def _compile(model, config, outputs):
         metrics=scores,
         jit_compile=config["jit_compile"],
     )
+    return [score.name for score in scores]
+
+
+def _check_image_sizes(config):
+    """Every training image takes the crop (reflection padding reaches about twice a side), checked
+    from the files' headers before any work; a TFDS dataset is checked as it streams."""
+    if not config["images"]:
+        return
+    from PIL import Image
+
+    from kfcn.data.folder import pair_files
+
+    crop = config["crop"]
+    for image_path, _ in pair_files(config["images"], config["labels"]):
+        try:
+            with Image.open(image_path) as image:
+                width, height = image.size
+        except OSError:
+            continue  # the pipeline's reader names unreadable files
+        if 2 * min(height - 1, width - 1) + 1 < crop:
+            raise ValueError(
+                f"{image_path} ({width}x{height}) is too small for --crop {crop}: reflection padding reaches at "
+                f"most {2 * min(height - 1, width - 1) + 1} px. Use --crop {max(1, 2 * min(height, width) - 1)} "
+                "or less (a size the model takes), or leave the small images out."
+            )
 
 
 def run(args):
@@ -386,6 +483,7 @@ def _train(config, run_dir, resuming):
     train, validation, channels = _pairs(config)
     model = build_model(config, channels, outputs)
     multiple = _check_crop(model, config["crop"])
+    _check_image_sizes(config)
     batches = random_crop_pipeline(
         train,
         config["crop"],
@@ -394,28 +492,38 @@ def _train(config, run_dir, resuming):
         weight_map=None if config["weight_map"] == "none" else config["weight_map"],
         seed=config["seed"],
     )
-    _compile(model, config, outputs)
+    scores = _compile(model, config, outputs)
     monitor = config["monitor"] or ("val_" if validation is not None else "") + (
         "pixel_error" if outputs == 1 else "mean_iou"
     )
-    if monitor.startswith("val_") and validation is None:
+    logged = ["loss", *scores] + ([f"val_{name}" for name in ("loss", *scores)] if validation is not None else [])
+    if monitor not in logged:
+        hint = " (val_ quantities need validation data: --val-images/--val-labels or --val-fraction)"
         raise ValueError(
-            f"--monitor {monitor} needs validation data; give --val-images/--val-labels or --val-fraction."
+            f"--monitor {monitor} is not a logged quantity; choose one of {', '.join(logged)}"
+            + (hint if monitor.startswith("val_") and validation is None else "")
+            + "."
         )
     mode = monitor_mode(monitor, model)
-    write_json(run_dir / "config.json", config)
-    print(f"{'resuming' if resuming else 'training'} {model.name} ({model.count_params():,} parameters) in {run_dir}")
-    started = time.time()
-    model.fit(
-        batches,
-        epochs=config["epochs"],
-        steps_per_epoch=config["steps"],
-        shuffle=False,  # the crop pipeline shuffles, reproducibly
-        validation_data=None if validation is None else _validation_batches(validation, multiple, replicas()),
-        callbacks=standard_callbacks(
-            run_dir, monitor, mode, patience=config["patience"], ema=config["ema"], crop_stream=batches
-        ),
-    )
+    with replace_old_run(run_dir, enabled=config["overwrite"]) as old_run:  # every input is checked by now
+        write_json(run_dir / "config.json", config)
+        print(
+            f"{'resuming' if resuming else 'training'} {model.name} ({model.count_params():,} parameters) in {run_dir}"
+        )
+        started = time.time()
+        model.fit(
+            batches,
+            epochs=config["epochs"],
+            steps_per_epoch=config["steps"],
+            shuffle=False,  # the crop pipeline shuffles, reproducibly
+            validation_data=None if validation is None else _validation_batches(validation, multiple, replicas()),
+            callbacks=[
+                keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: old_run.first_epoch_done()),
+                *standard_callbacks(
+                    run_dir, monitor, mode, patience=config["patience"], ema=config["ema"], crop_stream=batches
+                ),
+            ],
+        )
     log = read_log(run_dir / "training.csv")
     plot_training_curves(run_dir / "training.csv", run_dir / "curves.png", title=f"{model.name}: {run_dir.name}")
     values = log[monitor]

@@ -146,3 +146,80 @@ def test_mixed_precision_training_keeps_float32_weights_and_outputs(data, tmp_pa
     model = load_model(run / "model.keras")
     assert {w.dtype for w in model.weights} == {"float32"}
     assert model.layers[3].compute_dtype == "bfloat16" and model.layers[-1].compute_dtype == "float32"
+
+
+def snapshot(folder):
+    """Every file under `folder` with its bytes: what a failed command must leave as it was."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def finished(data, tmp_path_factory):
+    run = tmp_path_factory.mktemp("finished") / "run"
+    assert main(command(data, run, "--epochs", "1")) == 0
+    return run
+
+
+@pytest.mark.parametrize(
+    "mistake, words",
+    [
+        (["--images", "no-such-folder"], "no-such-folder"),
+        (["--crop", "30"], "--crop 30 does not suit the model"),
+        (["--crop", "200"], "too small for --crop 200"),
+        (["--monitor", "val_accuracy"], "--monitor val_accuracy is not a logged quantity"),
+    ],
+)
+def test_overwrite_with_a_mistake_leaves_the_finished_run_untouched(data, finished, mistake, words, capsys):
+    before = snapshot(finished)
+    argv = command(data, finished, "--overwrite", "--epochs", "1")
+    flag = argv.index(mistake[0]) if mistake[0] in argv else None
+    argv = argv[:flag] + argv[flag + 2 :] + mistake if flag is not None else argv + mistake
+    assert main(argv) == 2
+    assert words in capsys.readouterr().err
+    assert snapshot(finished) == before
+
+
+class FailFirstStep(keras.callbacks.Callback):
+    def on_train_batch_end(self, batch, logs=None):
+        raise RuntimeError("disk full (simulated) in the first epoch")
+
+
+def test_overwrite_that_fails_in_its_first_epoch_restores_the_old_run(data, finished, monkeypatch, capsys):
+    import kfcn.training
+
+    before = snapshot(finished)
+    plain = kfcn.training.standard_callbacks
+    monkeypatch.setattr(kfcn.training, "standard_callbacks", lambda *a, **k: [*plain(*a, **k), FailFirstStep()])
+    assert main(command(data, finished, "--overwrite", "--epochs", "1", "--seed", "3")) == 2
+    assert "disk full" in capsys.readouterr().err
+    assert snapshot(finished) == before
+
+
+def test_a_first_attempt_that_never_trained_does_not_block_the_corrected_command(data, tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"crop": 999}))  # left by a failed first attempt
+    assert main(command(data, run, "--epochs", "1")) == 0
+    assert json.loads((run / "config.json").read_text())["crop"] == 32
+
+
+def test_config_values_of_the_wrong_type_are_named(data, tmp_path, capsys):
+    config = tmp_path / "train.yaml"
+    config.write_text("learning_rate: 1e-3\n")  # YAML 1.1 reads this as text: taken as the number it spells
+    assert main([*command(data, tmp_path / "a", "--epochs", "1"), "--config", str(config)]) == 0
+    assert json.loads((tmp_path / "a" / "config.json").read_text())["learning_rate"] == 0.001
+    config.write_text("epochs: ten\n")
+    assert main([*command(data, tmp_path / "b")[:-4], "--config", str(config)]) == 2
+    assert "--epochs must be an integer; got 'ten'" in capsys.readouterr().err
+    assert not (tmp_path / "b" / "config.json").exists()
+
+
+def test_run_files_that_are_links_are_refused(data, tmp_path, capsys):
+    outside = tmp_path / "precious.keras"
+    outside.write_bytes(b"someone else's file")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "model.keras").symlink_to(outside)
+    assert main(command(data, run, "--epochs", "1")) == 2
+    assert "symbolic links (model.keras)" in capsys.readouterr().err
+    assert outside.read_bytes() == b"someone else's file"
