@@ -212,7 +212,7 @@ def run(args):
     for option, value, least in (("--tile", tile, 1), ("--batch", args.batch, 1), ("--overlap", args.overlap, 0)):
         if value is not None and value < least:
             raise ValueError(f"{option} must be an integer >= {least}; got {value}.")
-    files = image_files(args.images)
+    every_file = files = image_files(args.images)
     if args.shard is not None:
         from kfcn.distribute import parse_shard, shard
 
@@ -222,11 +222,44 @@ def run(args):
         from kfcn.distribute import data_parallel
 
         with data_parallel():  # the model is loaded in the scope, so its weights sit on every device
-            return _predict_files(args, files, output)
-    return _predict_files(args, files, output)
+            return _predict_files(args, files, output, every_file)
+    return _predict_files(args, files, output, every_file)
 
 
-def _predict_files(args, files, output):
+def check_output_names(files, output, task, args):
+    """Refuses, before any work, an output that would overwrite an input image or another output.
+
+    `files` is every image of the command (all shards: workers share the folder).
+
+    Example:
+    >>> import argparse
+    >>> args = argparse.Namespace(format="png", no_overlay=False)
+    >>> try:
+    ...     check_output_names([Path("a.png"), Path("a_overlay.png")], Path("out"), "segmentation", args)
+    ... except ValueError as error:
+    ...     print(str(error).split(";")[0])
+    a.png and a_overlay.png would both write out/a_overlay.png
+    """
+    inputs = {path.resolve(): path for path in files}
+    writers = {}
+    for path in files:
+        for name in (*output_names(path.stem, task, args), "counts.csv"):
+            target = (output / name).resolve()
+            if target in inputs:
+                raise ValueError(
+                    f"{output / name} is an input image ({inputs[target]}) and would be overwritten by the prediction "
+                    f"of {path}; write the outputs to another --output folder."
+                )
+            if name != "counts.csv":
+                if target in writers and writers[target] != path:
+                    raise ValueError(
+                        f"{writers[target]} and {path} would both write {output / name}; predict them into "
+                        "separate --output folders or rename one."
+                    )
+                writers[target] = path
+
+
+def _predict_files(args, files, output, every_file=None):
     from tqdm.auto import tqdm
 
     from kfcn.image_io import convert_channels, read_image
@@ -238,6 +271,7 @@ def _predict_files(args, files, output):
     task = resolve_task(args.task, model)
     if args.labels and task != "segmentation":
         raise ValueError(f"--labels applies to segmentation models; this one is used for {task}.")
+    check_output_names(every_file or files, output, task, args)
     geometry = model_geometry(model)
     scaling = input_range(model)
     tta = None if args.tta == "none" else args.tta

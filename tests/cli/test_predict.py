@@ -154,3 +154,28 @@ def test_export_saved_model_and_tflite(tmp_path, capsys):
     tflite_args = ["export", str(tmp_path / "model.keras"), "--format", "tflite", "--output", output]
     assert main([*tflite_args, "--quantize", "int8", "--representative", str(folder), "--input-size", "16", "16"]) == 0
     assert "ops:" in capsys.readouterr().out and (tmp_path / "m.tflite").stat().st_size > 0
+
+
+def files_of(folder):
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_outputs_that_would_overwrite_inputs_or_each_other_are_refused_before_any_work(model_file, tmp_path, capsys):
+    _, path = model_file
+    write_images(tmp_path / "in", np.random.default_rng(1), [(24, 24)])
+    before = files_of(tmp_path / "in")
+    assert main(["predict", str(tmp_path / "in"), "--output", str(tmp_path / "in"), "--model", str(path)]) == 2
+    assert "is an input image" in capsys.readouterr().err and files_of(tmp_path / "in") == before
+    # a.png's overlay is a_overlay.png, which is also the prediction of the input a_overlay.png.
+    Image.fromarray(np.zeros((24, 24), np.uint8)).save(tmp_path / "in" / "img0_overlay.png")
+    before = files_of(tmp_path / "in")
+    for shard in ([], ["--shard", "1/2"]):  # a shard checks the names of every worker's images
+        assert (
+            main(["predict", str(tmp_path / "in"), "--output", str(tmp_path / "out"), "--model", str(path), *shard])
+            == 2
+        )
+        assert "would both write" in capsys.readouterr().err
+    assert files_of(tmp_path / "in") == before and not list((tmp_path / "out").iterdir())
+    assert (
+        main(["predict", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--model", str(path), "--no-overlay"]) == 0
+    )
