@@ -7,6 +7,7 @@ import pytest
 from kfcn.analysis import receptive_field, translation_equivariance
 from kfcn.inference import predict, predict_tiled
 from kfcn.models import required_multiple
+from tests.tolerances import reordered_network_atol
 
 pytestmark = pytest.mark.backend
 
@@ -51,10 +52,11 @@ def test_predict_on_sequential_equals_a_direct_call(rng):
     model = _sequential()
     image = (rng.random((24, 20)) * 255).astype("float32")  # both sides multiples of 2: no padding
     direct = np.asarray(keras.ops.convert_to_numpy(model(image[None, ..., None])))[0]
-    np.testing.assert_allclose(predict(model, image), direct, atol=1e-4)
+    atol = reordered_network_atol(model, direct)  # another execution path: kernels may reorder the sums
+    np.testing.assert_allclose(predict(model, image), direct, atol=atol)
     # Tiles overlap by the receptive field (8): equal to the direct call away from the border.
     tiled = predict_tiled(model, image, 16, progress=False)
-    np.testing.assert_allclose(tiled[4:-4, 4:-4], direct[4:-4, 4:-4], atol=1e-4)
+    np.testing.assert_allclose(tiled[4:-4, 4:-4], direct[4:-4, 4:-4], atol=atol)
 
 
 def test_sequential_without_input_says_to_add_one():

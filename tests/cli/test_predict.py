@@ -12,6 +12,7 @@ from kfcn.cli import main
 from kfcn.inference import predict, predict_tiled
 from kfcn.models import unet
 from kfcn.saving import save_model
+from tests.tolerances import reordered_network_atol
 
 
 @pytest.fixture
@@ -57,7 +58,8 @@ def test_engine_litert_writes_what_keras_writes(model_file, tmp_path, rng):
     base = ["predict", str(tmp_path / "in"), "--model", str(path), "--format", "tiff", "--no-overlay"]
     assert main([*base, "--output", str(tmp_path / "lite"), "--engine", "litert"]) == 0
     written = np.asarray(Image.open(tmp_path / "lite" / "img0.tif"))
-    np.testing.assert_allclose(written, predict(model, images["img0"])[..., 0], atol=1e-5)
+    keras_output = predict(model, images["img0"])[..., 0]  # XNNPACK against oneDNN: sums in another order
+    np.testing.assert_allclose(written, keras_output, atol=reordered_network_atol(model, keras_output))
 
 
 def test_labels_tiff_png16_and_tiling_by_size(model_file, tmp_path, rng):
@@ -76,11 +78,11 @@ def test_labels_tiff_png16_and_tiling_by_size(model_file, tmp_path, rng):
 
     tiled = tifffile.imread(tmp_path / "tiff" / "img0.tif")
     assert tiled.dtype == np.float32
-    np.testing.assert_allclose(tiled, predict_tiled(model, image, 88, progress=False), atol=1e-6)
+    np.testing.assert_array_equal(tiled, predict_tiled(model, image, 88, progress=False))  # the same calls
     assert main([*base, "--output", str(tmp_path / "png16"), "--format", "png16"]) == 0
     sixteen = read(tmp_path / "png16" / "img0.png")
     assert sixteen.dtype == np.uint16
-    np.testing.assert_allclose(sixteen / 65535, predict(model, image)[..., 0], atol=1 / 65535)
+    np.testing.assert_allclose(sixteen / 65535, predict(model, image)[..., 0], atol=0.5 / 65535 + 1e-7)  # rounding
 
 
 def test_skip_existing_finishes_an_interrupted_folder(model_file, tmp_path, rng, capsys):
