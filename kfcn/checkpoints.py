@@ -29,6 +29,23 @@ STATE_NAME = "training_metadata.json"  # Keras' own name: a Keras backup folder 
 KERAS_WEIGHTS_NAME = "latest.weights.h5"
 
 
+class LogLearningRate(keras.callbacks.Callback):
+    """Adds the optimizer's learning rate at the end of each epoch to the logs (and so to `training.csv`).
+
+    Example:
+    >>> import numpy as np
+    >>> model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    >>> model.compile(keras.optimizers.SGD(0.25), "mse")
+    >>> history = model.fit(np.zeros((4, 2)), np.zeros((4, 1)), verbose=0, callbacks=[LogLearningRate()])
+    >>> history.history["learning_rate"]
+    [0.25]
+    """
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None and "learning_rate" not in logs:
+            logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+
 class BestModelCheckpoint(keras.callbacks.Callback):
     """Saves the model to `path` (atomically, without optimizer state) whenever `monitor` improves.
 
@@ -92,8 +109,8 @@ class Backup(keras.callbacks.BackupAndRestore):
     >>> folder = os.path.join(tempfile.mkdtemp(), "backup")
     >>> backup = Backup(folder, delete_checkpoint=False)
     >>> _ = model.fit(np.zeros((4, 2)), np.zeros((4, 1)), epochs=2, verbose=0, callbacks=[backup])
-    >>> sorted(os.listdir(folder))
-    ['epoch-00001.weights.h5', 'epoch-00002.weights.h5', 'training_metadata.json']
+    >>> sorted(os.listdir(folder))  # kept at the end (delete_checkpoint=False): the last epoch's state
+    ['epoch-00002.weights.h5', 'training_metadata.json']
     """
 
     def __init__(self, backup_dir, delete_checkpoint=True):
@@ -143,6 +160,18 @@ class Backup(keras.callbacks.BackupAndRestore):
 
     def on_train_begin(self, logs=None):
         self._load_model()
+
+    def on_train_end(self, logs=None):
+        if self.delete_checkpoint:
+            super().on_train_end(logs)
+            return
+        state = self._state_or_none()  # kept to extend the run: the last epoch's state alone
+        if state and state.get("previous"):
+            previous = self.folder / state.pop("previous")
+            state.pop("previous_epoch", None)
+            with atomic_path(self.folder / STATE_NAME) as path:
+                path.write_text(json.dumps(state))
+            previous.unlink(missing_ok=True)
 
     def _save_model(self):
         self.folder.mkdir(parents=True, exist_ok=True)

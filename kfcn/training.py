@@ -108,17 +108,18 @@ def standard_callbacks(run_dir, monitor, mode, patience=None, ema=False, crop_st
     - `model.keras`: the best epoch by `monitor` (resumes its comparison from the log);
     - `backup/`: the weights and optimizer state of the last epoch, so rerunning the same
       command resumes at the epoch it stopped (and `ResumeCropStream` keeps the crop
-      stream aligned); a kill at any moment leaves a state that resumes;
-    - `training.csv`: one row per epoch;
+      stream aligned), and a larger `--epochs` extends a finished run; a kill at any
+      moment leaves a state that resumes;
+    - `training.csv`: one row per epoch, with the learning rate;
     - with `patience`, early stopping; with `ema`, the checkpoint and validation use
       the optimizer's moving average of the weights (`SwapEMAWeights`).
 
     Example:
     >>> import tempfile
     >>> [type(c).__name__ for c in standard_callbacks(tempfile.mkdtemp(), "val_loss", "min", patience=5)]
-    ['BestModelCheckpoint', 'CSVLogger', 'EarlyStopping', 'Backup']
+    ['BestModelCheckpoint', 'LogLearningRate', 'CSVLogger', 'EarlyStopping', 'Backup']
     """
-    from kfcn.checkpoints import Backup, BestModelCheckpoint
+    from kfcn.checkpoints import Backup, BestModelCheckpoint, LogLearningRate
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -135,13 +136,15 @@ def standard_callbacks(run_dir, monitor, mode, patience=None, ema=False, crop_st
             run_dir / "model.keras", monitor, mode, initial_value_threshold=best_so_far(log, monitor, mode)
         )
     )
+    callbacks.append(LogLearningRate())
     callbacks.append(keras.callbacks.CSVLogger(str(log), append=True))
     if patience:
         callbacks.append(
             keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=patience, restore_best_weights=False)
         )
-    # Last, so that a backup is taken only once everything else has logged the epoch.
-    callbacks.append(Backup(run_dir / "backup"))
+    # Last, so that a backup is taken only once everything else has logged the epoch. Kept when
+    # the run ends: raising --epochs continues from it.
+    callbacks.append(Backup(run_dir / "backup", delete_checkpoint=False))
     return callbacks
 
 

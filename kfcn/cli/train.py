@@ -198,11 +198,14 @@ def _check(config):
 def prepare_run_dir(config):
     """Checks the run folder: returns `(run_dir, resuming)`, deleting nothing.
 
-    A finished run, or an interrupted one with other settings, is refused unless
-    `--overwrite`; its files are replaced only by `replace_old_run`, after every input
-    has been checked. A folder whose run never completed an epoch (no log, no backup)
-    starts afresh with any settings. Run files that are symbolic links are refused:
-    writing through them would overwrite files outside the run folder.
+    Rerunning the command of an interrupted run resumes it; the same command with a larger
+    `--epochs`, on a finished or an interrupted run, extends it (`config.json` records
+    each extension under "extended"). A finished run with the same settings, or a run with
+    other settings, is refused unless `--overwrite`; its files are replaced only by
+    `replace_old_run`, after every input has been checked. A folder whose run never
+    completed an epoch (no log, no backup) starts afresh with any settings. Run files that
+    are symbolic links are refused: writing through them would overwrite files outside the
+    run folder.
     """
     from kfcn.atomic import check_writable
 
@@ -214,27 +217,38 @@ def prepare_run_dir(config):
             "overwrite what they point to. Remove the links or choose another --output."
         )
     saved = run_dir / "config.json"
-    comparable = {k: v for k, v in config.items() if k != "overwrite"}
     started = (run_dir / "training.csv").is_file() or (run_dir / "backup").exists()
     if config["overwrite"]:
         return run_dir, False
-    if (run_dir / "summary.json").is_file():
-        raise ValueError(
-            f"{run_dir} holds a finished run ({run_dir / 'model.keras'}); pass --overwrite to train again, "
-            "or choose another --output."
-        )
     if saved.is_file() and started:
-        before = {k: v for k, v in json.loads(saved.read_text()).items() if k != "overwrite"}
+        before = json.loads(saved.read_text())
         # An option added to kfcn after the run started counts as its default.
-        before = {k: before.get(k, OPTIONS[k][0]) for k in comparable} | before
-        changed = sorted(k for k in set(before) | set(comparable) if before.get(k) != comparable.get(k))
+        before_options = {k: before.get(k, spec[0]) for k, spec in OPTIONS.items() if k != "overwrite"}
+        changed = sorted(k for k in before_options if before_options[k] != config[k])
+        finished = (run_dir / "summary.json").is_file()
+        if changed == ["epochs"] and config["epochs"] > before["epochs"]:
+            if not (run_dir / "backup").is_dir():
+                raise ValueError(
+                    f"{run_dir} holds a finished run without its last state (backup/), which runs of kfcn before "
+                    "0.2 deleted: it cannot be extended exactly. Fine-tune its model.keras in a new run folder "
+                    "(--model RUN/model.keras) instead."
+                )
+            config["extended"] = [*before.get("extended", []), {"epochs_before": before["epochs"]}]
+            return run_dir, True
+        if finished and not changed:
+            raise ValueError(
+                f"{run_dir} holds a finished run ({run_dir / 'model.keras'}); raise --epochs to extend it, pass "
+                "--overwrite to train again, or choose another --output."
+            )
         if changed:
             raise ValueError(
-                f"{run_dir} holds an interrupted run with other settings ({', '.join(changed)} differ); rerun it "
-                "with the same options to resume, pass --overwrite to start again, or choose another --output."
+                f"{run_dir} holds {'a finished' if finished else 'an interrupted'} run with other settings "
+                f"({', '.join(changed)} differ); rerun it with the same options to resume (a larger --epochs "
+                "extends it), pass --overwrite to start again, or choose another --output."
             )
+        config["extended"] = before.get("extended", [])
         return run_dir, True
-    if started or (run_dir / "model.keras").exists():
+    if started or (run_dir / "model.keras").exists() or (run_dir / "summary.json").exists():
         raise ValueError(f"{run_dir} holds files of another run; pass --overwrite or choose another --output.")
     return run_dir, False
 
@@ -507,8 +521,10 @@ def _train(config, run_dir, resuming):
     mode = monitor_mode(monitor, model)
     with replace_old_run(run_dir, enabled=config["overwrite"]) as old_run:  # every input is checked by now
         write_json(run_dir / "config.json", config)
+        (run_dir / "summary.json").unlink(missing_ok=True)  # an extended run is unfinished until it ends again
         print(
             f"{'resuming' if resuming else 'training'} {model.name} ({model.count_params():,} parameters) in {run_dir}"
+            + (f" (extended to {config['epochs']} epochs)" if config.get("extended") else "")
         )
         started = time.time()
         model.fit(

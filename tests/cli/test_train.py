@@ -56,6 +56,7 @@ def test_a_run_folder_holds_the_best_model_log_curves_and_config(data, tmp_path,
         "curves.png",
         "config.json",
         "summary.json",
+        "backup",  # the last epoch's state: a larger --epochs extends the run
     }
     config = json.loads((run / "config.json").read_text())
     assert config["crop"] == 32 and config["loss"] == "ce+j2" and config["weight_map"] == "unet"
@@ -99,7 +100,7 @@ def test_rerunning_an_interrupted_run_resumes_it_exactly(data, tmp_path, monkeyp
     resumed, uninterrupted = read_log(run / "training.csv"), read_log(reference / "training.csv")
     assert resumed["epoch"].tolist() == [0, 1, 2]
     np.testing.assert_array_equal(resumed["loss"], uninterrupted["loss"])  # the same operations, bit for bit
-    assert not (run / "backup").exists()
+    assert [p.name for p in (run / "backup").glob("*.weights.h5")] == ["epoch-00003.weights.h5"]  # the last state
 
 
 def test_config_file_with_flags_on_top(data, tmp_path):
@@ -223,3 +224,42 @@ def test_run_files_that_are_links_are_refused(data, tmp_path, capsys):
     assert main(command(data, run, "--epochs", "1")) == 2
     assert "symbolic links (model.keras)" in capsys.readouterr().err
     assert outside.read_bytes() == b"someone else's file"
+
+
+class InterruptAt(keras.callbacks.Callback):
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise RuntimeError(f"simulated crash after epoch {epoch + 1}")
+
+
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_a_larger_epochs_extends_a_finished_or_interrupted_run(data, tmp_path, monkeypatch, schedule, capsys):
+    import kfcn.training
+
+    options = ("--val-fraction", "0.2", "--schedule", schedule)
+    direct, extended = tmp_path / "direct", tmp_path / "extended"
+    assert main(command(data, direct, *options, "--epochs", "4")) == 0
+    assert main(command(data, extended, *options)) == 0  # 2 epochs, finished
+    # Extended to 4, interrupted after its third epoch, then the same command again.
+    plain = kfcn.training.standard_callbacks
+    monkeypatch.setattr(kfcn.training, "standard_callbacks", lambda *a, **k: [*plain(*a, **k), InterruptAt(2)])
+    assert main(command(data, extended, *options, "--epochs", "4")) == 2
+    monkeypatch.setattr(kfcn.training, "standard_callbacks", plain)
+    assert main(command(data, extended, *options, "--epochs", "4")) == 0
+    assert "extended to 4 epochs" in capsys.readouterr().out
+    config = json.loads((extended / "config.json").read_text())
+    assert config["epochs"] == 4 and config["extended"] == [{"epochs_before": 2}]
+    log, reference = read_log(extended / "training.csv"), read_log(direct / "training.csv")
+    assert log["epoch"].tolist() == [0, 1, 2, 3]
+    if schedule == "constant":  # the run that 4 epochs would have made, bit for bit
+        for key in ("loss", "val_loss", "learning_rate"):
+            np.testing.assert_array_equal(log[key], reference[key], err_msg=key)
+    else:  # what differs: epochs 1-2 followed the 2-epoch cosine, epochs 3-4 follow the 4-epoch one
+        np.testing.assert_array_equal(log["learning_rate"][2:], reference["learning_rate"][2:])
+        assert log["learning_rate"][1] < reference["learning_rate"][1]
+    assert json.loads((extended / "summary.json").read_text())["epochs_run"] == 4
+    assert main(command(data, extended, *options, "--epochs", "3")) == 2  # no shrinking
