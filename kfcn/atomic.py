@@ -1,10 +1,12 @@
 """Writing files and folders so that nothing is ever left half-written.
 
 Every file kfcn writes goes to a temporary name in its destination folder (so the
-final rename stays on one file system and is atomic), marked `.partial`, and is
-renamed into place only once complete. An exception or SIGTERM removes the
-temporary; a SIGKILL can leave only a `*.partial*` name, which `clean_partials`
-(called by every writer) removes on the next run.
+final rename stays on one file system and is atomic), marked `.kfcn-partial-PID`
+with the writing process's id, and is renamed into place only once complete. An
+exception or SIGTERM removes the temporary; a SIGKILL can leave one behind, which
+`clean_partials` (called by every writer) removes on a later run once its process is
+gone. A temporary of a live process (another `--shard` worker writing into the same
+folder) is never touched, and neither is any name without kfcn's mark.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import signal
 import threading
 from pathlib import Path
 
-PARTIAL_MARK = ".partial-"
+PARTIAL_MARK = ".kfcn-partial-"  # followed by the owner's process id
 
 
 def check_writable(folder, what="output folder"):
@@ -35,7 +37,7 @@ def check_writable(folder, what="output folder"):
         raise ValueError(f"The {what} {folder} exists and is a file, not a folder; choose another path.")
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f"{PARTIAL_MARK}write-test-{os.getpid()}"
+        probe = folder / f"{PARTIAL_MARK}{os.getpid()}-write-test"
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as error:
@@ -46,24 +48,57 @@ def check_writable(folder, what="output folder"):
     return folder
 
 
+def partial_owner(name):
+    """The process id in a kfcn temporary's name, or None for any other name.
+
+    Example:
+    >>> partial_owner("a.png.kfcn-partial-4242.png"), partial_owner("report.partial-final.txt")
+    (4242, None)
+    """
+    _, mark, rest = name.partition(PARTIAL_MARK)
+    digits = rest[: len(rest) - len(rest.lstrip("0123456789"))]
+    return int(digits) if mark and digits else None
+
+
+_IN_FLIGHT = set()  # this process's temporaries being written now (any thread)
+
+
+def _alive(pid):
+    if pid == os.getpid():
+        return False  # this process's leftovers; the ones it is writing now are in _IN_FLIGHT
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
 def clean_partials(folder):
-    """Removes what an interrupted kfcn writer left in `folder` (`*.partial-*` names).
+    """Removes the temporaries that interrupted kfcn writers left in `folder`: names with kfcn's
+    mark whose process is gone (or is this one). Returns how many were removed.
 
     Example:
     >>> import tempfile
-    >>> folder = Path(tempfile.mkdtemp()); (folder / "a.png.partial-12").write_bytes(b"x")
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> (folder / f"a.png{PARTIAL_MARK}{os.getpid()}.png").write_bytes(b"x")
     1
-    >>> clean_partials(folder), sorted(folder.iterdir())
-    (1, [])
+    >>> (folder / "report.partial-final.txt").write_bytes(b"a user's file")
+    13
+    >>> clean_partials(folder), sorted(p.name for p in folder.iterdir())
+    (1, ['report.partial-final.txt'])
     """
     removed = 0
     folder = Path(folder)
     if not folder.is_dir():
         return 0
     for path in folder.iterdir():
-        if PARTIAL_MARK in path.name:
-            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
-            removed += 1
+        owner = partial_owner(path.name)
+        if owner is None or _alive(owner) or path.absolute() in _IN_FLIGHT:
+            continue
+        shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+        removed += 1
     return removed
 
 
@@ -118,6 +153,7 @@ def atomic_path(path, overwrite=True):
     check_writable(path.parent, "destination folder")
     clean_partials(path.parent)
     temporary = _temporary_name(path)
+    _IN_FLIGHT.add(temporary.absolute())
     try:
         with _removed_on_sigterm(path):
             yield temporary
@@ -125,13 +161,14 @@ def atomic_path(path, overwrite=True):
                 raise FileExistsError(f"{path} appeared while writing; pass overwrite=True to replace it.")
             if path.is_dir() and temporary.is_dir():
                 # A folder cannot be replaced atomically: move the old one aside first.
-                old = path.with_name(f"{path.name}{PARTIAL_MARK}old-{os.getpid()}")
+                old = path.with_name(f"{path.name}{PARTIAL_MARK}{os.getpid()}-old")
                 os.replace(path, old)
                 os.replace(temporary, path)
                 shutil.rmtree(old, ignore_errors=True)
             else:
                 os.replace(temporary, path)
     finally:
+        _IN_FLIGHT.discard(temporary.absolute())
         if temporary.is_dir():
             shutil.rmtree(temporary, ignore_errors=True)
         elif temporary.exists():

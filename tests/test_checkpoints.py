@@ -112,7 +112,7 @@ def test_killed_at_any_write_resumes_to_the_uninterrupted_run(data, reference, t
     from kfcn.saving import load_model
 
     load_model(run / "model.keras")  # complete, whatever moment the kill came
-    assert not any(".partial-" in p.name for p in run.rglob("*"))
+    assert not any(".kfcn-partial-" in p.name for p in run.rglob("*"))
 
 
 def test_an_unreadable_last_backup_falls_back_to_the_epoch_before_and_says_so(data, reference, tmp_path):

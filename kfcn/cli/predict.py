@@ -187,18 +187,32 @@ def _write(path, array):
 
 
 def _update_counts(path, counts):
-    """Merges this run's counts into counts.csv (a resumed folder keeps the earlier images' rows)."""
+    """Merges counts into counts.csv under a lock (shard workers share it); earlier rows are kept.
+
+    Called for each image before its outputs are written, so a run stopped at any moment and
+    finished with `--skip-existing` has a row for every image whose outputs exist.
+    """
+    import contextlib
+
     from kfcn.atomic import atomic_path
 
-    rows = {}
-    if path.is_file():
-        for line in path.read_text().splitlines()[1:]:
-            name, _, value = line.rpartition(",")
-            if name:
-                rows[name] = value
-    rows.update({name: f"{count:.3f}" for name, count in counts})
-    with atomic_path(path) as temporary:
-        temporary.write_text("image,count\n" + "".join(f"{name},{value}\n" for name, value in sorted(rows.items())))
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: one writer at a time is the user's to ensure
+        fcntl = None
+    with open(path.with_name(".counts.csv.lock"), "a") as lock, contextlib.ExitStack() as unlock:
+        if fcntl is not None:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            unlock.callback(fcntl.flock, lock, fcntl.LOCK_UN)
+        rows = {}
+        if path.is_file():
+            for line in path.read_text().splitlines()[1:]:
+                name, _, value = line.rpartition(",")
+                if name:
+                    rows[name] = value
+        rows.update({name: f"{count:.3f}" for name, count in counts})
+        with atomic_path(path) as temporary:
+            temporary.write_text("image,count\n" + "".join(f"{name},{value}\n" for name, value in sorted(rows.items())))
 
 
 def run(args):
@@ -278,7 +292,6 @@ def _predict_files(args, files, output, every_file=None):
     policy = None if args.precision == "float32" else args.precision
     check_engine(args.engine, geometry, policy)
     done = skipped = 0
-    counts = []
     bar = tqdm(files, desc="predicting", unit="image", disable=None)
     for path in bar:
         names = output_names(path.stem, task, args)
@@ -305,6 +318,10 @@ def _predict_files(args, files, output, every_file=None):
                 )
         except ValueError as error:
             raise ValueError(f"{path}: {error}") from None
+        if task == "counting":
+            count = float(prediction[..., 0].sum(dtype=np.float64))
+            _update_counts(output / "counts.csv", [(path.name, count)])
+            bar.write(f"{path.name}: count {count:.1f}")
         _write(output / names[0], _main_array(prediction, task, args))
         if not args.no_overlay:
             picture = (
@@ -313,13 +330,7 @@ def _predict_files(args, files, output, every_file=None):
                 else heat_map(prediction[..., 0])
             )
             _write(output / names[1], picture)
-        if task == "counting":
-            count = float(prediction[..., 0].sum(dtype=np.float64))
-            counts.append((path.name, count))
-            bar.write(f"{path.name}: count {count:.1f}")
         done += 1
-    if counts:
-        _update_counts(output / "counts.csv", counts)
     model_name = model_path(args).name
     print(
         f"wrote {done} image(s) to {output} with {model_name} ({task})"
