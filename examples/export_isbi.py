@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -58,13 +57,11 @@ def main():
     calibration = [load_pair(root / "images" / f"{n}.png", root / "labels" / f"{n}.png")[0] for n in TRAINING]
 
     serving_base = output / "unet_isbi_serving"
-    if serving_base.exists():
-        shutil.rmtree(serving_base)
     metadata = {
         "training": "saved_models/README.md (examples/train_isbi.py; slices 00-19 train, 20-24 held out)",
         "export_command": COMMAND,
     }
-    folder = kfcn.export.saved_model(model, serving_base, version=1, metadata=metadata)
+    folder = kfcn.export.saved_model(model, serving_base, version=1, overwrite=True, metadata=metadata)  # atomic
     reports = {
         "float32": kfcn.export.tflite(model, output / "unet_isbi_float32.tflite", input_shape=(512, 512)),
         "float16": kfcn.export.tflite(model, output / "unet_isbi_float16.tflite", "float16", input_shape=(512, 512)),
