@@ -102,6 +102,10 @@ def clean_partials(folder):
     return removed
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler's stop, `kill`), raised where Python runs next, like Ctrl-C."""
+
+
 @contextlib.contextmanager
 def _removed_on_sigterm(path):
     """Turns SIGTERM into an exception while `path` is being written (main thread only)."""
@@ -110,7 +114,7 @@ def _removed_on_sigterm(path):
         return
 
     def terminate(signum, frame):
-        raise KeyboardInterrupt(f"terminated (signal {signum}) while writing {path}")
+        raise Terminated(f"terminated (signal {signum}) while writing {path}")
 
     try:
         previous = signal.signal(signal.SIGTERM, terminate)

@@ -10,6 +10,7 @@ Example:
 from __future__ import annotations
 
 import csv
+import time
 from pathlib import Path
 
 import keras
@@ -146,6 +147,38 @@ def standard_callbacks(run_dir, monitor, mode, patience=None, ema=False, crop_st
     # the run ends: raising --epochs continues from it.
     callbacks.append(Backup(run_dir / "backup", delete_checkpoint=False))
     return callbacks
+
+
+class RemainingTime(keras.callbacks.Callback):
+    """Prints, after the first epoch of a `fit` call, about how long the epochs left will take.
+
+    Example:
+    >>> import numpy as np
+    >>> model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    >>> model.compile("sgd", "mse")
+    >>> _ = model.fit(np.zeros((4, 2)), np.zeros((4, 1)), epochs=3, verbose=0, callbacks=[RemainingTime(3)])
+    ... # doctest: +ELLIPSIS
+    epoch 1 took ... s (with compilation); the 2 epoch(s) left should take about ... min or less
+    """
+
+    def __init__(self, epochs):
+        super().__init__()
+        self.epochs = epochs
+
+    def on_train_begin(self, logs=None):
+        self.started, self.first = time.time(), None
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.first is not None:
+            return
+        self.first = time.time() - self.started
+        left = self.epochs - epoch - 1
+        if left:
+            print(
+                f"epoch {epoch + 1} took {self.first:.0f} s (with compilation); the {left} epoch(s) left should take "
+                f"about {left * self.first / 60:.0f} min or less",
+                flush=True,
+            )
 
 
 def plot_training_curves(csv_path, png_path, title=None):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from kfcn import __version__
 from kfcn.cli import evaluate, export, inspect, predict, train
 
 VERBS = (train, predict, evaluate, export, inspect)
@@ -33,6 +34,7 @@ def build_parser():
         prog="kfcn", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--verbose", action="store_true", help="show the backend's start-up log and full tracebacks")
+    parser.add_argument("--version", action="version", version=f"kfcn {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="VERB")
     for verb in VERBS:
         verb.register(commands)
@@ -51,18 +53,56 @@ def main(argv=None):
     from kfcn.cli.common import quiet_backend_import
 
     args = build_parser().parse_args(argv)
+    resume = "; rerun the same command to resume" if args.command == "train" else ""
     try:
-        quiet_backend_import(args.verbose, tensorflow=getattr(args, "needs_tensorflow", False))
-        return args.run(args) or 0
+        with _sigterm_as_interrupt():
+            quiet_backend_import(args.verbose, tensorflow=getattr(args, "needs_tensorflow", False))
+            return args.run(args) or 0
     except (ValueError, FileNotFoundError, FileExistsError, OSError, RuntimeError, ImportError) as error:
         if args.verbose:
             raise
         message = " ".join(str(error).split())  # one line
         print(f"kfcn {args.command}: error: {message}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"kfcn {args.command}: interrupted; nothing half-written was left behind", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as interrupt:
+        if not _is_sigterm(interrupt):
+            print(f"kfcn {args.command}: interrupted; nothing half-written was left behind{resume}", file=sys.stderr)
+            return 130
+        print(f"kfcn {args.command}: stopped (SIGTERM); nothing half-written was left behind{resume}", file=sys.stderr)
+        return 143
+
+
+def _is_sigterm(interrupt):
+    from kfcn.atomic import Terminated
+
+    return isinstance(interrupt, Terminated)
+
+
+class _sigterm_as_interrupt:  # noqa: N801
+    """Turns SIGTERM into `Terminated` inside the block (main thread only), so that a stopped run
+    cleans up and says how to resume instead of dying silently with status 143."""
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        self.previous = None
+        if threading.current_thread() is threading.main_thread():
+
+            def terminate(signum, frame):
+                from kfcn.atomic import Terminated
+
+                raise Terminated(f"signal {signum}")
+
+            self.previous = signal.signal(signal.SIGTERM, terminate)
+        return self
+
+    def __exit__(self, *exc):
+        import signal
+
+        if self.previous is not None:
+            signal.signal(signal.SIGTERM, self.previous)
+        return False
 
 
 if __name__ == "__main__":

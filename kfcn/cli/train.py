@@ -13,6 +13,7 @@ import inspect
 import json
 import math
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -446,6 +447,24 @@ def _compile(model, config, outputs):
     return [score.name for score in scores]
 
 
+def _held_out_description(config, validation):
+    """One line saying which images score the epochs (and so pick model.keras)."""
+    if validation is None:
+        return "no validation data: model.keras is the epoch with the best training score"
+    if config["val_images"]:
+        return f"validation: the images in {config['val_images']}"
+    if config["tfds"]:
+        return (
+            f"validation: TFDS {config['tfds']} split {config['val_split'] or 'the last files of ' + config['split']}"
+        )
+    from kfcn.data.folder import pair_files
+
+    names = [image.name for image, _ in pair_files(config["images"], config["labels"])]
+    held_out = names[len(names) - math.ceil(len(names) * config["val_fraction"]) :]
+    shown = ", ".join(held_out[:8]) + (", ..." if len(held_out) > 8 else "")
+    return f"validation: {len(held_out)} held-out image(s), the last {config['val_fraction']:.0%} by name: {shown}"
+
+
 def _check_image_sizes(config):
     """Every training image takes the crop (reflection padding reaches about twice a side), checked
     from the files' headers before any work; a TFDS dataset is checked as it streams."""
@@ -490,7 +509,7 @@ def _train(config, run_dir, resuming):
 
     from kfcn.data import random_crop_pipeline
     from kfcn.distribute import replicas
-    from kfcn.training import monitor_mode, plot_training_curves, read_log, standard_callbacks
+    from kfcn.training import RemainingTime, monitor_mode, plot_training_curves, read_log, standard_callbacks
 
     keras.utils.set_random_seed(config["seed"])
     outputs = 1 if config["label_mode"] == "binary" else config["num_classes"]
@@ -526,6 +545,7 @@ def _train(config, run_dir, resuming):
             f"{'resuming' if resuming else 'training'} {model.name} ({model.count_params():,} parameters) in {run_dir}"
             + (f" (extended to {config['epochs']} epochs)" if config.get("extended") else "")
         )
+        print(_held_out_description(config, validation))
         started = time.time()
         model.fit(
             batches,
@@ -533,8 +553,10 @@ def _train(config, run_dir, resuming):
             steps_per_epoch=config["steps"],
             shuffle=False,  # the crop pipeline shuffles, reproducibly
             validation_data=None if validation is None else _validation_batches(validation, multiple, replicas()),
+            verbose=1 if sys.stdout.isatty() else 2,  # a progress bar on a terminal, a line per epoch in a log
             callbacks=[
                 keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: old_run.first_epoch_done()),
+                RemainingTime(config["epochs"]),
                 *standard_callbacks(
                     run_dir, monitor, mode, patience=config["patience"], ema=config["ema"], crop_stream=batches
                 ),

@@ -91,9 +91,12 @@ def _check_input_shape(model, contract, input_shape):
     if input_shape is None:
         return None, None
     try:
-        height, width = (int(v) for v in input_shape)
+        height, width = input_shape
     except (TypeError, ValueError):
         raise ValueError(f"`input_shape` is (height, width) or None; got {input_shape!r}.") from None
+    if not all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in (height, width)):
+        raise ValueError(f"`input_shape` takes whole numbers of pixels (height, width); got {input_shape!r}.")
+    height, width = int(height), int(width)
     if height < 1 or width < 1:
         raise ValueError(f"`input_shape` needs positive sizes; got {input_shape!r}.")
     for axis, size, static in zip(("height", "width"), (height, width), model.inputs[0].shape[1:3]):
@@ -121,6 +124,19 @@ def _calibration_images(data, contract, max_samples):
             )
         if not np.all(np.isfinite(image)):
             raise ValueError("representative_data holds NaN or infinite values; calibrate on clean images.")
+        if contract.input_range is not None:
+            low, high = contract.input_range
+            if image.min() < low or image.max() > high:
+                raise ValueError(
+                    f"representative_data holds values from {image.min():g} to {image.max():g}, but the model takes "
+                    f"raw pixels in [{low:g}, {high:g}]: int8 calibrated on another range is wrong on real inputs. "
+                    "Calibrate on images as the model's clients send them."
+                )
+            if high > 1 and image.max() <= 1 and image.size > 1:
+                raise ValueError(
+                    f"representative_data looks rescaled to [0, 1] (its maximum is {image.max():g}), but the model "
+                    f"takes raw pixels in [{low:g}, {high:g}]; calibrate on the stored pixel values."
+                )
         images.append(image)
         if len(images) >= max_samples:
             break

@@ -69,3 +69,47 @@ def test_python_dash_m_kfcn_is_the_kfcn_command():
     done = subprocess.run([sys.executable, "-m", "kfcn", "--help"], capture_output=True, text=True)
     assert done.returncode == 0 and done.stderr == ""
     assert all(verb in done.stdout for verb in ("train", "predict", "evaluate", "export", "inspect"))
+
+
+def test_version():
+    import kfcn as package
+
+    assert kfcn("--version")[1].strip() == f"kfcn {package.__version__}"
+
+
+def test_sigterm_stops_training_in_words_and_the_same_command_resumes(data, tmp_path):
+    import signal
+    import time
+
+    arguments = ["-m", "kfcn.cli", "train", "--images", data / "images", "--labels", data / "labels"]
+    arguments += ["--output", tmp_path / "run", "--filters", "2", "--depth", "2", "--crop", "32", "--batch", "2"]
+    arguments += ["--epochs", "30", "--steps", "4"]
+    environment = os.environ | {"KERAS_BACKEND": "tensorflow"}
+    process = subprocess.Popen(
+        [sys.executable, *map(str, arguments)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environment,
+    )
+    log = tmp_path / "run" / "training.csv"
+    deadline = time.time() + 300
+    while time.time() < deadline and (not log.is_file() or len(log.read_text().splitlines()) < 3):
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 143, stderr[-2000:]
+    assert "stopped (SIGTERM)" in stderr and "rerun the same command to resume" in stderr
+    # Not a terminal: one plain line per epoch, no progress bar's escape codes; the held-out images named.
+    assert "\x1b[" not in stdout and "validation: 1 held-out image(s), the last 20% by name: s3.png" in stdout
+    assert "epoch(s) left should take about" in stdout
+    assert len(read_log_rows(log)) < 30
+    done = subprocess.run([sys.executable, *map(str, arguments)], capture_output=True, text=True, env=environment)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "resuming" in done.stdout and read_log_rows(log) == list(range(30))
+
+
+def read_log_rows(path):
+    from kfcn.training import read_log
+
+    return read_log(path)["epoch"].tolist()

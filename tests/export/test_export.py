@@ -197,6 +197,14 @@ def test_bad_requests_name_the_fix(tmp_path):
         saved_model(vector, tmp_path / "serving")
     with pytest.raises(ValueError, match="version"):
         saved_model(model, tmp_path / "serving", version=0)
+    with pytest.raises(ValueError, match="whole numbers of pixels"):
+        tflite(model, tmp_path / "m.tflite", input_shape=(32.5, 32))
+    sixteen_bit = [np.full((16, 16, 1), 4000.0, "float32")]
+    with pytest.raises(ValueError, match=r"values from 4000 to 4000.*\[0, 255\]"):
+        tflite(model, tmp_path / "m.tflite", quantize="int8", representative_data=sixteen_bit, input_shape=(16, 16))
+    rescaled = [np.linspace(0, 1, 256, dtype="float32").reshape(16, 16, 1)]
+    with pytest.raises(ValueError, match=r"rescaled to \[0, 1\]"):
+        tflite(model, tmp_path / "m.tflite", quantize="int8", representative_data=rescaled, input_shape=(16, 16))
     assert not (tmp_path / "m.tflite").exists()
 
 
