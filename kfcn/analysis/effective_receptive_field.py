@@ -72,7 +72,9 @@ def effective_receptive_field(model, input_shape, samples=8, reinitialize=False,
     Args:
         model: a Keras model with one image input.
         input_shape: (H, W, C) of the probe inputs; a size the model accepts.
-        samples: number of random inputs averaged.
+        samples: number of random inputs averaged. They are drawn as the model takes its
+            input: uniform over its raw pixel range where it has one (kfcn's builders'
+            `input_range`, e.g. 0-255), else standard normal.
         reinitialize: draw new weights for every sample (clones the model).
         seed: seed of the random inputs.
         probes: optional (N, H, W, C) array of inputs to average over instead of random
@@ -99,6 +101,15 @@ def effective_receptive_field(model, input_shape, samples=8, reinitialize=False,
             raise ValueError(f"`probes` must be (N, *input_shape) = (N, {height}, {width}, ...); got {probes.shape}.")
         samples = len(probes)
     rng = np.random.default_rng(seed)
+    from kfcn.inference.geometry import input_range
+
+    pixel_range = input_range(model)
+
+    def random_input():
+        if pixel_range is None:
+            return rng.normal(size=(1, *input_shape)).astype("float32")
+        return rng.uniform(*pixel_range, size=(1, *input_shape)).astype("float32")
+
     output_shape = model.compute_output_shape((1, *input_shape))
     out_h, out_w = output_shape[1], output_shape[2]
     centre_out = (out_h // 2, out_w // 2)
@@ -106,7 +117,7 @@ def effective_receptive_field(model, input_shape, samples=8, reinitialize=False,
     total = np.zeros((height, width), dtype="float64")
     for sample in range(samples):
         network = keras.models.clone_model(model) if reinitialize else model
-        x = probes[[sample]] if probes is not None else rng.normal(size=(1, *input_shape)).astype("float32")
+        x = probes[[sample]] if probes is not None else random_input()
 
         def centre_unit(tensor, network=network):
             output = network(tensor, training=False)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -106,11 +107,16 @@ def run(args):
         else f"  total stride {geometry.multiple}, 'same' padding (output size = input size)"
     )
     print(f"  {_accepted_sizes(model, geometry)}\n")
-    receptive_field(model).summary()
+    field = receptive_field(model)
+    field.summary()
     if erf_path is not None:
         static = tuple(model.inputs[0].shape[1:3])
-        side = static if all(static) else (geometry.valid_input_size(model, 128 + 2 * geometry.margin),) * 2
-        erf = effective_receptive_field(model, (*side, geometry.channels), samples=4)
+        # Traced on an input at least as large as the theoretical field (and 256 px), as the model
+        # card measures it: on a smaller one the border cuts the field and inflates the radius.
+        finite = [int(math.ceil(v)) for v in field.size if math.isfinite(v)]
+        wanted = max([256, *finite]) + 2 * geometry.margin
+        side = static if all(static) else (geometry.valid_input_size(model, wanted),) * 2
+        erf = effective_receptive_field(model, (*side, geometry.channels), samples=8)
         with atomic_path(erf_path) as temporary:
             erf.save_png(temporary)
         print(

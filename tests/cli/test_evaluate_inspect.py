@@ -222,7 +222,7 @@ def test_inspect_prints_the_facts_and_writes_the_erf(binary, tmp_path, capsys):
     assert "total stride 4" in out and "multiples of 4" in out
     assert "receptive field 44 px" in out
     erf = read(tmp_path / "maps" / "erf.png")
-    assert erf.shape == (256, 256, 3)  # 128 px probe, drawn at scale 2
+    assert erf.shape == (512, 512, 3)  # a 256-px probe (at least the field), drawn at scale 2
     assert list((tmp_path / "maps").iterdir()) == [tmp_path / "maps" / "erf.png"]
 
 
