@@ -59,6 +59,18 @@ def segmentation_loss(name, num_classes, ignore_class=None):
     return chosen[0] if len(chosen) == 1 else losses.CompoundLoss(chosen)
 
 
+def recipe(name):
+    """Every option of a named recipe shipped with kfcn (what `kfcn train --recipe NAME` starts from).
+
+    Example:
+    >>> recipe("isbi2012")["schedule"]
+    'cosine'
+    """
+    from kfcn.recipes import recipe as load
+
+    return load(name)
+
+
 def read_log(csv_path):
     """Rows of a Keras `CSVLogger` file as `{column: np.ndarray}`, one row per epoch.
 

@@ -25,6 +25,7 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 # name: (default, type, help[, choices]). Defaults apply unless --config or a flag sets the option.
 OPTIONS = {
     "output": (None, str, "run folder: model.keras, training.csv, curves.png, config.json (required)"),
+    "recipe": (None, str, "start from a named recipe shipped with kfcn (isbi2012); flags and --config override it"),
     "model": ("unet", str, f"{' | '.join(ZOO)}, or a .keras file to fine-tune"),
     "filters": (16, int, "base filters of a zoo model"),
     "depth": (4, int, "poolings of a zoo model (unet, segnet)"),
@@ -136,10 +137,16 @@ def read_config(path):
 
 
 def resolve(args):
-    """Defaults, then the --config file, then the flags given on the command line."""
+    """Defaults, then the recipe (if any), then the --config file, then the flags given on the command line."""
     given = {name: value for name, value in vars(args).items() if name in OPTIONS}
     from_file = read_config(args.config) if getattr(args, "config", None) else {}
-    config = {name: spec[0] for name, spec in OPTIONS.items()} | from_file | given
+    recipe_name = given.get("recipe", from_file.get("recipe"))
+    from_recipe = {}
+    if recipe_name is not None:
+        from kfcn.recipes import recipe
+
+        from_recipe = recipe(recipe_name)
+    config = {name: spec[0] for name, spec in OPTIONS.items()} | from_recipe | from_file | given
     _check_types(config)
     _check(config)
     return config

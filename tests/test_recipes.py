@@ -1,0 +1,38 @@
+"""Recipes: every shipped recipe resolves to valid `kfcn train` options, and one trains (shrunk by flags)."""
+
+import json
+
+import keras
+import pytest
+
+from kfcn.cli.train import OPTIONS
+from kfcn.recipes import RECIPES, recipe
+from kfcn.training import recipe as training_recipe
+
+
+@pytest.mark.parametrize("name", RECIPES)
+def test_a_recipe_holds_every_training_choice_as_valid_options(name):
+    options = recipe(name)
+    assert set(options) <= set(OPTIONS), sorted(set(options) - set(OPTIONS))
+    chosen = {"model", "filters", "crop", "augment", "weight_map", "loss", "optimizer", "schedule", "epochs"}
+    assert chosen | {"ema", "monitor", "learning_rate", "steps", "batch"} <= set(options)
+    assert training_recipe(name) == options
+
+
+def test_an_unknown_recipe_lists_the_shipped_ones():
+    with pytest.raises(ValueError, match="isbi2012"):
+        recipe("isbi2013")
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="tf.data pipelines")
+def test_train_from_a_recipe_with_flags_on_top(tmp_path):
+    from kfcn.cli import main
+
+    run = tmp_path / "run"
+    shrink = ["--filters", "2", "--depth", "2", "--crop", "32", "--epochs", "1", "--steps", "1", "--no-jit-compile"]
+    assert main(["train", "--recipe", "isbi2012", "--output", str(run), *shrink]) == 0
+    config = json.loads((run / "config.json").read_text())
+    expected = recipe("isbi2012") | {"filters": 2, "depth": 2, "crop": 32, "epochs": 1, "steps": 1}
+    assert {key: config[key] for key in expected} == expected | {"jit_compile": False}
+    assert config["recipe"] == "isbi2012" and config["images"].endswith("isbi2012/images")
+    assert main(["train", "--recipe", "nope", "--output", str(tmp_path / "other")]) == 2
