@@ -30,20 +30,31 @@ KERAS_WEIGHTS_NAME = "latest.weights.h5"
 
 
 class LogLearningRate(keras.callbacks.Callback):
-    """Adds the optimizer's learning rate at the end of each epoch to the logs (and so to `training.csv`).
+    """Adds the optimizer's learning rate and the epoch's wall time in seconds to the logs at the end
+    of each epoch (and so to `training.csv`, from which `kfcn card` sums the training time).
 
     Example:
     >>> import numpy as np
     >>> model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     >>> model.compile(keras.optimizers.SGD(0.25), "mse")
     >>> history = model.fit(np.zeros((4, 2)), np.zeros((4, 1)), verbose=0, callbacks=[LogLearningRate()])
-    >>> history.history["learning_rate"]
-    [0.25]
+    >>> history.history["learning_rate"], history.history["seconds"][0] > 0
+    ([0.25], True)
     """
 
+    def on_epoch_begin(self, epoch, logs=None):
+        import time
+
+        self._started = time.perf_counter()
+
     def on_epoch_end(self, epoch, logs=None):
-        if logs is not None and "learning_rate" not in logs:
+        import time
+
+        if logs is None:
+            return
+        if "learning_rate" not in logs:
             logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        logs["seconds"] = time.perf_counter() - self._started
 
 
 class BestModelCheckpoint(keras.callbacks.Callback):

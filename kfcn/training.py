@@ -213,6 +213,7 @@ def plot_training_curves(csv_path, png_path, title=None):
     log = read_log(csv_path)
     epochs = log.pop("epoch") + 1
     log.pop("learning_rate", None)
+    log.pop("seconds", None)
     names = [key for key in log if not key.startswith("val_")]
     columns = min(3, max(1, len(names)))
     rows = -(-len(names) // columns)

@@ -6,6 +6,7 @@
     kfcn evaluate imgs/ masks/ --model runs/cells/model.keras --json scores.json
     kfcn export runs/cells/model.keras --format tflite --output cells.tflite
     kfcn inspect runs/cells/model.keras --erf erf.png
+    kfcn card runs/cells                                      # runs/cells/MODEL_CARD.md
 
 `kfcn VERB --help` describes each verb. Images are read as raw pixel values (kfcn's input
 contract); the model scales them. Errors are one line on stderr with exit status 2 and
@@ -18,9 +19,9 @@ import argparse
 import sys
 
 from kfcn import __version__
-from kfcn.cli import evaluate, export, inspect, predict, train
+from kfcn.cli import card, evaluate, export, inspect, predict, train
 
-VERBS = (train, predict, evaluate, export, inspect)
+VERBS = (train, predict, evaluate, export, inspect, card)
 
 
 def build_parser():

@@ -128,6 +128,7 @@ def read_config(path):
     if not isinstance(values, dict):
         raise ValueError(f"Config file {path} must hold a mapping of option names to values.")
     options = {}
+    values.pop("extended", None)  # a run folder's config.json records its extensions; not an option
     for key, value in values.items():
         name = str(key).replace("-", "_")
         if name not in OPTIONS:
@@ -454,6 +455,35 @@ def _compile(model, config, outputs):
     return [score.name for score in scores]
 
 
+def machine():
+    """The facts about this computer that a training time depends on.
+
+    Example:
+    >>> facts = machine()
+    >>> sorted(facts)
+    ['avx512', 'bf16', 'cores', 'processor', 'system']
+    """
+    import platform
+
+    flags, processor = set(), platform.processor() or platform.machine()
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        cpuinfo = ""
+    for line in cpuinfo.splitlines():
+        if line.startswith("model name") and ":" in line:
+            processor = line.split(":", 1)[1].strip()
+        if line.startswith("flags") and ":" in line:
+            flags |= set(line.split(":", 1)[1].split())
+    return {
+        "processor": processor,
+        "cores": os.cpu_count(),
+        "avx512": "avx512f" in flags,
+        "bf16": bool(flags & {"avx512_bf16", "amx_bf16"}),
+        "system": f"{platform.system()} {platform.release()}",
+    }
+
+
 def _held_out_description(config, validation):
     """One line saying which images score the epochs (and so pick model.keras)."""
     if validation is None:
@@ -582,6 +612,7 @@ def _train(config, run_dir, resuming):
         "minutes_this_session": round((time.time() - started) / 60, 2),
         "keras": keras.__version__,
         "backend": keras.backend.backend(),
+        "machine": machine(),
     }
     write_json(run_dir / "summary.json", summary)
     print(

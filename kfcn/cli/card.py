@@ -1,0 +1,151 @@
+"""`kfcn card RUN_DIR`: the model card of a `kfcn train` run folder, written from its files alone.
+
+The card (`RUN_DIR/MODEL_CARD.md` by default) says what the model is, the command and every
+setting that made it, the machine and the training time, the held-out scores at the selected
+and at the last epoch, and links the curves; rerun it after the run is extended and it is
+current again, so no card is edited by hand.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def register(commands):
+    text = "write the model card (Markdown) of a kfcn train run folder"
+    sub = commands.add_parser("card", help=text, description=__doc__)
+    sub.add_argument(
+        "folder", metavar="RUN", help="a kfcn train run folder (config.json, summary.json, training.csv, model.keras)"
+    )
+    sub.add_argument("--output", default=None, help="the card's path (default: RUN/MODEL_CARD.md)")
+    sub.set_defaults(run=run)
+
+
+def run(args):
+    from kfcn.atomic import atomic_path
+
+    folder = Path(args.folder)
+    output = Path(args.output) if args.output else folder / "MODEL_CARD.md"
+    text = model_card(folder)
+    with atomic_path(output) as temporary:
+        temporary.write_text(text)
+    print(f"wrote {output}")
+
+
+def model_card(folder):
+    """The Markdown model card of the run folder `folder`.
+
+    Raises:
+        ValueError: a folder that is not a finished run, naming the missing file.
+    """
+    from kfcn.training import read_log
+
+    folder = Path(folder)
+    for name in ("config.json", "summary.json", "training.csv", "model.keras"):
+        if not (folder / name).is_file():
+            raise ValueError(
+                f"{folder} has no {name}: `kfcn card` reads a finished `kfcn train` run folder (rerun its command "
+                "to finish an interrupted one)."
+            )
+    config = json.loads((folder / "config.json").read_text())
+    summary = json.loads((folder / "summary.json").read_text())
+    log = read_log(folder / "training.csv")
+    model = _model_facts(folder / "model.keras")
+    monitor, best = summary["monitor"], summary["best_epoch"]
+    seconds = log.get("seconds")
+    total = float(seconds.sum()) if seconds is not None else None
+    hours = (
+        "an unlogged time (a run of kfcn < 0.2)"
+        if total is None
+        else (f"{total / 3600:.2f} h" if total >= 3600 else f"{total / 60:.1f} min")
+    )
+    machine = summary.get("machine", {})
+    lines = [
+        f"# {model['name']}: `{folder.name}`",
+        "",
+        f"A `{config['model']}` of {model['parameters']:,} parameters ({model['head']}, {model['outputs']} output "
+        f"channel(s)), trained by `kfcn train` on {_shown(config.get('images') or config.get('tfds'))}"
+        + (f" (recipe `{config['recipe']}`)" if config.get("recipe") else "")
+        + ". Input: raw pixel values of any size the strides allow; the model scales them itself.",
+        "",
+        "## How it was made",
+        "",
+        "    kfcn train --config config.json   # every setting below; config.json is in the run folder",
+        "",
+        "| setting | value |",
+        "|---|---|",
+        *[
+            f"| {key} | `{json.dumps(_shown(value))}` |"
+            for key, value in config.items()
+            if key not in ("overwrite", "output")
+        ],
+        "",
+        f"Trained for {summary['epochs_run']} epoch(s) of {config['steps']} steps in {hours} "
+        f"(Keras {summary.get('keras')}, {summary.get('backend')} backend) on "
+        + (
+            f"{machine.get('processor')}, {machine.get('cores')} cores"
+            + (", AVX-512" if machine.get("avx512") else "")
+            + (", BF16" if machine.get("bf16") else "")
+            if machine
+            else "a machine it did not record"
+        )
+        + "."
+        + (
+            " Extended from " + ", then ".join(f"{e['epochs_before']}" for e in config["extended"]) + " epochs."
+            if config.get("extended")
+            else ""
+        ),
+        "",
+        "## Scores",
+        "",
+        f"`model.keras` is epoch {best}, the best by `{monitor}`"
+        + (" (a validation score: the held-out data chose it)." if monitor.startswith("val_") else " (training data)."),
+        "",
+        _score_table(log, best),
+        "",
+        "![training curves](curves.png)" if (folder / "curves.png").is_file() else "",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _shown(value):
+    """A path as the card shows it: relative to the working folder, or inside the kfcn package (no
+    absolute path of the machine that wrote the card); other values as they are."""
+    if not isinstance(value, str) or not Path(value).is_absolute():
+        return value
+    path = Path(value).resolve()
+    package = Path(__file__).resolve().parents[1]
+    for base in (Path.cwd(), package.parent):
+        try:
+            return str(path.relative_to(base))
+        except ValueError:
+            continue
+    return path.name
+
+
+def _score_table(log, best):
+    names = [key for key in log if key not in ("epoch", "learning_rate", "seconds")]
+    rows = {"selected": best - 1, "last": len(log["epoch"]) - 1}
+    header = "| epoch | " + " | ".join(names) + " |"
+    body = [
+        f"| {label}: {index + 1} | " + " | ".join(f"{log[name][index]:.4f}" for name in names) + " |"
+        for label, index in rows.items()
+    ]
+    return "\n".join([header, "|---" * (len(names) + 1) + "|", *body])
+
+
+def _model_facts(path):
+    from kfcn.saving import load_model
+
+    model = load_model(path)
+    last = model.layers[-1]
+    activation = getattr(getattr(last, "activation", None), "__name__", None)
+    head = {"sigmoid": "sigmoid probabilities", "softmax": "softmax probabilities"}.get(activation, "values")
+    return {
+        "name": model.name,
+        "parameters": int(model.count_params()),
+        "outputs": int(model.outputs[0].shape[-1]),
+        "head": head,
+    }
