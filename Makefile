@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.kfcn-installed
 
-.PHONY: demo test test-tensorflow test-jax test-torch test-wheel lint clean
+.PHONY: demo test test-fast test-tensorflow test-jax test-torch test-wheel lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,14 +20,20 @@ demo: $(STAMP)
 # quick start against the built wheel.
 test: test-tensorflow test-jax test-torch test-wheel
 
+# Before each commit: everything on TensorFlow but the slow modules (tests/conftest.py), lint first.
+test-fast: $(STAMP)
+	$(PY) -m ruff check kfcn tests examples benchmarks
+	KERAS_BACKEND=tensorflow $(PY) -m pytest -p no:cacheprovider -q -x -m "not slow" --durations=10
+
+# --durations=30: the slowest tests of each run are printed, so growth is seen.
 test-tensorflow: $(STAMP)
-	KERAS_BACKEND=tensorflow $(PY) -m pytest -p no:cacheprovider
+	KERAS_BACKEND=tensorflow $(PY) -m pytest -p no:cacheprovider --durations=30
 
 test-jax: $(STAMP)
-	KERAS_BACKEND=jax $(PY) -m pytest -p no:cacheprovider -m backend tests
+	KERAS_BACKEND=jax $(PY) -m pytest -p no:cacheprovider -m backend tests --durations=30
 
 test-torch: $(STAMP)
-	KERAS_BACKEND=torch $(PY) -m pytest -p no:cacheprovider -m backend tests
+	KERAS_BACKEND=torch $(PY) -m pytest -p no:cacheprovider -m backend tests --durations=30
 
 # Builds the wheel, installs it with its declared dependencies (from the package index) in a
 # venv of its own, and runs the quick start there from outside the repository: catches files

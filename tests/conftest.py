@@ -12,6 +12,31 @@ BACKEND = keras.backend.backend()
 only_tensorflow = pytest.mark.skipif(BACKEND != "tensorflow", reason="needs the TensorFlow backend")
 
 
+# Modules whose tests start processes, train, convert or export: `make test-fast` leaves them out
+# (`-m "not slow"`); `make test` and CI run everything.
+SLOW_MODULES = {
+    "tests/test_distribute.py",
+    "tests/test_examples.py",
+    "tests/test_checkpoints.py",
+    "tests/test_shipped_model.py",
+    "tests/test_imports.py",
+    "tests/test_recipes.py",
+    "tests/cli/test_main.py",
+    "tests/cli/test_train.py",
+    "tests/cli/test_card.py",
+    "tests/export/test_export.py",
+    "tests/export/test_serving.py",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    root = config.rootpath
+    for item in items:
+        path = item.path.relative_to(root).as_posix() if item.path.is_relative_to(root) else ""
+        if path in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
@@ -21,7 +46,9 @@ def rng():
 def _seed():
     keras.utils.set_random_seed(0)
     yield
-    keras.backend.clear_session()
+    # Without Python's full garbage collection (free_memory=True costs ~0.3 s a test): the
+    # collector still runs on its own, and every test's models are small.
+    keras.backend.clear_session(free_memory=False)
 
 
 def write_isbi_crops(folder, count, side):
