@@ -97,8 +97,11 @@ def register(commands):
         "train", help=text, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     sub.add_argument("--config", default=argparse.SUPPRESS, help="YAML or JSON file of options (flags override it)")
-    for name, (_, kind, help_text, *choices) in OPTIONS.items():
+    for name, (default, kind, help_text, *choices) in OPTIONS.items():
         flag = "--" + name.replace("_", "-")
+        if default is not None and default != {}:  # shown, though the parser's own default is SUPPRESS
+            shown = ("on" if default else "off") if kind == "bool" else default
+            help_text = f"{help_text} (default: {shown})"
         if kind == "bool":
             sub.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text)
         else:

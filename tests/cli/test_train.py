@@ -263,3 +263,11 @@ def test_a_larger_epochs_extends_a_finished_or_interrupted_run(data, tmp_path, m
         assert log["learning_rate"][1] < reference["learning_rate"][1]
     assert json.loads((extended / "summary.json").read_text())["epochs_run"] == 4
     assert main(command(data, extended, *options, "--epochs", "3")) == 2  # no shrinking
+
+
+def test_help_shows_every_default(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for phrase in ("(default: 16)", "(default: 256)", "(default: 50)", "(default: elastic)", "(default: on)"):
+        assert phrase in text, phrase
