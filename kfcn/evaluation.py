@@ -193,6 +193,8 @@ def best_rand_error(probability, label, thresholds=RAND_THRESHOLDS, border="sing
     >>> probability = np.array([[0.9, 0.9, 0.4, 0.9, 0.9]])  # the membrane is unsure
     >>> best_rand_error(probability, label, thresholds=(0.3, 0.5))
     {'adapted_rand_error': 0.0, 'threshold': 0.5}
+    >>> best_rand_error(probability, np.zeros((1, 5), int))  # no cell in the label: nothing to compare
+    {'adapted_rand_error': nan, 'threshold': nan}
     """
     probability = _check_probability(probability)
     if probability.shape[-1] != 1:
@@ -202,7 +204,9 @@ def best_rand_error(probability, label, thresholds=RAND_THRESHOLDS, border="sing
     for threshold in thresholds:
         predicted = segments(probability[..., 0] > threshold, border)
         error = rand_and_vi(predicted, truth)["adapted_rand_error"]
-        if not error >= best["adapted_rand_error"]:  # also replaces the initial NaN
+        if math.isnan(error):  # not computable (e.g. no cell in the label): no threshold is "best"
+            continue
+        if math.isnan(best["adapted_rand_error"]) or error < best["adapted_rand_error"]:
             best = {"adapted_rand_error": error, "threshold": float(threshold)}
     return best
 
