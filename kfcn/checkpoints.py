@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 from pathlib import Path
 
 import keras
@@ -43,13 +44,9 @@ class LogLearningRate(keras.callbacks.Callback):
     """
 
     def on_epoch_begin(self, epoch, logs=None):
-        import time
-
         self._started = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
-        import time
-
         if logs is None:
             return
         if "learning_rate" not in logs:

@@ -137,15 +137,13 @@ def _score_table(log, best):
 
 
 def _model_facts(path):
+    from kfcn.cli.inspect import head_description
     from kfcn.saving import load_model
 
     model = load_model(path)
-    last = model.layers[-1]
-    activation = getattr(getattr(last, "activation", None), "__name__", None)
-    head = {"sigmoid": "sigmoid probabilities", "softmax": "softmax probabilities"}.get(activation, "values")
     return {
         "name": model.name,
         "parameters": int(model.count_params()),
         "outputs": int(model.outputs[0].shape[-1]),
-        "head": head,
+        "head": head_description(model),
     }

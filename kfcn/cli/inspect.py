@@ -33,7 +33,7 @@ def run_receptive_field(args):
     receptive_field(model, input_size=None if args.size is None else (args.size, args.size)).summary()
 
 
-def _head(model):
+def head_description(model):
     """What the output means, from the last layer's activation."""
     activation = getattr(getattr(model.layers[-1], "activation", None), "__name__", None)
     meaning = {"sigmoid": "binary mask (sigmoid)", "softmax": "classes (softmax)", "linear": "values / logits (linear)"}
@@ -99,7 +99,7 @@ def run(args):
         if scaling
         else "  pixels: taken as they come (the model has no input_scaling layer)"
     )
-    print(f"  head: {_head(model)}, {model.outputs[0].shape[-1]} output channel(s)")
+    print(f"  head: {head_description(model)}, {model.outputs[0].shape[-1]} output channel(s)")
     print("geometry:")
     print(
         f"  total stride {geometry.multiple}, margin {geometry.margin} px (valid padding)"
