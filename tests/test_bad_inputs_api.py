@@ -109,6 +109,59 @@ def vector_model():
     return keras.Model(inputs, keras.layers.Dense(2)(inputs))
 
 
+def classifier(head="flatten", input_shape=(16, 16, 1)):
+    """A convolution, then a classifier head named `head`: "flatten" (Flatten + Dense), "gap" (global average
+    pooling + Dense) or "gap_keepdims" (a 1x1 map per image)."""
+    inputs = keras.Input(input_shape)
+    x = keras.layers.Conv2D(2, 3, padding="same")(inputs)
+    if head == "gap_keepdims":
+        return keras.Model(inputs, keras.layers.GlobalAveragePooling2D(keepdims=True, name=head)(x))
+    pooled = (
+        keras.layers.Flatten(name=head)(x) if head == "flatten" else keras.layers.GlobalAveragePooling2D(name=head)(x)
+    )
+    return keras.Model(inputs, keras.layers.Dense(3, name="dense")(pooled))
+
+
+class SubclassedClassifier(keras.Model):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.conv = keras.layers.Conv2D(2, 3, padding="same")
+        self.pool = keras.layers.GlobalAveragePooling2D()
+
+    def call(self, inputs):
+        return self.pool(self.conv(inputs))
+
+
+def squeeze_excitation():
+    """A map reweighted by a global-pooling branch (squeeze-and-excitation): still a map of the image."""
+    inputs = keras.Input((None, None, 1))
+    x = keras.layers.Conv2D(4, 3, padding="same")(inputs)
+    weights = keras.layers.Dense(4, activation="sigmoid")(keras.layers.GlobalAveragePooling2D(keepdims=True)(x))
+    return keras.Model(inputs, keras.layers.Conv2D(1, 1)(keras.layers.Multiply()([x, weights])))
+
+
+def fixed_size_model(size=(64, 64)):
+    """One "same" convolution, built for `size` only: `keras.Input((*size, 1))`."""
+    return keras.Sequential([keras.Input((*size, 1)), keras.layers.Conv2D(1, 3, padding="same", name="conv")])
+
+
+def any_size_copy(model):
+    """The fix the fixed-size messages give: the same layers and weights on a (None, None, C) input."""
+    copy = keras.models.clone_model(model, input_tensors=keras.Input((None, None, model.inputs[0].shape[-1])))
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def tiled_fixed_size_model():
+    """A 100x100 image through a 64x64 model, tile by tile: equal to the any-size copy's whole-image prediction."""
+    model = fixed_size_model()
+    image = np.random.default_rng(1).random((100, 100, 1)).astype("float32")
+    return inference.predict_tiled(model, image, 64, progress=False), inference.predict(any_size_copy(model), image)
+
+
+IMAGE_100 = np.random.default_rng(2).integers(0, 256, (100, 100), dtype=np.uint8)
+
+
 def is_nan(value):
     return bool(np.isnan(float(value)))
 
@@ -223,6 +276,82 @@ def lambda_keras_file(tmp_path):
     path = tmp_path / "lambda.keras"
     model.save(path)
     return path
+
+
+def named_lambda_keras_file(tmp_path):
+    model = keras.Sequential([keras.Input((None, None, 1)), keras.layers.Lambda(lambda x: 2.0 * x, name="double")])
+    path = tmp_path / "lambda.keras"
+    model.save(path)
+    return path
+
+
+def edited_keras_file(tmp_path, edit_config=None, member_sizes=None):
+    """A small `.keras` file whose config.json went through `edit_config(config)`, and whose zip directory
+    declares `member_sizes` ({name: bytes}) instead of the true sizes (a crafted file)."""
+    import json
+    import struct
+    import zipfile
+
+    source = tmp_path / "source.keras"
+    save_model(sequential(), source)
+    path = tmp_path / "edited.keras"
+    with zipfile.ZipFile(source) as original, zipfile.ZipFile(path, "w") as edited:
+        for item in original.infolist():
+            data = original.read(item.filename)
+            if item.filename == "config.json" and edit_config is not None:
+                config = json.loads(data)
+                edit_config(config)
+                data = json.dumps(config).encode()
+            edited.writestr(item, data)
+    source.unlink()
+    data = path.read_bytes()
+    for name, size in (member_sizes or {}).items():  # the central directory entry's uncompressed size
+        end_record = data.rindex(b"PK\x05\x06")
+        entry = struct.unpack("<I", data[end_record + 16 : end_record + 20])[0]  # where the directory starts
+        while data[entry + 46 : entry + 46 + struct.unpack("<H", data[entry + 28 : entry + 30])[0]] != name.encode():
+            entry = data.index(b"PK\x01\x02", entry + 4)
+        data = data[: entry + 24] + struct.pack("<I", size) + data[entry + 28 :]
+    path.write_bytes(data)
+    return path
+
+
+def zip_without_config(tmp_path):
+    import zipfile
+
+    path = tmp_path / "m.keras"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("metadata.json", "{}")
+    return path
+
+
+def activation_of_first_conv(value):
+    def edit(config):
+        layer = next(layer for layer in config["config"]["layers"] if layer["class_name"] == "Conv2D")
+        layer["config"]["activation"] = value
+
+    return edit
+
+
+def predict_into_read_only_memmap(tmp_path):
+    """`predict_tiled(out=np.memmap(..., mode="r"))`: refused before a tile is predicted, the file as it was."""
+    path = tmp_path / "out.f32"
+    np.memmap(path, "float32", mode="w+", shape=(16, 16, 1))[:] = 7.0
+    before = path.read_bytes()
+    try:
+        out = np.memmap(path, "float32", mode="r", shape=(16, 16, 1))
+        return inference.predict_tiled(tiny_unet(), IMAGE_U8, 16, out=out, progress=False)
+    finally:
+        assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["out.f32"]
+
+
+def inspect_model(tmp_path, model):
+    import argparse
+
+    from kfcn.cli.inspect import run
+
+    path = tmp_path / "model.keras"
+    save_model(model, path)
+    return run(argparse.Namespace(model=str(path), unsafe=False, erf=None))
 
 
 def truncated_keras_file(tmp_path):
@@ -633,6 +762,71 @@ BACKEND_CASES = [
         lambda shape: shape == (13, 11, 1),
     ),
     refuses("predict-subclassed-model", lambda: inference.predict(subclassed(), IMAGE_U8), ValueError, r"subclassed"),
+    # Inference: models that are not fully convolutional, or built for one input size; `out` arrays.
+    refuses(
+        "predict-tiled-flatten-classifier",
+        lambda: inference.predict_tiled(classifier("flatten"), IMAGE_U8, 16, progress=False),
+        ValueError,
+        r"not fully convolutional \(layer 'flatten' flattens the image; .*kfcn\.inference .*image-to-image",
+    ),
+    refuses(
+        "predict-global-pooling-classifier",
+        lambda: inference.predict(classifier("gap", (None, None, 1)), IMAGE_U8),
+        ValueError,
+        r"not fully convolutional \(layer 'gap' \(GlobalAveragePooling2D\) pools the whole image",
+    ),
+    refuses(
+        "predict-global-pooling-keepdims",  # rank 4, but a 1x1 map whatever the image: no map of it
+        lambda: inference.predict(classifier("gap_keepdims", (None, None, 1)), IMAGE_U8),
+        ValueError,
+        r"not fully convolutional \(layer 'gap_keepdims'.*shape \(None, 1, 1, 2\), is no map of the image",
+    ),
+    refuses(
+        "predict-fixed-size-model-larger-image",
+        lambda: inference.predict(fixed_size_model(), IMAGE_100),
+        ValueError,
+        r"takes only 64x64 inputs .*not 100x100\. Predict the image tile by tile \(predict_tiled\(model, image, "
+        r"tile_size=\(64, 64\)\)\).*rebuild it for any size",
+    ),
+    refuses(
+        "predict-tiled-fixed-size-model-other-tile",
+        lambda: inference.predict_tiled(fixed_size_model(), IMAGE_100, 32, progress=False),
+        ValueError,
+        r"predict_tiled: the model takes only 64x64 inputs .*not 32x32\. Pass tile_size=\(64, 64\)",
+    ),
+    gives("predict-tiled-fixed-size-model-own-tile", tiled_fixed_size_model, close),
+    gives(
+        "predict-tiled-auto-fixed-size-model",
+        lambda: inference.predict_tiled(fixed_size_model(), IMAGE_100, "auto", progress=False).shape,
+        lambda shape: shape == (100, 100, 1),
+    ),
+    gives(
+        "predict-fixed-size-model-smaller-image",  # mirrored up to the model's size, as for strides
+        lambda: inference.predict(fixed_size_model((32, 48)), IMAGE_U8).shape,
+        lambda shape: shape == (16, 16, 1),
+    ),
+    refuses(
+        "predict-tiled-out-read-only-memmap",
+        predict_into_read_only_memmap,
+        ValueError,
+        r"`out` is read-only \(a np\.memmap opened with mode 'r'\).*mode \"r\+\".*\"w\+\"",
+    ),
+    refuses(
+        "predict-tiled-out-wrong-channels",
+        lambda: inference.predict_tiled(
+            tiny_unet(), IMAGE_U8, 16, out=np.zeros((16, 16, 3), "float32"), progress=False
+        ),
+        ValueError,
+        r"`out` has shape \(16, 16, 3\); it must be .* = \(16, 16, 1\)",
+    ),
+    refuses(
+        "predict-tiled-auto-out-wrong-shape",  # the whole image in one call: `out` is checked first all the same
+        lambda: inference.predict_tiled(
+            tiny_unet(), IMAGE_U8, "auto", out=np.zeros((8, 8, 1), "float32"), progress=False
+        ),
+        ValueError,
+        r"`out` has shape \(8, 8, 1\)",
+    ),
     # Analysis.
     gives(
         "receptive-field-sequential",
@@ -660,6 +854,71 @@ BACKEND_CASES = [
         r"keras\.Input",
     ),
     refuses("receptive-field-no-image-input", lambda: analysis.receptive_field(vector_model()), ValueError, r"no 4-D"),
+    refuses(
+        "receptive-field-flatten-classifier",
+        lambda: analysis.receptive_field(classifier("flatten")),
+        ValueError,
+        r"not fully convolutional \(layer 'flatten' flattens the image; its output, shape \(None, 3\)",
+    ),
+    refuses(
+        "erf-global-pooling-classifier",
+        lambda: analysis.effective_receptive_field(classifier("gap"), (16, 16, 1), samples=1),
+        ValueError,
+        r"not fully convolutional \(layer 'gap' \(GlobalAveragePooling2D\).*effective_receptive_field needs",
+    ),
+    refuses(
+        "equivariance-flatten-classifier",
+        lambda: analysis.translation_equivariance(classifier("flatten"), (16, 16, 1)),
+        ValueError,
+        r"not fully convolutional \(layer 'flatten' flattens the image",
+    ),
+    refuses(
+        "equivariance-subclassed-classifier",  # no graph to read: the output's rank names the problem
+        lambda: analysis.translation_equivariance(SubclassedClassifier(), (16, 16, 1)),
+        ValueError,
+        r"not fully convolutional \(its output has shape \(1, 2\)",
+    ),
+    gives(
+        "receptive-field-squeeze-excitation-is-still-a-map",  # global pooling on a branch that merges back
+        lambda: analysis.receptive_field(squeeze_excitation()).size,
+        lambda size: math.isinf(size[0]),
+    ),
+    refuses(
+        "receptive-field-fixed-size-model-other-size",
+        lambda: analysis.receptive_field(fixed_size_model(), input_size=(100, 100)),
+        ValueError,
+        r"receptive_field: the model takes only 64x64 inputs .*not 100x100",
+    ),
+    refuses(
+        "erf-fixed-size-model-other-size",
+        lambda: analysis.effective_receptive_field(fixed_size_model(), (100, 100, 1), samples=1),
+        ValueError,
+        r"takes only 64x64 inputs .*Pass input_shape=\(64, 64, 1\), or rebuild it for any size",
+    ),
+    refuses(
+        "equivariance-fixed-size-model-other-size",
+        lambda: analysis.translation_equivariance(fixed_size_model(), (16, 16, 1)),
+        ValueError,
+        r"translation_equivariance: the model takes only 64x64 inputs .*input_shape=\(64, 64, 1\)",
+    ),
+    refuses(
+        "erf-wrong-channel-count",
+        lambda: analysis.effective_receptive_field(tiny_unet(), (32, 32, 3), samples=1),
+        ValueError,
+        r"expects 1 input channel\(s\), but `input_shape` \(32, 32, 3\) has 3\. Use input_shape=\(32, 32, 1\)",
+    ),
+    refuses(
+        "equivariance-wrong-channel-count",
+        lambda: analysis.translation_equivariance(sequential(), (16, 16, 3)),
+        ValueError,
+        r"expects 1 input channel\(s\), but `input_shape` \(16, 16, 3\) has 3",
+    ),
+    refuses(
+        "inspect-flatten-classifier",
+        lambda tmp: inspect_model(tmp, classifier("flatten")),
+        ValueError,
+        r"not fully convolutional \(layer 'flatten' flattens the image; .*kfcn inspect needs",
+    ),
     refuses(
         "equivariance-nothing-to-compare",
         lambda: analysis.translation_equivariance(keras.layers.Conv2D(2, 9, padding="same"), (8, 8, 1), [(3, 3)]),
@@ -710,6 +969,59 @@ BACKEND_CASES = [
     refuses("load-h5-suffix", lambda tmp: load_model(garbage_file(tmp, "m.h5")), ValueError, r"not a `\.keras` file"),
     refuses("load-folder", lambda tmp: load_model(tmp), ValueError, r"is a folder"),
     refuses("load-unsafe-lambda", lambda tmp: load_model(lambda_keras_file(tmp)), ValueError, r"safe_mode=False"),
+    refuses(
+        "load-unsafe-lambda-names-layer-and-flag",
+        lambda tmp: load_model(named_lambda_keras_file(tmp)),
+        ValueError,
+        r"holds Python code \(the bytecode of a lambda in layer 'double' \(Lambda\)\).*may execute arbitrary "
+        r"code.*safe_mode=False.*--unsafe",
+    ),
+    refuses(
+        "load-config-naming-os-system",
+        lambda tmp: load_model(
+            edited_keras_file(
+                tmp, activation_of_first_conv({"module": "os", "class_name": "function", "config": "system"})
+            )
+        ),
+        ValueError,
+        r"names the function os\.system in layer '\w+' \(Conv2D\), which is neither part of Keras nor registered",
+    ),
+    refuses(
+        "load-config-naming-os-system-unsafe-mode",  # safe_mode=False does not make Keras import it
+        lambda tmp: load_model(
+            edited_keras_file(
+                tmp, activation_of_first_conv({"module": "os", "class_name": "function", "config": "system"})
+            ),
+            safe_mode=False,
+        ),
+        ValueError,
+        r"names the function os\.system .*with or without safe_mode",
+    ),
+    refuses(
+        "load-config-naming-non-modeling-api",
+        lambda tmp: load_model(
+            edited_keras_file(
+                tmp,
+                activation_of_first_conv(
+                    {"module": "keras.config", "class_name": "function", "config": "enable_unsafe_deserialization"}
+                ),
+            )
+        ),
+        ValueError,
+        r"names keras\.config\.enable_unsafe_deserialization in layer .*not part of a model",
+    ),
+    refuses(
+        "load-huge-config",  # 300 MiB declared in the zip's directory: refused before a byte is read
+        lambda tmp: load_model(edited_keras_file(tmp, member_sizes={"config.json": 300 * 2**20})),
+        ValueError,
+        r"model description \(config\.json\) is 314,572,800 bytes \(300\.0 MiB\), over the limit of 33,554,432",
+    ),
+    refuses(
+        "load-zip-without-config",
+        lambda tmp: load_model(zip_without_config(tmp)),
+        ValueError,
+        r"holds no config\.json",
+    ),
     gives(
         "load-trusted-lambda-with-safe-mode-off",
         lambda tmp: keras.ops.convert_to_numpy(

@@ -72,3 +72,34 @@ def test_failed_save_keeps_the_previous_file(tmp_path, monkeypatch):
         save_model(model, tmp_path / "m.keras")
     assert (tmp_path / "m.keras").read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["m.keras"]
+
+
+def _lambda_file(tmp_path):
+    model = keras.Sequential([keras.Input((None, None, 1)), keras.layers.Lambda(lambda x: x * 2, name="double")])
+    model.save(tmp_path / "lambda.keras")
+    return tmp_path / "lambda.keras"
+
+
+def test_every_verb_that_loads_a_model_has_the_unsafe_flag_the_message_names(tmp_path):
+    from kfcn.cli import build_parser
+
+    with pytest.raises(ValueError, match="--unsafe") as refusal:
+        load_model(_lambda_file(tmp_path))
+    parser = build_parser()
+    named = str(refusal.value).split("(kfcn ")[1].split(" take it")[0].replace(" and ", ", ").split(", ")
+    arguments = {
+        "predict": ["a.png", "--output", "o"],
+        "evaluate": ["i", "l"],
+        "export": ["m.keras", "--format", "tflite", "--output", "o"],
+    }
+    arguments |= {"inspect": ["m.keras"], "receptive-field": ["m.keras"], "train": ["--output", "o"]}
+    assert sorted(named) == sorted(arguments)
+    for verb, rest in arguments.items():
+        assert parser.parse_args([verb, *rest, "--unsafe"]).unsafe, verb
+
+
+def test_fine_tuning_an_unsafe_file_names_the_train_flag(tmp_path):
+    from kfcn.cli.train import build_model
+
+    with pytest.raises(ValueError, match=r"lambda in layer 'double'.*--unsafe"):
+        build_model({"model": str(_lambda_file(tmp_path)), "precision": "float32"}, 1, 1)

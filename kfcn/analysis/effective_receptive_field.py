@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
+from kfcn.analysis.fully_convolutional import check_fully_convolutional, check_model_input
 from kfcn.analysis.gradients import input_gradient
 from kfcn.analysis.receptive_field import receptive_field
 
@@ -84,6 +85,11 @@ def effective_receptive_field(model, input_shape, samples=8, reinitialize=False,
     Returns:
         An `EffectiveReceptiveField`.
 
+    Raises:
+        ValueError: the model is not fully convolutional (`check_fully_convolutional`),
+            or `input_shape` has other channels or, for a model built for one size,
+            another size than the model takes.
+
     Example:
     >>> from kfcn.models import plain_cnn
     >>> erf = effective_receptive_field(plain_cnn((None, None, 1), num_layers=3, filters=4), (21, 21, 1), samples=2)
@@ -94,6 +100,8 @@ def effective_receptive_field(model, input_shape, samples=8, reinitialize=False,
         raise ValueError(f"`input_shape` is (height, width, channels), e.g. (64, 64, 1); got {input_shape!r}.")
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
         raise ValueError(f"`samples` is the number of random inputs to average, an int >= 1; got {samples!r}.")
+    check_fully_convolutional(model, "effective_receptive_field")
+    check_model_input(model, input_shape, "effective_receptive_field")
     height, width, _ = input_shape
     if probes is not None:
         probes = np.asarray(probes, dtype="float32")

@@ -66,3 +66,66 @@ def _check_graph(model, what):
     for layer in model.layers:
         if isinstance(layer, keras.Model):
             _check_graph(layer, what)
+
+
+def trace_layers(model, input_tensors, visit, carried):
+    """Calls every layer of functional `model` again on `input_tensors`, reporting each call to `visit`.
+
+    Nested models (a keras.applications backbone, a `keras.Sequential` block) are walked
+    layer by layer rather than as one opaque call. `visit(layer, inputs, outputs)` sees
+    each leaf layer's KerasTensor inputs (a list) and outputs; `carried` is the caller's
+    dict keyed by `id(tensor)` (a receptive field, a flag), which the walk copies across
+    the boundaries of nested models so that the caller sees one continuous graph.
+
+    Args:
+        model: a functional `keras.Model` (see `functional_model`).
+        input_tensors: `keras.Input` tensors structured like `model.input`.
+        visit: the function called after each leaf layer call.
+        carried: dict from `id(tensor)` to the caller's value.
+
+    Returns:
+        The clone of `model` built on `input_tensors` (its `outputs` are the traced tensors).
+
+    Example:
+    >>> seen = []
+    >>> inputs = keras.Input((None, None, 1))
+    >>> model = keras.Model(inputs, keras.layers.Conv2D(2, 3, name="conv")(inputs))
+    >>> _ = trace_layers(model, keras.Input((8, 8, 1)), lambda layer, i, o: seen.append(o.shape), {})
+    >>> seen
+    [(None, 6, 6, 2)]
+    """
+
+    def call_function(layer, *args, **kwargs):
+        if isinstance(layer, keras.Sequential):
+            outputs = args[0]
+            for inner in layer.layers:
+                outputs = call_function(inner, outputs)
+            return outputs
+        if isinstance(layer, keras.Model):
+            # Inline a nested functional model so its layers are traced too. Fresh inputs carry the
+            # values of the tensors fed in: clone_model needs inputs that are Input tensors, and the
+            # nested model may sit after other layers.
+            outer = keras.tree.flatten(args)
+            fresh = [keras.Input(batch_shape=t.shape, dtype=t.dtype) for t in outer]
+            for tensor, new in zip(outer, fresh):
+                if id(tensor) in carried:
+                    carried[id(new)] = carried[id(tensor)]
+            inner = keras.models.clone_model(
+                layer,
+                input_tensors=keras.tree.pack_sequence_as(layer.input, fresh),
+                clone_function=lambda sub: sub,
+                call_function=call_function,
+            )
+            outputs = inner(keras.tree.pack_sequence_as(layer.input, outer))
+            for new, old in zip(keras.tree.flatten(outputs), keras.tree.flatten(inner.output)):
+                if id(old) in carried:
+                    carried[id(new)] = carried[id(old)]
+            return outputs
+        outputs = layer(*args, **kwargs)
+        inputs = [t for t in keras.tree.flatten((args, kwargs)) if isinstance(t, keras.KerasTensor)]
+        visit(layer, inputs, outputs)
+        return outputs
+
+    return keras.models.clone_model(
+        model, input_tensors=input_tensors, clone_function=lambda layer: layer, call_function=call_function
+    )

@@ -24,7 +24,13 @@ from dataclasses import dataclass, field
 
 import keras
 
-from kfcn.analysis.graph import functional_model
+from kfcn.analysis.fully_convolutional import (
+    check_fully_convolutional,
+    fixed_size_error,
+    image_input,
+    is_global_pooling,
+)
+from kfcn.analysis.graph import trace_layers
 from kfcn.layers import CropToMatch, MaxPoolingWithArgmax2D, MaxUnpooling2D
 
 GLOBAL = math.inf
@@ -152,6 +158,11 @@ def receptive_field(model, input_size=None):
         input_size: `(height, width)` to trace at; default: the model's static size,
             else the first of 256, 252, 508, 572, … that the model accepts.
 
+    Raises:
+        ValueError: the model is not fully convolutional (a classifier: see
+            `check_fully_convolutional`), is subclassed, or is built for another
+            input size than `input_size`.
+
     Returns:
         A `ReceptiveField`.
 
@@ -163,7 +174,11 @@ def receptive_field(model, input_size=None):
     >>> receptive_field(keras.Model(inputs, x)).size
     (8, 8)
     """
-    model = functional_model(model, "receptive_field")
+    model = check_fully_convolutional(model, "receptive_field")
+    if input_size is not None:
+        fixed = tuple(image_input(model).shape[1:3])
+        if any(side is not None and side != given for side, given in zip(fixed, input_size)):
+            raise fixed_size_error(model, input_size, "receptive_field", "pass input_size=None (its own size)")
     candidates = [tuple(input_size)] if input_size is not None else _probe_candidates(model)
     errors, traced = [], []
     for probe in candidates:
@@ -186,25 +201,17 @@ def receptive_field(model, input_size=None):
 
 
 def _probe_candidates(model):
-    image = _image_input(model)
+    image = image_input(model)
     static = tuple(image.shape[1:3])
     if None not in static:
         return [static]
     return [(s, s) for s in _PROBE_SIZES]
 
 
-def _image_input(model):
-    for tensor in model.inputs:
-        if len(tensor.shape) == 4:
-            return tensor
-    raise ValueError("The model has no 4-D (batch, height, width, channels) input.")
-
-
 def _trace(model, probe_size):
     fields = {}
     rows = []
     strided = []
-    image = _image_input(model)
 
     def make_probe(tensor):
         shape = tuple(tensor.shape[1:])
@@ -216,34 +223,7 @@ def _trace(model, probe_size):
             fields[id(probe)] = (AxisField(1, 1, 0.0), AxisField(1, 1, 0.0))
         return probe
 
-    def call_function(layer, *args, **kwargs):
-        if isinstance(layer, keras.Sequential):
-            outputs = args[0]
-            for inner in layer.layers:
-                outputs = call_function(inner, outputs)
-            return outputs
-        if isinstance(layer, keras.Model):
-            # Inline a nested functional model (a backbone) so its layers are traced too.
-            # Fresh inputs carrying the fields of the tensors fed in: clone_model needs inputs
-            # that are Input tensors, and the nested model may sit after other layers.
-            outer = keras.tree.flatten(args)
-            fresh = [keras.Input(batch_shape=t.shape, dtype=t.dtype) for t in outer]
-            for tensor, new in zip(outer, fresh):
-                if id(tensor) in fields:
-                    fields[id(new)] = fields[id(tensor)]
-            inner = keras.models.clone_model(
-                layer,
-                input_tensors=keras.tree.pack_sequence_as(layer.input, fresh),
-                clone_function=lambda sub: sub,
-                call_function=call_function,
-            )
-            outputs = inner(keras.tree.pack_sequence_as(layer.input, outer))
-            for new, old in zip(keras.tree.flatten(outputs), keras.tree.flatten(inner.output)):
-                if id(old) in fields:
-                    fields[id(new)] = fields[id(old)]
-            return outputs
-        outputs = layer(*args, **kwargs)
-        inputs = [t for t in keras.tree.flatten((args, kwargs)) if isinstance(t, keras.KerasTensor)]
+    def visit(layer, inputs, outputs):
         result = _layer_field(layer, inputs, outputs, fields)
         stride_info = _stride_info(layer, inputs, fields)
         if stride_info is not None:
@@ -262,14 +242,8 @@ def _trace(model, probe_size):
                     tuple(f.start for f in result),
                 )
             )
-        return outputs
 
-    if image is None:
-        raise ValueError("The model has no 4-D (batch, height, width, channels) input.")
-    probes = keras.tree.map_structure(make_probe, model.input)
-    clone = keras.models.clone_model(
-        model, input_tensors=probes, clone_function=lambda layer: layer, call_function=call_function
-    )
+    clone = trace_layers(model, keras.tree.map_structure(make_probe, model.input), visit, fields)
     output = keras.tree.flatten(clone.outputs)[0]
     if id(output) not in fields:
         raise ValueError("The model's output does not depend on its image input.")
@@ -389,7 +363,7 @@ def _layer_field(layer, inputs, outputs, fields):
         # Global pooling (or a layer hiding one): every unit sees the whole input.
         return (
             None
-            if out_size is None and not _is_global_pooling(layer)
+            if out_size is None and not is_global_pooling(layer)
             else tuple(AxisField(GLOBAL, f.jump, f.start) for f in merged)
         )
     if out_size == in_size or None in (out_size + in_size):
@@ -403,11 +377,7 @@ def _layer_field(layer, inputs, outputs, fields):
     return tuple(result)
 
 
-def _is_global_pooling(layer):
-    return isinstance(layer, (keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPooling2D))
-
-
 def _contains_global_pooling(layer):
-    if _is_global_pooling(layer):
+    if is_global_pooling(layer):
         return True
-    return any(_is_global_pooling(sub) for sub in getattr(layer, "_flatten_layers", lambda: [])())
+    return any(is_global_pooling(sub) for sub in getattr(layer, "_flatten_layers", lambda: [])())

@@ -7,6 +7,9 @@ from dataclasses import dataclass, field
 import keras
 import numpy as np
 
+from kfcn.analysis.fully_convolutional import check_fully_convolutional, check_model_input
+from kfcn.analysis.graph import has_graph
+
 
 @dataclass
 class EquivarianceReport:
@@ -55,6 +58,11 @@ def translation_equivariance(model_or_layer, input_shape, shifts=((1, 0), (0, 1)
     Returns:
         An `EquivarianceReport`.
 
+    Raises:
+        ValueError: the model is not fully convolutional (`check_fully_convolutional`),
+            `input_shape` does not suit it (channels, or the size of a fixed-size
+            model), or the shifts leave nothing to compare.
+
     Example:
     >>> translation_equivariance(keras.layers.Conv2D(2, 3, padding="same"), (16, 16, 1)).equivariant
     True
@@ -63,8 +71,16 @@ def translation_equivariance(model_or_layer, input_shape, shifts=((1, 0), (0, 1)
     """
     input_shape, shifts = _check_arguments(input_shape, shifts)
     model = _as_model(model_or_layer, input_shape)
+    if has_graph(model):  # a subclassed model is only called: its output's rank is checked below
+        check_fully_convolutional(model, "translation_equivariance")
+        check_model_input(model, input_shape, "translation_equivariance")
     x = np.random.default_rng(seed).normal(size=(1, *input_shape)).astype("float32")
     base = np.asarray(keras.ops.convert_to_numpy(model(x, training=False)))
+    if base.ndim != 4:
+        raise ValueError(
+            f"This model is not fully convolutional (its output has shape {base.shape} for a {input_shape} input, "
+            "no (batch, height, width, channels) map); translation_equivariance needs an image-to-image model."
+        )
     scale = base.shape[1] / input_shape[0]
     try:
         from kfcn.analysis.receptive_field import receptive_field

@@ -73,7 +73,7 @@ def _layer_table(model):
 
 
 def run(args):
-    from kfcn.analysis import effective_receptive_field, receptive_field
+    from kfcn.analysis import check_fully_convolutional, effective_receptive_field, receptive_field
     from kfcn.atomic import atomic_path, check_writable
     from kfcn.inference import input_range, model_geometry
 
@@ -83,6 +83,7 @@ def run(args):
             raise ValueError(f"--erf {erf_path} must be a .png file.")
         check_writable(erf_path.parent, "--erf folder")
     model = load(args)
+    check_fully_convolutional(model, "kfcn inspect")  # before any line is printed: a classifier is named at once
     total = model.count_params()
     trainable = int(sum(np.prod(weight.shape) for weight in model.trainable_weights))
     print(

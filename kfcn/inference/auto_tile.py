@@ -30,12 +30,13 @@ def activation_bytes_per_pixel(model, itemsize=4):
     from kfcn.inference.geometry import model_geometry
 
     geometry = model_geometry(model)
-    probe = geometry.valid_input_size(model, max(64, 4 * geometry.multiple + 2 * geometry.margin))
+    wanted = max(64, 4 * geometry.multiple + 2 * geometry.margin)
+    probe = [geometry.input_size[axis] or geometry.valid_input_size(model, wanted, axis) for axis in (0, 1)]
     total = 0.0
-    for layer in receptive_field(model, input_size=(probe, probe)).layers:
+    for layer in receptive_field(model, input_size=tuple(probe)).layers:
         if len(layer.output_shape) == 3 and all(side is not None for side in layer.output_shape):
             total += float(np.prod(layer.output_shape))
-    value = total / probe**2 * itemsize
+    value = total / (probe[0] * probe[1]) * itemsize
     if itemsize == 4:
         _bytes_per_pixel[model] = value
     return value
@@ -45,7 +46,8 @@ def auto_tile_size(model, image_shape, memory_budget=DEFAULT_BUDGET, batch_size=
     """The input tile side for `predict_tiled(tile_size="auto")`: the largest the model takes whose
     estimated peak activation memory (`PEAK_FRACTION` of `activation_bytes_per_pixel`, times
     `batch_size`) fits `memory_budget` bytes; None when the whole image fits (then one call,
-    `predict`, is both exact and cheapest).
+    `predict`, is both exact and cheapest). A model built for one input size gets its own
+    size, `(height, width)`, when the image is larger.
 
     Example:
     >>> from kfcn.models import unet
@@ -62,13 +64,23 @@ def auto_tile_size(model, image_shape, memory_budget=DEFAULT_BUDGET, batch_size=
     per_pixel = PEAK_FRACTION * activation_bytes_per_pixel(model) * batch_size
     geometry = model_geometry(model)
     height, width = image_shape[:2]
-    whole = [geometry.valid_input_size(model, side + 2 * geometry.margin) for side in (height, width)]
-    if whole[0] * whole[1] * per_pixel / batch_size <= memory_budget:
+    fixed = geometry.input_size
+    # A model built for one size takes tiles of that size: the whole image in one call only when it fits.
+    too_large = any(side is not None and given + 2 * geometry.margin > side for side, given in zip(fixed, image_shape))
+    if None not in fixed:
+        return tuple(fixed) if too_large else None
+    axis = fixed.index(None)  # the side to choose (both, unless one is fixed)
+    whole = [
+        side or geometry.valid_input_size(model, given + 2 * geometry.margin, a)
+        for a, (side, given) in enumerate(zip(fixed, (height, width)))
+    ]
+    if not too_large and whole[0] * whole[1] * per_pixel / batch_size <= memory_budget:
         return None
     side = int(math.sqrt(memory_budget / per_pixel))
-    candidate = geometry.valid_input_size(model, max(1, side - geometry.multiple - 2 * geometry.margin))
+    candidate = geometry.valid_input_size(model, max(1, side - geometry.multiple - 2 * geometry.margin), axis)
     while candidate > side and candidate > geometry.multiple:
-        candidate = geometry.valid_input_size(model, max(1, candidate - 2 * geometry.multiple))
+        candidate = geometry.valid_input_size(model, max(1, candidate - 2 * geometry.multiple), axis)
         if candidate > side:
             candidate -= geometry.multiple
-    return max(candidate, geometry.valid_input_size(model, 2 * geometry.multiple + 2 * geometry.margin))
+    candidate = max(candidate, geometry.valid_input_size(model, 2 * geometry.multiple + 2 * geometry.margin, axis))
+    return candidate if fixed == (None, None) else tuple(side or candidate for side in fixed)

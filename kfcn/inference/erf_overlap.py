@@ -53,31 +53,33 @@ def erf_overlap(model, image=None, mass_radius="radius_95", probes=4, seed=0):
     if geometry.margin:
         return 0
     field = 2 * geometry.context + 1 if np.isfinite(geometry.context) else 512
-    side = geometry.valid_input_size(model, int(min(max(field + geometry.multiple, 64), 384)))
+    wanted = int(min(max(field + geometry.multiple, 64), 384))
+    sides = tuple(geometry.input_size[axis] or geometry.valid_input_size(model, wanted, axis) for axis in (0, 1))
     rng = np.random.default_rng(seed)
-    inputs = _probe_crops(image, side, geometry.channels, probes, rng)
+    inputs = _probe_crops(image, sides, geometry.channels, probes, rng)
     if inputs is None:
         low, high = geometry.input_range or (-1.0, 1.0)
-        inputs = rng.uniform(low, high, (probes, side, side, geometry.channels)).astype("float32")
-    erf = effective_receptive_field(model, (side, side, geometry.channels), probes=inputs)
+        inputs = rng.uniform(low, high, (probes, *sides, geometry.channels)).astype("float32")
+    erf = effective_receptive_field(model, (*sides, geometry.channels), probes=inputs)
     overlap = 2 * int(getattr(erf, mass_radius))
     _measured[model] = overlap
     return overlap
 
 
-def _probe_crops(image, side, channels, count, rng):
-    """`count` side x side crops of `image` (mirrored where it is smaller), or None without an image."""
+def _probe_crops(image, sides, channels, count, rng):
+    """`count` crops of `image` of `sides` (rows, cols), mirrored where it is smaller; None without an image."""
     if image is None:
         return None
     if np.ndim(image) == 2:
         image = image[..., None]
+    rows, cols = sides
     height, width = image.shape[:2]
-    if height < side or width < side:  # a small image: mirror it up to the probe size
-        pad = ((0, max(0, side - height)), (0, max(0, side - width)), (0, 0))
+    if height < rows or width < cols:  # a small image: mirror it up to the probe size
+        pad = ((0, max(0, rows - height)), (0, max(0, cols - width)), (0, 0))
         image = np.pad(np.asarray(image), pad, mode="symmetric")
         height, width = image.shape[:2]
     crops = []
     for _ in range(count):  # crop first, convert after: a memory-mapped image is read only where probed
-        top, left = rng.integers(0, height - side + 1), rng.integers(0, width - side + 1)
-        crops.append(np.asarray(image[top : top + side, left : left + side, :channels], dtype="float32"))
+        top, left = rng.integers(0, height - rows + 1), rng.integers(0, width - cols + 1)
+        crops.append(np.asarray(image[top : top + rows, left : left + cols, :channels], dtype="float32"))
     return np.stack(crops)

@@ -29,6 +29,8 @@ class ModelGeometry:
             coordinate-frame input or None; `extra_inputs`: names of other map inputs.
         input_range: `(low, high)` of the raw pixel values the model scales to [0, 1]
             in its graph (its "input_scaling" layer), or None if it has none.
+        input_size: `(height, width)` of a model built for one input size
+            (`keras.Input((64, 64, 1))`), None on a side it takes at any size.
     """
 
     channels: int
@@ -39,18 +41,30 @@ class ModelGeometry:
     frame_input: str | None
     extra_inputs: tuple
     input_range: tuple | None = None
+    input_size: tuple = (None, None)
     field: object = dataclasses.field(default=None, repr=False, compare=False)
 
-    def output_size(self, model, input_size):
-        """Output side for input side `input_size`, or None if the model cannot take it exactly."""
-        if not self.field.accepts(int(input_size)):
+    def output_size(self, model, input_size, axis=0):
+        """Output side along `axis` (0: rows, 1: columns) for input side `input_size`, or None if the
+        model cannot take it exactly."""
+        fixed = self.input_size[axis]
+        if (fixed is not None and int(input_size) != fixed) or not self.field.accepts(int(input_size), axis):
             return None
-        return _output_size(model, int(input_size))
+        return _output_size(model, int(input_size), axis)
 
-    def valid_input_size(self, model, min_size):
-        """The smallest input side >= `min_size` that the model accepts."""
+    def valid_input_size(self, model, min_size, axis=0):
+        """The smallest input side >= `min_size` along `axis` that the model accepts (its fixed side, if it has one)."""
+        fixed = self.input_size[axis]
+        if fixed is not None and min_size <= fixed:
+            return fixed
+        if fixed is not None:
+            raise ValueError(
+                f"The model takes only {fixed} px along its {('rows', 'columns')[axis]} (its input size is fixed at "
+                f"{'x'.join('any' if side is None else str(side) for side in self.input_size)}); {min_size} px is "
+                "more."
+            )
         for size in range(int(min_size), int(min_size) + 4 * self.multiple + 2 * self.margin + 2):
-            if self.output_size(model, size):
+            if self.output_size(model, size, axis):
                 return size
         raise ValueError(f"Found no input size the model accepts near {min_size}.")
 
@@ -66,10 +80,10 @@ def model_geometry(model):
     """
     if model in _geometries:
         return _geometries[model]
-    from kfcn.analysis.graph import functional_model
+    from kfcn.analysis.fully_convolutional import check_fully_convolutional, fixed_input_size
     from kfcn.analysis.receptive_field import receptive_field
 
-    graph = functional_model(model, "kfcn.inference")
+    graph = check_fully_convolutional(model, "kfcn.inference (whole-image and tiled prediction)")
 
     image_input = _image_input_name(graph)
     names = [t.name for t in graph.inputs]
@@ -79,6 +93,7 @@ def model_geometry(model):
     probe = field.probe_size[0]
     output = _output_size(graph, probe)
     margin = (probe - output) // 2 if output is not None else 0
+    fixed = fixed_input_size(graph)
     context = math.inf if math.isinf(field.size[0]) else max(field.margin)
     geometry = ModelGeometry(
         channels=_input_by_name(graph, image_input).shape[-1],
@@ -89,6 +104,7 @@ def model_geometry(model):
         frame_input=frame_input,
         extra_inputs=extras,
         input_range=input_range(graph),
+        input_size=fixed,
         field=field,
     )
     _geometries[model] = geometry
@@ -138,21 +154,26 @@ _geometries = weakref.WeakKeyDictionary()
 _output_sizes = weakref.WeakKeyDictionary()
 
 
-def _output_size(model, size):
-    """Output side for a square input of side `size`, or None if the model cannot take it."""
+def _output_size(model, size, axis=0):
+    """Output side along `axis` for an input side `size` there, or None if the model cannot take it.
+
+    The other side is `size` too (a square), or the model's own where it is fixed."""
     sizes = _output_sizes.setdefault(model, {})
-    if size not in sizes:
+    if (size, axis) not in sizes:
         from kfcn.analysis.graph import functional_model
 
         model = functional_model(model, "kfcn.inference")
-        structure = keras.tree.map_structure(
-            lambda t: keras.KerasTensor(
-                (1, size, size, t.shape[-1]) if len(t.shape) == 4 else (1, *t.shape[1:]), dtype=t.dtype
-            ),
-            model.input,
-        )
+
+        def probe(tensor):
+            if len(tensor.shape) != 4:
+                return keras.KerasTensor((1, *tensor.shape[1:]), dtype=tensor.dtype)
+            spatial = [side or size for side in tensor.shape[1:3]]
+            spatial[axis] = size
+            return keras.KerasTensor((1, *spatial, tensor.shape[-1]), dtype=tensor.dtype)
+
         try:
-            sizes[size] = keras.tree.flatten(model.compute_output_spec(structure))[0].shape[1]
+            output = keras.tree.flatten(model.compute_output_spec(keras.tree.map_structure(probe, model.input)))[0]
+            sizes[(size, axis)] = output.shape[1 + axis]
         except Exception:  # any shape error means: this size does not fit
-            sizes[size] = None
-    return sizes[size]
+            sizes[(size, axis)] = None
+    return sizes[(size, axis)]

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 
+import keras
 import numpy as np
 
 from kfcn.inference.runner import TileRunner, check_finite, check_image
@@ -137,19 +138,12 @@ def _pair(value, name, minimum, meaning):
     return tuple(int(v) for v in pair)
 
 
-def _check_arguments(blend, batch_size, out, extra_inputs, image_size, geometry):
+def _check_arguments(blend, batch_size, extra_inputs, image_size, geometry):
     """Every argument of `predict_tiled` that can be checked before a tile is predicted."""
     if not isinstance(blend, str) or blend not in BLENDS:
         raise ValueError(f"`blend` must be one of {BLENDS}, got {blend!r}.")
     if not _is_int(batch_size) or batch_size < 1:
         raise ValueError(f"`batch_size` (tiles per model call) must be a positive int, e.g. 4; got {batch_size!r}.")
-    if out is not None and (np.ndim(out) != 3 or out.shape[:2] != image_size):
-        raise ValueError(
-            f"`out` has shape {np.shape(out)}; it must be (height, width, classes) with the image's height "
-            f"and width {image_size}."
-        )
-    if out is not None and not np.issubdtype(out.dtype, np.floating):
-        raise ValueError(f"`out` must be a float array (e.g. float32) to hold probabilities; got dtype {out.dtype}.")
     for name, array in (extra_inputs or {}).items():
         if name not in geometry.extra_inputs:
             raise ValueError(
@@ -163,14 +157,56 @@ def _check_arguments(blend, batch_size, out, extra_inputs, image_size, geometry)
             )
 
 
-def _check_tile(model, geometry, tile):
-    """The output side for input tile side `tile`, or an error naming the nearest sizes that fit."""
-    output = geometry.output_size(model, tile)
+def check_out(out, image_size, channels=None):
+    """Refuses an `out` array that `predict_tiled` could not fill: its shape, dtype, or a read-only array.
+
+    Checked before any tile is predicted, so a refused `out` (a memmap on disk) is left as it was.
+
+    Args:
+        out: the array given as `predict_tiled(out=...)`, or None (nothing to check).
+        image_size: `(height, width)` of the image.
+        channels: output channels of the model, where known.
+
+    Example:
+    >>> check_out(np.zeros((4, 4, 1), "float32"), (4, 4), 1)  # fine
+    >>> check_out(np.zeros((4, 4, 1), "float32"), (4, 5), 1)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: `out` has shape (4, 4, 1); it must be (height, width, classes) = (4, 5, 1): ...
+    """
+    if out is None:
+        return
+    shape = np.shape(out)
+    if len(shape) != 3 or shape[:2] != tuple(image_size) or channels not in (None, shape[2]):
+        expected = ", ".join(str(v) for v in (*image_size, "classes" if channels is None else channels))
+        raise ValueError(
+            f"`out` has shape {shape}; it must be (height, width, classes) = ({expected}): the image's size and "
+            "the model's output channels."
+        )
+    if not np.issubdtype(out.dtype, np.floating):
+        raise ValueError(f"`out` must be a float array (e.g. float32) to hold probabilities; got dtype {out.dtype}.")
+    if not getattr(getattr(out, "flags", None), "writeable", True):
+        opened = f" (a np.memmap opened with mode {out.mode!r})" if isinstance(out, np.memmap) else ""
+        raise ValueError(
+            f"`out` is read-only{opened}, so the prediction cannot be written into it. Open the file with mode "
+            '"r+" (to overwrite it) or "w+" (to create it), e.g. np.memmap(path, "float32", mode="w+", '
+            f"shape={tuple(out.shape)}), or pass out=None to get a new array."
+        )
+
+
+def _check_tile(model, geometry, tile, axis):
+    """The output side for input tile side `tile` along `axis`, or an error naming the nearest sizes that fit."""
+    output = geometry.output_size(model, tile, axis)
     if output is not None:
         return output
-    following = geometry.valid_input_size(model, tile)
+    if geometry.input_size[axis] is not None:
+        from kfcn.analysis.fully_convolutional import fixed_size_error
+
+        fixed = tuple(tile if side is None else side for side in geometry.input_size)
+        raise fixed_size_error(model, (tile, tile), "predict_tiled", f"pass tile_size={fixed}, the model's own size")
+    following = geometry.valid_input_size(model, tile, axis)
     lowest = max(0, tile - 4 * geometry.multiple - 2 * geometry.margin - 2)
-    previous = next((size for size in range(tile - 1, lowest, -1) if geometry.output_size(model, size)), None)
+    previous = next((size for size in range(tile - 1, lowest, -1) if geometry.output_size(model, size, axis)), None)
     raise ValueError(
         f"Tile size {tile} does not fit this model (total stride {geometry.multiple}"
         f"{f', valid-padding margin {geometry.margin}' if geometry.margin else ''}); "
@@ -239,6 +275,8 @@ def predict_tiled(
     >>> predict_tiled(model, image, tile_size=60, progress=False).shape
     (50, 70, 1)
     """
+    if out is not None and np.ndim(image) in (2, 3):  # before any work: a refused memmap is left as it was
+        check_out(out, tuple(np.shape(image)[:2]), _output_channels(model))
     if isinstance(tile_size, str):
         if tile_size != "auto":
             raise ValueError(f"`tile_size` must be an int, a pair or 'auto'; got {tile_size!r}.")
@@ -259,8 +297,8 @@ def predict_tiled(
     geometry = runner.geometry
     image = check_image(image, geometry.channels, input_range=geometry.input_range)
     height, width = image.shape[:2]
-    _check_arguments(blend, batch_size, out, extra_inputs, (height, width), geometry)
-    outputs = [_check_tile(model, geometry, tile) for tile in tiles]
+    _check_arguments(blend, batch_size, extra_inputs, (height, width), geometry)
+    outputs = [_check_tile(model, geometry, tile, axis) for axis, tile in enumerate(tiles)]
     if isinstance(overlap, str):
         if overlap != "erf":
             raise ValueError(f"`overlap` must be an int, a pair, None or 'erf'; got {overlap!r}.")
@@ -285,9 +323,11 @@ def predict_tiled(
     if not geometry.margin:  # an axis one tile covers: the smallest such tile, as whole-image prediction takes
         tiles, outputs, overlaps = map(list, (tiles, outputs, overlaps))
         for axis, size in enumerate((height, width)):
-            smallest = geometry.valid_input_size(model, size)
+            if geometry.input_size[axis] is not None:  # a fixed side: every tile has it
+                continue
+            smallest = geometry.valid_input_size(model, size, axis)
             if smallest < tiles[axis]:
-                tiles[axis], outputs[axis], overlaps[axis] = smallest, geometry.output_size(model, smallest), 0
+                tiles[axis], outputs[axis], overlaps[axis] = smallest, geometry.output_size(model, smallest, axis), 0
     # Blending never uses the band at a tile edge that padding spoils ("same" models).
     trim = 0 if geometry.margin else min(geometry.context, max(tiles))
     rows, cols = (
@@ -295,6 +335,15 @@ def predict_tiled(
         for size, tile, output, ov in zip((height, width), tiles, outputs, overlaps)
     )
     return _run_plan(runner, image, rows, cols, batch_size, extra_inputs, out, progress)
+
+
+def _output_channels(model):
+    """The model's output channels where its graph states them, else None."""
+    try:
+        channels = keras.tree.flatten(model.outputs)[0].shape[-1]
+    except (AttributeError, ValueError, IndexError):  # a subclassed model: refused later, by the geometry
+        return None
+    return channels if isinstance(channels, int) else None
 
 
 def _run_plan(runner, image, rows, cols, batch_size, extra_inputs, out, progress):

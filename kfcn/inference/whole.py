@@ -31,6 +31,12 @@ def predict(model, image, tta=None, extra_inputs=None, policy=None, engine="kera
     Returns:
         (H, W, K) float32.
 
+    Raises:
+        ValueError: the model is not fully convolutional (a classifier), or is built
+            for a fixed input size smaller than the image (the message says how to tile,
+            resize or rebuild); the image does not suit the model (channels, pixel
+            range, NaN).
+
     Example:
     >>> import numpy as np
     >>> from kfcn.models import unet
@@ -48,12 +54,29 @@ def predict(model, image, tta=None, extra_inputs=None, policy=None, engine="kera
                 f"extra_inputs[{name!r}] has shape {np.shape(array)}, but it must cover the image: "
                 f"({image.shape[0]}, {image.shape[1]}, channels)."
             )
+    _check_fixed_size(model, geometry, image.shape[:2])
     plans = []
-    for size in image.shape[:2]:
-        tile = geometry.valid_input_size(model, size + 2 * geometry.margin)
-        output = geometry.output_size(model, tile)
+    for axis, size in enumerate(image.shape[:2]):
+        tile = geometry.valid_input_size(model, size + 2 * geometry.margin, axis)
+        output = geometry.output_size(model, tile, axis)
         plans.append(_AxisPlan(size, tile, output, (tile - output) // 2, geometry.multiple, 0, "none"))
     return _run_plan(runner, image, plans[0], plans[1], 1, extra_inputs, None, progress=False)
+
+
+def _check_fixed_size(model, geometry, image_size):
+    """A model built for one input size takes images up to that size (mirrored up to it), no larger."""
+    from kfcn.analysis.fully_convolutional import fixed_size_error
+
+    fixed = geometry.input_size
+    if any(side is not None and given + 2 * geometry.margin > side for side, given in zip(fixed, image_size)):
+        tile = tuple(given if side is None else side for side, given in zip(fixed, image_size))
+        raise fixed_size_error(
+            model,
+            image_size,
+            "kfcn.inference.predict",
+            f"predict the image tile by tile (predict_tiled(model, image, tile_size={tile})), resize it "
+            f"(predict_resized(model, image, {tile})) or crop it",
+        )
 
 
 def predict_resized(model, image, size, labels=False, tta=None):
