@@ -10,6 +10,9 @@ card data (saved_models/vgg_cells_counter.json) with the held-out MAE before and
 
 from __future__ import annotations
 
+import kfcn  # noqa: F401  (first: Keras and TensorFlow then start without their C++ log)
+
+# isort: split
 import argparse
 import json
 from pathlib import Path

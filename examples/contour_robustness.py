@@ -26,6 +26,9 @@ minutes on 2 CPU cores (12-13 minutes a model); its figures are in the README.
 
 from __future__ import annotations
 
+import kfcn  # noqa: F401  (first: Keras and TensorFlow then start without their C++ log)
+
+# isort: split
 import argparse
 import json
 import time
@@ -37,7 +40,6 @@ import tensorflow as tf
 from figures import save_panels
 from train_isbi import HELD_OUT, compile_isbi, isbi_batches, isbi_model
 
-import kfcn
 from kfcn.data import isbi2012_dir, load_pair, pair_files, perturb_contours
 from kfcn.evaluation import segmentation_scores
 

@@ -6,10 +6,12 @@ that `model(raw)` equals `old_model(raw / 255)`, and saves it in place.
     KERAS_BACKEND=tensorflow python examples/convert_isbi_to_raw_pixels.py
 """
 
+import kfcn  # noqa: F401  (first: Keras and TensorFlow then start without their C++ log)
+
+# isort: split
 import keras
 import numpy as np
 
-import kfcn
 from kfcn.saving import load_model, save_model
 
 path = kfcn.samples.shipped_model_path()

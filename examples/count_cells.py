@@ -17,6 +17,9 @@ MAE is reported too).
 
 from __future__ import annotations
 
+import kfcn  # noqa: F401  (first: Keras and TensorFlow then start without their C++ log)
+
+# isort: split
 import argparse
 import json
 import os
@@ -28,7 +31,6 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-import kfcn
 from kfcn.data import density_map, dots_from_image, random_crop_pipeline
 from kfcn.data.augment import flips_and_rot90
 

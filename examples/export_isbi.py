@@ -15,6 +15,9 @@ drift from the Keras model is stated (max and mean |difference| of the probabili
 
 from __future__ import annotations
 
+import kfcn  # noqa: F401  (first: Keras and TensorFlow then start without their C++ log)
+
+# isort: split
 import argparse
 import json
 from pathlib import Path
@@ -23,7 +26,6 @@ import numpy as np
 import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 
-import kfcn
 from kfcn.data import load_pair
 from kfcn.inference import predict
 from kfcn.saving import load_model

@@ -13,6 +13,9 @@ error of each component, (predicted - true) / true, its median absolute value an
 
 from __future__ import annotations
 
+import kfcn  # noqa: F401  (first: Keras and TensorFlow then start without their C++ log)
+
+# isort: split
 import argparse
 import json
 import time
@@ -22,7 +25,6 @@ import keras
 import numpy as np
 from figures import save_panels
 
-import kfcn
 from kfcn.data import bulge_disk_galaxy
 
 COMPONENTS = ("bulge", "disk")

@@ -16,6 +16,9 @@ The model takes raw 0-255 pixels and returns raw pixels (both scalings are in it
 
 from __future__ import annotations
 
+import kfcn  # noqa: F401  (first: Keras and TensorFlow then start without their C++ log)
+
+# isort: split
 import argparse
 import json
 import time
@@ -27,7 +30,6 @@ import tensorflow as tf
 from figures import save_panels
 from PIL import Image
 
-import kfcn
 from kfcn.data import degrade, random_crop_pipeline
 from kfcn.data.augment import flips_and_rot90
 from kfcn.evaluation import restoration_scores

@@ -26,6 +26,9 @@ models take raw 0-255 pixels.
 
 from __future__ import annotations
 
+import kfcn  # noqa: F401  (first: Keras and TensorFlow then start without their C++ log)
+
+# isort: split
 import argparse
 import json
 import time
@@ -35,7 +38,6 @@ import keras
 import numpy as np
 from figures import save_panels
 
-import kfcn
 from kfcn.data import three_class_labels, touching_ellipses
 from kfcn.instances import instance_f1, instances_from_foreground, instances_from_probabilities
 

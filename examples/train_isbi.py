@@ -13,6 +13,9 @@ loss stalls, as the first shipped model was trained. `--init` fine-tunes a `.ker
 
 from __future__ import annotations
 
+import kfcn  # noqa: F401  (first: Keras and TensorFlow then start without their C++ log)
+
+# isort: split
 import argparse
 import json
 import time
@@ -22,7 +25,6 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-import kfcn
 import kfcn.saving
 from kfcn.data import folder_dataset, isbi2012_dir, random_crop_pipeline
 

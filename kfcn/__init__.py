@@ -66,24 +66,47 @@ def _register_with_keras():
 
 
 class _AfterKerasImport(importlib.abc.MetaPathFinder):
-    """Runs `_register_with_keras` right after `keras` is first imported (it is not imported here:
-    `import kfcn` stays instant, and `kfcn --help` never loads Keras)."""
+    """Imports `keras` and `tensorflow`, when first imported after kfcn, without the backend's C++
+    start-up log (`kfcn.startup`), and runs `_register_with_keras` right after `keras`. Neither is
+    imported here: `import kfcn` stays instant, and `kfcn --help` never loads Keras."""
+
+    _QUIETED = ("keras", "tensorflow")
+
+    def __init__(self):
+        self.pending = set(self._QUIETED)
 
     def find_spec(self, fullname, path=None, target=None):
-        if fullname != "keras":
+        if fullname not in self.pending:
             return None
-        sys.meta_path.remove(self)  # once, and the real finders locate keras
-        spec = importlib.util.find_spec("keras")
+        self.pending.discard(fullname)
+        if "keras" not in self.pending and self in sys.meta_path:
+            sys.meta_path.remove(self)  # done once keras is in (with the backend it imports)
+        spec = _find_spec_without(self, fullname)
         if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
             return spec
         execute = spec.loader.exec_module
 
-        def execute_then_register(module):
-            execute(module)
-            _register_with_keras()
+        def execute_quietly(module):
+            from kfcn.startup import quiet_startup
 
-        spec.loader.exec_module = execute_then_register
+            with quiet_startup():
+                execute(module)
+            if fullname == "keras":
+                _register_with_keras()
+
+        spec.loader.exec_module = execute_quietly
         return spec
+
+
+def _find_spec_without(finder, fullname):
+    """The spec the other finders give (this finder may still be on `sys.meta_path`)."""
+    for other in sys.meta_path:
+        if other is finder or not hasattr(other, "find_spec"):
+            continue
+        spec = other.find_spec(fullname, None)
+        if spec is not None:
+            return spec
+    return None
 
 
 if "keras" in sys.modules:

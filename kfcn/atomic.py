@@ -105,6 +105,8 @@ def clean_partials(folder):
 class Terminated(KeyboardInterrupt):
     """SIGTERM (a scheduler's stop, `kill`), raised where Python runs next, like Ctrl-C."""
 
+    signum = signal.SIGTERM  # what `kfcn.startup.keep_interrupts` delivers again if a gc callback caught it
+
 
 @contextlib.contextmanager
 def _removed_on_sigterm(path):

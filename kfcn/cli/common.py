@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -42,46 +40,17 @@ def load(args):
     return load_model(model_path(args), safe_mode=not args.unsafe)
 
 
-@contextlib.contextmanager
-def native_stderr_silenced(enabled=True):
-    """Sends file descriptor 2 to /dev/null inside the block.
-
-    TensorFlow 2.21 and XLA write start-up lines (`cudart_stub`, `cuInit`, "All log messages
-    before absl::InitializeLog()") from C++ before `TF_CPP_MIN_LOG_LEVEL` is read, so only
-    the descriptor itself can hide them. An exception raised inside still propagates and is
-    reported after the descriptor is restored.
-
-    Example:
-    >>> with native_stderr_silenced():
-    ...     os.write(2, b"hidden")
-    6
-    """
-    if not enabled:
-        yield
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
-        yield
-    finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-
-
 def quiet_backend_import(verbose, tensorflow=False):
     """Imports Keras (and with it the backend: TensorFlow, JAX or PyTorch) without its start-up log.
 
-    `tensorflow`: also import TensorFlow now (for tf.data or export) when another backend runs Keras.
+    `verbose`: show it (sets `KFCN_STARTUP_LOG=1`, see `kfcn.startup`). `tensorflow`: also import
+    TensorFlow now (for tf.data or export) when another backend runs Keras.
     """
-    if not verbose:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-        os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
-        os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
-    with native_stderr_silenced(enabled=not verbose):
+    from kfcn.startup import STARTUP_LOG_VARIABLE, quiet_startup
+
+    if verbose:
+        os.environ[STARTUP_LOG_VARIABLE] = "1"
+    with quiet_startup():
         import keras  # noqa: F401
 
         if tensorflow or keras.backend.backend() == "tensorflow":
