@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
 from kfcn.cli.common import add_model_option, check_json_path, load, model_path, table, write_json
@@ -58,15 +60,18 @@ def register(commands):
     sub.set_defaults(run=run, needs_tensorflow=True)  # kfcn.data / kfcn.export
 
 
-def _read_evaluation_pair(args, image_path, label_path, channels):
-    """(raw float32 image with the model's channels, label as the task needs it)."""
+def _read_evaluation_pair(args, image_path, label_path, channels, input_range, conversions):
+    """(raw float32 image with the model's channels, label as the task needs it); the image's bit
+    depth is checked against the model's input range first (`kfcn.image_io.check_bit_depth`)."""
     from kfcn.data import dots_from_image, load_pair
-    from kfcn.data.io import as_float32, convert_channels, read_image
+    from kfcn.data.io import as_float32, check_bit_depth, read_image, read_model_input, stored_dtype
 
     if args.task == "segmentation":
-        return load_pair(image_path, label_path, args.label_mode, args.num_classes, args.ignore_class, channels)
-    image = as_float32(read_image(image_path, palette_indices=False))
-    image = convert_channels(image, channels, image_path)
+        check_bit_depth(stored_dtype(image_path), input_range, image_path)
+        return load_pair(
+            image_path, label_path, args.label_mode, args.num_classes, args.ignore_class, channels, conversions
+        )
+    image = as_float32(read_model_input(image_path, channels, input_range, conversions))
     target = read_image(label_path, palette_indices=False)
     if target.shape[:2] != image.shape[:2]:
         raise ValueError(
@@ -109,6 +114,7 @@ def run(args):
     from tqdm.auto import tqdm
 
     from kfcn.data import pair_files
+    from kfcn.data.io import ChannelConversions
     from kfcn.evaluation import mean_scores
     from kfcn.inference import model_geometry, predict, predict_tiled
 
@@ -121,9 +127,15 @@ def run(args):
     json_path = check_json_path(args.json) if args.json else None  # before minutes of prediction, not after
     pairs = pair_files(args.images, args.labels)
     model = load(args)
-    channels = model_geometry(model).channels
+    geometry = model_geometry(model)
+    conversions = ChannelConversions()
     # Every pair is read and checked before any prediction, so a bad file fails at once, by name.
-    data = [_read_evaluation_pair(args, image, label, channels) for image, label in pairs]
+    data = [
+        _read_evaluation_pair(args, image, label, geometry.channels, geometry.input_range, conversions)
+        for image, label in pairs
+    ]
+    if conversions.summary():  # one line for the run, before the predictions
+        print(f"kfcn evaluate: note: {conversions.summary()}", file=sys.stderr)
     names, rows = [], []
     # A progress bar on a terminal only (disable=None): logs and pipes get the table alone.
     for (image_path, _), (image, label) in tqdm(

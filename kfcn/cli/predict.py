@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -142,8 +143,9 @@ def resolve_task(task, model):
     """`auto` becomes segmentation for a sigmoid/softmax head, regression for any other."""
     if task != "auto":
         return task
-    activation = getattr(getattr(model.layers[-1], "activation", None), "__name__", None)
-    return "segmentation" if activation in ("sigmoid", "softmax") else "regression"
+    from kfcn.models import head_of
+
+    return "segmentation" if head_of(model) in ("binary", "semantic") else "regression"
 
 
 def output_names(stem, task, args):
@@ -276,7 +278,7 @@ def check_output_names(files, output, task, args):
 def _predict_files(args, files, output, every_file=None):
     from tqdm.auto import tqdm
 
-    from kfcn.image_io import convert_channels, read_image
+    from kfcn.image_io import ChannelConversions, check_bit_depth, read_model_input, stored_dtype
     from kfcn.inference import input_range, model_geometry, predict, predict_tiled
     from kfcn.inference.litert import check_engine
     from kfcn.rendering import class_map, heat_map, overlay
@@ -291,14 +293,21 @@ def _predict_files(args, files, output, every_file=None):
     tta = None if args.tta == "none" else args.tta
     policy = None if args.precision == "float32" else args.precision
     check_engine(args.engine, geometry, policy)
+    for path in files:  # from the headers, before minutes of prediction: one image of another bit depth fails now
+        try:
+            dtype = stored_dtype(path)
+        except ValueError:
+            continue  # an unreadable file: the reader below names it in its turn, after the files before it
+        check_bit_depth(dtype, scaling, path)
     done = skipped = 0
+    conversions = ChannelConversions()  # said once, at the end, not per file
     bar = tqdm(files, desc="predicting", unit="image", disable=None)
     for path in bar:
         names = output_names(path.stem, task, args)
         if args.skip_existing and all((output / name).is_file() for name in names):
             skipped += 1
             continue
-        image = convert_channels(read_image(path, palette_indices=False), geometry.channels, path)
+        image = read_model_input(path, geometry.channels, scaling, conversions)  # bit depth and channels checked
         try:
             if args.tile != "auto" and max(image.shape[:2]) <= args.tile:
                 prediction = predict(model, image, tta=tta, policy=policy, engine=args.engine)
@@ -336,3 +345,5 @@ def _predict_files(args, files, output, every_file=None):
         f"wrote {done} image(s) to {output} with {model_name} ({task})"
         + (f"; {skipped} already done (--skip-existing)" if skipped else "")
     )
+    if conversions.summary():
+        print(f"kfcn predict: note: {conversions.summary()}", file=sys.stderr)

@@ -8,17 +8,21 @@ import numpy as np
 import tensorflow as tf
 from tqdm.auto import tqdm
 
-from kfcn.data.io import as_float32, convert_channels, list_images, read_image
+from kfcn.data.io import ChannelConversions, as_float32, common_dtype, convert_channels, list_images, read_image
 
 LABEL_MODES = ("binary", "index")
 
 
-def load_pair(image_path, label_path, label_mode="binary", num_classes=None, ignore_class=None, channels=None):
+def load_pair(
+    image_path, label_path, label_mode="binary", num_classes=None, ignore_class=None, channels=None, conversions=None
+):
     """Reads and checks one image/label pair; returns `(image float32 (H, W, C), label int32 (H, W, 1))`.
 
     The image holds the raw pixel values as stored in the file (0-255 for 8-bit,
     0-65535 for 16-bit), as float32; kfcn never rescales images (the model carries
-    its input scaling). The label holds class indices: 0/1 for "binary".
+    its input scaling). The label holds class indices: 0/1 for "binary". Files are
+    read by `kfcn.image_io.read_image` (its table says how alpha, palettes, CMYK and
+    multi-page TIFFs are handled).
 
     Args:
         image_path, label_path: the files.
@@ -27,7 +31,10 @@ def load_pair(image_path, label_path, label_mode="binary", num_classes=None, ign
         num_classes: for "index", the number of classes; values must be below it or
             equal `ignore_class`.
         ignore_class: a label value to keep as is (e.g. CamVid's void, 11).
-        channels: convert the image to 1 (grayscale) or 3 (RGB) channels.
+        channels: convert the image to 1 (grayscale) or 3 (RGB) channels (see
+            `kfcn.image_io.convert_channels`).
+        conversions: a `kfcn.image_io.ChannelConversions` that records a conversion
+            (for one line per run); without one, a conversion is issued as a warning.
 
     Raises:
         ValueError: naming the file, for unreadable files, sizes that differ, NaN or
@@ -54,14 +61,14 @@ def load_pair(image_path, label_path, label_mode="binary", num_classes=None, ign
                 f"Label {label_path} has {label.shape[-1]} differing channels; labels must be single-channel "
                 "class indices, 0/255 masks or palette PNGs."
             )
+    if channels is not None and image.shape[-1] != channels:
+        image = convert_channels(image, channels, image_path, conversions)
     image = as_float32(image)
     if not np.all(np.isfinite(image)):
         raise ValueError(
             f"Image {image_path} has {int(np.sum(~np.isfinite(image)))} NaN or infinite pixel value(s); "
             "fix or exclude the file (e.g. replace them with np.nan_to_num before saving)."
         )
-    if channels is not None and image.shape[-1] != channels:
-        image = convert_channels(image, channels, image_path)
     values = np.unique(label)
     if label_mode == "binary":
         foreground = values[values != 0]
@@ -102,7 +109,10 @@ def folder_dataset(
     Files pair by stem (`slice_00.png` with `slice_00.png` or `slice_00.tif`); images
     may differ in size from one pair to the next. Every pair is read and checked once
     up front (with a progress bar), so a bad file fails here, by name, rather than
-    half-way through training; the arrays are then held in memory.
+    half-way through training; the arrays are then held in memory. The images must share
+    one dtype (bit depth): a folder that mixes 8-bit and 16-bit files is refused, naming
+    one of each, since a model takes one raw pixel range. Images converted to `channels`
+    are reported in one warning, not one per file.
 
     Args:
         image_dir, label_dir: the folders.
@@ -114,8 +124,8 @@ def folder_dataset(
 
     Raises:
         ValueError: an image without a label (or the reverse), two files with the same
-            name in one folder (`a.png`, `a.tif`), unreadable files, sizes that differ,
-            NaN or infinite pixels, unknown label values.
+            name in one folder (`a.png`, `a.tif`), unreadable files, mixed bit depths,
+            sizes that differ, NaN or infinite pixels, unknown label values.
 
     Example:
     >>> from kfcn.data.samples import isbi2012_dir
@@ -125,17 +135,22 @@ def folder_dataset(
     ((512, 512, 1), (512, 512, 1))
     """
     pairs = pair_files(image_dir, label_dir)
+    common_dtype([image for image, _ in pairs])  # from the headers: mixed bit depths fail before any reading
+    conversions = ChannelConversions()
     arrays = [
-        load_pair(image, label, label_mode, num_classes, ignore_class, channels)
+        load_pair(image, label, label_mode, num_classes, ignore_class, channels, conversions)
         for image, label in tqdm(
             pairs, desc=f"reading {Path(image_dir).name}", disable=None if verbose else True, unit="pair"
         )
     ]
+    conversions.warn()
     depth = arrays[0][0].shape[-1]
     for (image, _), (path, _) in zip(arrays, pairs):
         if image.shape[-1] != depth:
             raise ValueError(
-                f"{path} has {image.shape[-1]} channels but {pairs[0][0]} has {depth}; pass channels=1 or 3."
+                f"{path} has {image.shape[-1]} channel(s) but {pairs[0][0]} has {depth}: a model takes one channel "
+                "count. Save the files with one (e.g. PIL's Image.convert('L') or 'RGB'), or pass channels=1 or 3 "
+                "to convert them as they are read."
             )
     signature = (
         tf.TensorSpec((None, None, depth), tf.float32),

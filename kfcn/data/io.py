@@ -1,5 +1,29 @@
 """Image reading, re-exported from `kfcn.image_io` (which needs no TensorFlow)."""
 
-from kfcn.image_io import IMAGE_SUFFIXES, as_float32, convert_channels, list_images, read_image
+from kfcn.image_io import (
+    IMAGE_SUFFIXES,
+    ChannelConversions,
+    as_float32,
+    check_bit_depth,
+    common_dtype,
+    convert_channels,
+    list_images,
+    pixel_range,
+    read_image,
+    read_model_input,
+    stored_dtype,
+)
 
-__all__ = ["IMAGE_SUFFIXES", "as_float32", "convert_channels", "list_images", "read_image"]
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "ChannelConversions",
+    "as_float32",
+    "check_bit_depth",
+    "common_dtype",
+    "convert_channels",
+    "list_images",
+    "pixel_range",
+    "read_image",
+    "read_model_input",
+    "stored_dtype",
+]

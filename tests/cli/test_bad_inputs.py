@@ -75,7 +75,46 @@ def files(tmp_path_factory):
     f.config_unknown.write_text("learning_rat: 0.1\n")
     f.serving = folder / "serving"
     (f.serving / "1").mkdir(parents=True)
+    _pixel_rule_files(f, folder, rng)
     return f
+
+
+def _pixel_rule_files(f, folder, rng):
+    """Files of the pixel-value and channel rules (issue 25 §2): bit depths, pages, alpha, 16-bit colour PNG."""
+    import tifffile
+
+    f.model16 = folder / "model16.keras"
+    save_model(unet((None, None, 1), num_classes=1, filters=2, depth=2, input_range=(0, 65535)), f.model16)
+    f.dim16 = folder / "dim16.tif"  # 16-bit, but every value fits 8 bits: only the dtype tells
+    tifffile.imwrite(f.dim16, rng.integers(0, 200, (24, 20), dtype=np.uint16))
+    f.pages = folder / "pages.tif"
+    for value in (1, 2, 3):
+        tifffile.imwrite(f.pages, np.full((24, 20), value, np.uint8), append=True)
+    f.see_through = folder / "see_through.png"
+    rgba = np.dstack([rng.integers(0, 256, (24, 20, 3), dtype=np.uint8), np.full((24, 20), 255, np.uint8)])
+    rgba[:6, :, 3] = 0
+    Image.fromarray(rgba).save(f.see_through)
+    f.colour16 = folder / "colour16.png"  # PIL cannot write it: IHDR bit depth 16, colour type 2
+    import struct
+    import zlib
+
+    raw = b"".join(b"\x00" + np.full((20, 3), 40000, ">u2").tobytes() for _ in range(24))
+    chunks = [(b"IHDR", struct.pack(">IIBBBBB", 20, 24, 16, 2, 0, 0, 0)), (b"IDAT", zlib.compress(raw)), (b"IEND", b"")]
+    f.colour16.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + b"".join(struct.pack(">I", len(d)) + k + d + struct.pack(">I", zlib.crc32(k + d)) for k, d in chunks)
+    )
+    f.mixed_images, f.mixed_labels = folder / "mixed_images", folder / "mixed_labels"
+    f.float_images = folder / "float_images"
+    for name in ("mixed_images", "mixed_labels", "float_images"):
+        (folder / name).mkdir()
+    Image.fromarray(rng.integers(0, 256, (24, 20), dtype=np.uint8)).save(f.mixed_images / "a.png")
+    tifffile.imwrite(f.mixed_images / "b.tif", rng.integers(0, 65536, (24, 20), dtype=np.uint16))
+    tifffile.imwrite(f.float_images / "a.tif", rng.random((24, 20), dtype=np.float32))
+    for stem in ("a", "b"):
+        Image.fromarray((255 * (rng.random((24, 20)) > 0.5)).astype(np.uint8)).save(f.mixed_labels / f"{stem}.png")
+    f.config_bad_range = folder / "bad_range.yaml"
+    f.config_bad_range.write_text("input_range: [255, 0]\n")
 
 
 @dataclass(frozen=True)
@@ -164,6 +203,28 @@ CASES = [
     CliCase("predict-wrong-channel-count", predict("two_channel_model", "image"), r"channel"),
     CliCase("predict-16-bit-image-to-8-bit-model", predict("model", "image16"), r"outside the raw pixel range"),
     CliCase(
+        "predict-dim-16-bit-image-to-8-bit-model",
+        predict("model", "dim16"),
+        r"dim16\.tif is a 16-bit image \(uint16\), outside the raw pixel range \[0, 255\]",
+    ),
+    CliCase(
+        "predict-8-bit-image-to-16-bit-model",
+        predict("model16", "image"),
+        r"gray\.png is an 8-bit image \(uint8, 0-255\), but the model takes raw pixel values in \[0, 65535\]",
+    ),
+    CliCase(
+        "predict-multi-page-tiff",
+        predict("model", "pages"),
+        r"pages\.tif holds 3 page\(s\).*Save each page as its own file",
+    ),
+    CliCase(
+        "predict-transparent-png",
+        predict("model", "see_through"),
+        r"see_through\.png has 4 channels, colour and an alpha \(transparency\) channel that is not fully opaque "
+        r"\(25\.0%.*Flatten",
+    ),
+    CliCase("predict-16-bit-colour-png", predict("model", "colour16"), r"colour16\.png is a 16-bit colour PNG"),
+    CliCase(
         "predict-output-folder-is-a-file",
         lambda f, out: ["predict", str(f.image), "--output", str(f.blocker), "--model", str(f.model)],
         r"is a file, not a folder",
@@ -188,12 +249,34 @@ CASES = [
     CliCase("train-no-data", lambda f, out: ["train", "--output", str(out / "run")], r"--images DIR --labels DIR"),
     CliCase("train-bad-model-option", train("--model-options", '{"widht": 3}'), r"no argument widht"),
     CliCase(
+        "train-mixed-bit-depths",
+        train(images="mixed_images", labels="mixed_labels"),
+        r"mix bit depths: .*a\.png is 8-bit \(uint8\) but .*b\.tif is 16-bit \(uint16\)",
+    ),
+    CliCase(
+        "train-float-images-without-input-range",
+        train(images="float_images"),
+        r"a\.tif holds float32 pixels.*--input-range LOW,HIGH",
+    ),
+    CliCase("train-reversed-input-range", train("--config", "CONFIG_BAD_RANGE"), r"--input-range takes LOW,HIGH"),
+    CliCase(
+        "train-input-range-twice",
+        train("--input-range", "0,1", "--model-options", '{"input_range": [0, 1]}'),
+        r"pixel range once",
+    ),
+    CliCase("train-fine-tune-16-bit-model-on-8-bit-images", train("--model", "MODEL16"), r"a\.png is an 8-bit image"),
+    CliCase(
         "receptive-field-missing-model", lambda f, out: ["receptive-field", str(out / "none.keras")], r"does not exist"
     ),
     CliCase("evaluate-missing-label-folder", evaluate("no_labels"), r"does not exist"),
     CliCase("evaluate-image-without-label", evaluate("other_labels"), r"no label"),
     CliCase("evaluate-index-without-num-classes", evaluate("labels", "--label-mode", "index"), r"--num-classes"),
     CliCase("evaluate-threshold-above-1", evaluate("labels", "--threshold", "1.5"), r"--threshold"),
+    CliCase(
+        "evaluate-8-bit-images-16-bit-model",
+        evaluate("labels", "--model", "MODEL16"),
+        r"a\.png is an 8-bit image \(uint8, 0-255\).*\[0, 65535\]",
+    ),
     CliCase(
         "evaluate-json-folder-is-a-file",
         lambda f, out: [*evaluate()(f, out), "--json", str(f.blocker / "scores.json")],
@@ -238,6 +321,8 @@ def test_cli_bad_input(case, files, tmp_path, capsys):
         "GARBAGE": files.garbage_model,
         "TWO_CHANNELS": files.two_channel_model,
         "CONFIG_UNKNOWN": files.config_unknown,
+        "CONFIG_BAD_RANGE": files.config_bad_range,
+        "MODEL16": files.model16,
     }
     argv = [str(placeholders.get(argument, argument)) for argument in case.argv(files, out)]
     capsys.readouterr()

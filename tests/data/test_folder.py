@@ -105,3 +105,40 @@ def test_camvid_loads_through_the_folder_api():
     image, label = load_pair(*pairs[0], label_mode="index", num_classes=11, ignore_class=11)
     assert image.shape == (360, 480, 3) and label.shape == (360, 480, 1)
     assert label.max() <= 11
+
+
+def test_mixed_bit_depths_are_refused_naming_one_file_of_each(tmp_path):
+    import tifffile
+
+    _write(tmp_path / "img" / "a.png", np.zeros((8, 8), np.uint8))
+    (tmp_path / "img" / "b.tif").parent.mkdir(exist_ok=True)
+    tifffile.imwrite(tmp_path / "img" / "b.tif", np.zeros((8, 8), np.uint16))
+    for name in ("a", "b"):
+        _write(tmp_path / "lab" / f"{name}.png", np.zeros((8, 8), np.uint8))
+    with pytest.raises(ValueError, match=r"mix bit depths: .*img/a\.png is 8-bit \(uint8\) but .*img/b\.tif is 16-bit"):
+        folder_dataset(tmp_path / "img", tmp_path / "lab", verbose=False)
+
+
+def test_channel_conversions_are_said_in_one_warning(tmp_path):
+    rgb = np.zeros((8, 8, 3), np.uint8)
+    rgb[..., 0] = 200
+    for name in ("a", "b", "c"):
+        _write(tmp_path / "img" / f"{name}.png", rgb)
+        _write(tmp_path / "lab" / f"{name}.png", np.zeros((8, 8), np.uint8))
+    with pytest.warns(UserWarning) as caught:
+        images = [image.numpy() for image, _ in folder_dataset(tmp_path / "img", tmp_path / "lab", channels=1)]
+    messages = [str(w.message) for w in caught if "converted" in str(w.message)]
+    assert messages == ["converted 3 image(s) from RGB to grayscale (luma: 0.299 R + 0.587 G + 0.114 B), e.g. a.png"]
+    expected = np.asarray(Image.fromarray(rgb).convert("L"))  # PIL's luma
+    assert all(image.shape == (8, 8, 1) and np.abs(image[..., 0] - expected).max() <= 1 for image in images)
+
+
+def test_mixed_channel_counts_are_refused_with_both_fixes(tmp_path):
+    _write(tmp_path / "img" / "a.png", np.zeros((8, 8), np.uint8))
+    _write(tmp_path / "img" / "b.png", np.zeros((8, 8, 3), np.uint8))
+    for name in ("a", "b"):
+        _write(tmp_path / "lab" / f"{name}.png", np.zeros((8, 8), np.uint8))
+    with pytest.raises(ValueError, match=r"b\.png has 3 channel\(s\) but .*a\.png has 1.*convert\('L'\).*channels=1"):
+        folder_dataset(tmp_path / "img", tmp_path / "lab", verbose=False)
+    with pytest.warns(UserWarning, match=r"converted 1 image\(s\) from grayscale to RGB"):
+        assert len(list(folder_dataset(tmp_path / "img", tmp_path / "lab", channels=3, verbose=False))) == 2
