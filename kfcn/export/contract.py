@@ -8,7 +8,10 @@ from dataclasses import asdict, dataclass
 
 import keras
 
+from kfcn.models.registry import head_of
+
 MODEL_CARD_NAME = "kfcn_model_card.json"
+INPUT_DTYPES = ("float32", "uint8", "uint16")
 
 
 @dataclass
@@ -46,11 +49,75 @@ class ServingContract:
     frame_input: str | None = None
     fixed_size: tuple | None = None
 
-    def model_card(self, model, export_format, metadata=None):
-        """The `kfcn_model_card.json` content."""
+    @property
+    def pixel_dtype(self):
+        """The integer type that holds this model's raw pixels: "uint8" for an `input_range` within
+        [0, 255], "uint16" within [0, 65535]; None for a model without whole-number pixel bounds.
+
+        Example:
+        >>> from kfcn.models import plain_cnn
+        >>> serving_contract(plain_cnn((None, None, 1), num_layers=1, input_range=(0, 4095))).pixel_dtype
+        'uint16'
+        """
+        if self.input_range is None:
+            return None
+        low, high = (float(v) for v in self.input_range)
+        if not (low.is_integer() and high.is_integer() and low >= 0 and high <= 65535):
+            return None
+        return "uint8" if high <= 255 else "uint16"
+
+    def check_input_dtype(self, input_dtype):
+        """`input_dtype` as a name from `INPUT_DTYPES` if this model can take it, else a `ValueError`.
+
+        Integer input carries raw pixels as stored, so it needs the type that holds the
+        model's `input_range` (`pixel_dtype`): uint8 for an 8-bit model, uint16 above 255.
+
+        Example:
+        >>> from kfcn.models import plain_cnn
+        >>> contract = serving_contract(plain_cnn((None, None, 1), num_layers=1))
+        >>> contract.check_input_dtype("uint8")
+        'uint8'
+        >>> try:
+        ...     contract.check_input_dtype("uint16")
+        ... except ValueError as error:
+        ...     print(str(error).split(";")[0])
+        input_dtype='uint16' is for models of pixels above 255
+        """
+        name = input_dtype if isinstance(input_dtype, str) else getattr(input_dtype, "name", None)
+        if name not in INPUT_DTYPES:
+            raise ValueError(f"`input_dtype` is one of {INPUT_DTYPES}; got {input_dtype!r}.")
+        if name == "float32" or name == self.pixel_dtype:
+            return name
+        if self.pixel_dtype is None:
+            what = (
+                "no input_range: it takes values as given, not stored pixels"
+                if self.input_range is None
+                else "input_range [{}, {}], which no unsigned integer type of 16 bits or less holds exactly".format(
+                    *(_number(v) for v in self.input_range)
+                )
+            )
+            raise ValueError(
+                f"input_dtype={name!r} sends raw pixels as stored, but this model has {what}. Export it with "
+                "input_dtype='float32'."
+            )
+        low, high = (_number(v) for v in self.input_range)
+        if name == "uint16":
+            raise ValueError(
+                f"input_dtype='uint16' is for models of pixels above 255; this model takes raw pixels in [{low}, "
+                f"{high}] (its input_range): export it with input_dtype='uint8' (or 'float32')."
+            )
+        raise ValueError(
+            f"input_dtype='uint8' cannot carry this model's pixels: it takes raw values in [{low}, {high}] (its "
+            "input_range), above uint8's 255. Export it with input_dtype='uint16' (or 'float32')."
+        )
+
+    def model_card(self, model, export_format, metadata=None, input_dtype="float32", input_shape=None):
+        """The `kfcn_model_card.json` content: the input as the file takes it (`input_dtype`,
+        `input_shape`, default `[batch, height, width, channels]`), the output, `metadata`."""
         import kfcn
 
         low_high = None if self.input_range is None else [_number(v) for v in self.input_range]
+        stored = f"as stored ({'e.g. uint8 values cast to float' if input_dtype == 'float32' else input_dtype})"
         return {
             "format": export_format,
             "model_name": model.name,
@@ -59,12 +126,11 @@ class ServingContract:
             "keras_version": keras.__version__,
             "input": {
                 "name": self.input_name,
-                "dtype": "float32",
-                "shape": ["batch", "height", "width", self.channels],
+                "dtype": input_dtype,
+                "shape": input_shape or ["batch", "height", "width", self.channels],
                 "value_range": low_high,
                 "meaning": (
-                    f"raw pixel values in [{low_high[0]}, {low_high[1]}] as stored (e.g. uint8 values cast to "
-                    "float); the graph scales them itself"
+                    f"raw pixel values in [{low_high[0]}, {low_high[1]}] {stored}; the graph scales them itself"
                     if low_high
                     else "values as the model was trained on them (no scaling in the graph)"
                 ),
@@ -80,11 +146,84 @@ class ServingContract:
                 "meaning": _output_meaning(self.head, self.output_channels),
             },
             "network_sizes": {"multiple": self.multiple, "minimum": self.minimum, "margin_per_side": self.margin},
-            "metadata": metadata or {},
+            "metadata": checked_metadata(metadata),
         }
 
     def to_json(self):
         return json.dumps(asdict(self))
+
+
+def model_card_path(path):
+    """Where the model card of a single-file export goes: beside it, named after the whole file name.
+
+    Example:
+    >>> model_card_path("models/isbi_int8.tflite").as_posix()
+    'models/isbi_int8.tflite.kfcn_model_card.json'
+    """
+    from pathlib import Path
+
+    path = Path(path)
+    return path.with_name(f"{path.name}.{MODEL_CARD_NAME}")
+
+
+def write_model_card(path, card):
+    """Writes `card` (a `model_card` dict) as strict JSON to `path`, the one writer of every export's card."""
+    from pathlib import Path
+
+    Path(path).write_text(json.dumps(card, indent=2, allow_nan=False) + "\n")
+
+
+def checked_metadata(metadata):
+    """`metadata` as a dict the model card can hold, or a `ValueError` naming the key that JSON cannot.
+
+    An export refuses it before writing anything: a model card must read back as the
+    dict it was given, so only str keys and JSON values (str, finite int or float,
+    bool, None, lists and dicts of them) pass; NumPy values, sets, functions, NaN and
+    infinity do not.
+
+    Example:
+    >>> checked_metadata({"data": "isbi", "dice": 0.91, "slices": [20, 24]})
+    {'data': 'isbi', 'dice': 0.91, 'slices': [20, 24]}
+    >>> try:
+    ...     checked_metadata({"scores": {"dice": float("nan")}})
+    ... except ValueError as error:
+    ...     print(str(error).split(";")[0])
+    metadata['scores']['dice'] is nan, which JSON cannot hold (it has no NaN or infinity)
+    """
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, dict):
+        raise ValueError(
+            f"`metadata` is a dict written into the model card, e.g. {{'data': 'isbi'}}; got {type(metadata).__name__}."
+        )
+    _check_json_value(metadata, "metadata")
+    return metadata
+
+
+def _check_json_value(value, where):
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ValueError(
+                    f"{where} has the key {key!r} ({type(key).__name__}); the model card is JSON, whose keys are "
+                    f"strings: use str({key!r}) as the key."
+                )
+            _check_json_value(item, f"{where}[{key!r}]")
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            _check_json_value(item, f"{where}[{index}]")
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(
+            f"{where} is {value}, which JSON cannot hold (it has no NaN or infinity); store None or a string such "
+            f"as {str(value)!r} instead."
+        )
+    elif not (value is None or isinstance(value, (str, bool, int, float))):
+        kind = f"{type(value).__module__}.{type(value).__qualname__}".removeprefix("builtins.")
+        raise ValueError(
+            f"{where} is a {kind}, which JSON cannot hold, and the metadata goes into the model card as JSON. "
+            "Convert it first (an array with .tolist(), a NumPy number with float() or int(), a set with "
+            "sorted()) or leave it out."
+        )
 
 
 def _number(value):
@@ -136,6 +275,9 @@ def serving_contract(model):
             "The model has no image input (batch, height, width, channels), so there is nothing to serve as an "
             f"image-to-image model; its inputs are {[tuple(t.shape) for t in model.inputs]}."
         )
+    from kfcn.analysis import check_fully_convolutional
+
+    check_fully_convolutional(model, "kfcn.export")
     geometry = model_geometry(model)
     if geometry.extra_inputs:
         raise ValueError(
@@ -154,7 +296,7 @@ def serving_contract(model):
     if math.isinf(geometry.context) and geometry.margin:
         raise ValueError("A model with a global receptive field and a valid-padding margin cannot be exported.")
     output = keras.tree.flatten(model.outputs)[0]
-    head = _head_of(model)
+    head = head_of(model)
     input_range = geometry.input_range
     input_name = "pixels" if input_range is None else "pixels_{}_{}".format(*(_number(v) for v in input_range))
     input_name = input_name.replace(".", "p").replace("-", "minus")
@@ -172,9 +314,3 @@ def serving_contract(model):
         frame_input=geometry.frame_input,
         fixed_size=None if None in fixed else tuple(int(v) for v in fixed),
     )
-
-
-def _head_of(model):
-    last = model.get_layer(keras.tree.flatten(model.outputs)[0]._keras_history[0].name)
-    activation = getattr(getattr(last, "activation", None), "__name__", None)
-    return {"sigmoid": "binary", "softmax": "semantic", "linear": "regression"}.get(activation, "regression")

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from kfcn.atomic import atomic_path, check_writable, clean_partials
 from kfcn.export.backend import on_tensorflow, run_in_tensorflow_child
-from kfcn.export.contract import MODEL_CARD_NAME, exportable, serving_contract
+from kfcn.export.contract import MODEL_CARD_NAME, checked_metadata, exportable, serving_contract, write_model_card
 
 
 def next_version(export_dir):
@@ -43,6 +42,13 @@ def saved_model(model, export_dir, version=None, overwrite=False, metadata=None)
     `INVALID_ARGUMENT` error that names the problem, and the server goes on. The
     signature therefore declares the input's rank open; the model card states the shape.
 
+    Clients that hold the pixels as integers send them so: an 8-bit model (`input_range`
+    within [0, 255]) has a second signature `serving_uint8` taking uint8, a 16-bit one
+    (`input_range` above 255) `serving_uint16` taking uint16, with the same input and
+    output names. It casts to float32 inside the graph (exactly) and takes the same checks;
+    its answers equal `serving_default`'s for the same pixels. A model without
+    `input_range` has `serving_default` only. The model card lists the signatures.
+
     Backends: under TensorFlow the model is traced directly; a JAX or PyTorch model
     is saved as `.keras` and exported by a child process under the TensorFlow
     backend (same weights, same layout).
@@ -56,8 +62,9 @@ def saved_model(model, export_dir, version=None, overwrite=False, metadata=None)
         export_dir: the model's base path for TF Serving (`--model_base_path`).
         version: a positive int; None takes the next free number.
         overwrite: replace an existing version.
-        metadata: a JSON-serialisable dict stored in the model card (training data,
-            command, metrics).
+        metadata: a dict of JSON values stored in the model card (training data,
+            command, metrics); anything JSON cannot hold (NumPy values, sets, NaN) is
+            refused before anything is written.
 
     Returns:
         The version folder as a `Path`.
@@ -73,9 +80,13 @@ def saved_model(model, export_dir, version=None, overwrite=False, metadata=None)
     >>> serve = tf.saved_model.load(str(folder)).signatures["serving_default"]
     >>> tuple(serve(pixels_0_255=tf.zeros((1, 30, 17, 1)))["probabilities"].shape)
     (1, 30, 17, 1)
+    >>> serve_uint8 = tf.saved_model.load(str(folder)).signatures["serving_uint8"]
+    >>> tuple(serve_uint8(pixels_0_255=tf.zeros((1, 30, 17, 1), tf.uint8))["probabilities"].shape)
+    (1, 30, 17, 1)
     """
     if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 1):
         raise ValueError(f"`version` is a positive int (TF Serving's version folder) or None; got {version!r}.")
+    metadata = checked_metadata(metadata)
     model = exportable(model)
     contract = serving_contract(model)  # checks the model before any file is touched
     export_dir = check_writable(export_dir, "export folder")
@@ -90,21 +101,39 @@ def saved_model(model, export_dir, version=None, overwrite=False, metadata=None)
     if not on_tensorflow():
         kwargs = {"export_dir": str(export_dir), "version": version, "overwrite": overwrite, "metadata": metadata}
         return Path(run_in_tensorflow_child(model, "saved_model", kwargs))
+    from kfcn.export.serving import serving_function
+
+    signatures = serving_signatures(contract)
+    endpoints = {name: serving_function(model, contract, checked=True, input_dtype=d) for name, d in signatures.items()}
     with atomic_path(target, overwrite=overwrite) as temporary:
-        write_saved_model(model, contract, temporary, checked=True)
+        write_saved_model(model, temporary, endpoints)
         card = contract.model_card(model, "saved_model", metadata)
-        card["serving"] = {"signature": "serving_default", "version": version}
-        (temporary / MODEL_CARD_NAME).write_text(json.dumps(card, indent=2) + "\n")
+        card["serving"] = {"signature": "serving_default", "signatures": signatures, "version": version}
+        write_model_card(temporary / MODEL_CARD_NAME, card)
     return target
 
 
-def write_saved_model(model, contract, folder, height=None, width=None, batch=None, checked=False):
-    """Writes a SavedModel with the padded `serving_default` signature to `folder` (`checked`: `serving_function`)."""
-    import keras
+def serving_signatures(contract):
+    """`{signature name: input dtype}` of the SavedModel: float32 `serving_default`, and
+    `serving_uint8` or `serving_uint16` for a model whose raw pixels that type holds.
 
-    from kfcn.export.serving import serving_function
+    Example:
+    >>> from kfcn.models import plain_cnn
+    >>> serving_signatures(serving_contract(plain_cnn((None, None, 1), num_layers=1)))
+    {'serving_default': 'float32', 'serving_uint8': 'uint8'}
+    """
+    signatures = {"serving_default": "float32"}
+    if contract.pixel_dtype is not None:
+        signatures[f"serving_{contract.pixel_dtype}"] = contract.pixel_dtype
+    return signatures
+
+
+def write_saved_model(model, folder, endpoints):
+    """Writes `model` as a SavedModel to `folder` with `endpoints` (`{signature name: tf.function}`)."""
+    import keras
 
     archive = keras.export.ExportArchive()
     archive.track(model)
-    archive.add_endpoint("serving_default", serving_function(model, contract, height, width, batch, checked=checked))
+    for name, function in endpoints.items():
+        archive.add_endpoint(name, function)
     archive.write_out(str(folder), verbose=False)

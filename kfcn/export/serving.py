@@ -70,7 +70,7 @@ def _gate(images, ok, message):
 
 
 def checked_request(images, contract):
-    """`images` after run-time checks of everything a client can get wrong, with messages that name it.
+    """`images` as float32 after run-time checks of everything a client can get wrong, with messages that name it.
 
     A server (TF Serving) feeds requests to the graph without checking them against the
     signature, and a tensor of the wrong rank reaching a oneDNN convolution aborts the
@@ -78,6 +78,9 @@ def checked_request(images, contract):
     passed the one before: rank 4, the contract's channels, no empty axis, the fixed size of
     a fixed-size model, finite values inside the contract's pixel range. A malformed request
     gets an `INVALID_ARGUMENT` error naming the input and the fix, and the server goes on.
+    Integer requests (uint8, uint16) take the same checks, then an exact cast to float32;
+    the value checks run only where the type can hold a value the contract refuses (uint16
+    into a 12-bit model, never uint8 into an 8-bit one).
 
     Example:
     >>> from kfcn.models import unet
@@ -123,31 +126,42 @@ def checked_request(images, contract):
             ),
         )
     images = tf.ensure_shape(images, (None, None, None, channels))
-    images = _gate(
-        images,
-        tf.reduce_all(tf.math.is_finite(images)),
-        f"{name} holds NaN or infinite values; send the image's stored pixel values.",
-    )
-    if contract.input_range is not None:
-        low, high = (float(v) for v in contract.input_range)
+    dtype = images.dtype
+    if dtype.is_floating:
         images = _gate(
             images,
-            tf.reduce_all((images >= low) & (images <= high)),
-            tf.strings.format(
-                f"{name} takes raw pixel values in [{low:g}, {high:g}]; this request holds values from {{}} to {{}}. "
-                "Send the pixels as stored, not rescaled.",
-                (tf.reduce_min(images), tf.reduce_max(images)),
-            ),
+            tf.reduce_all(tf.math.is_finite(images)),
+            f"{name} holds NaN or infinite values; send the image's stored pixel values.",
         )
+    images = tf.cast(images, tf.float32)  # exact for uint8 and uint16
+    if contract.input_range is not None:
+        low, high = (float(v) for v in contract.input_range)
+        if not (dtype.is_integer and low <= dtype.min and dtype.max <= high):  # uint8 into [0, 255]: nothing to check
+            images = _gate(
+                images,
+                tf.reduce_all((images >= low) & (images <= high)),
+                tf.strings.format(
+                    f"{name} takes raw pixel values in [{low:g}, {high:g}]; this request holds values from {{}} to "
+                    "{}. Send the pixels as stored, not rescaled.",
+                    (tf.reduce_min(images), tf.reduce_max(images)),
+                ),
+            )
     return images
 
 
-def serving_function(model, contract, height=None, width=None, batch=None, checked=False):
-    """A `tf.function` with one named float32 input and one named output, for export.
+def serving_function(
+    model, contract, height=None, width=None, batch=None, checked=False, input_dtype="float32", pinned_input=False
+):
+    """A `tf.function` with one named input and one named output, for export.
 
     With `checked=True` (the SavedModel that servers load) the input's rank is left open
     in the signature and every request goes through `checked_request` before the network
     runs; TFLite and ONNX take the static signature, whose runtimes check shapes themselves.
+    The input is float32, or with `input_dtype="uint8"` / `"uint16"` the raw pixels as
+    stored, cast to float32 in the graph (exactly). `pinned_input=True` (TFLite int8 with
+    uint8 input) fixes the input's int8 quantization to the contract's 0-255 range with a
+    FakeQuant op the converter reads, so that the file's uint8 input holds each pixel
+    value exactly (scale 1, zero point 0) whatever range the calibration images cover.
 
     Example:
     >>> from kfcn.models import unet
@@ -161,12 +175,14 @@ def serving_function(model, contract, height=None, width=None, batch=None, check
     if contract.fixed_size is not None:
         height, width = contract.fixed_size
     shape = None if checked else (batch, height, width, contract.channels)
-    spec = tf.TensorSpec(shape, tf.float32, name=contract.input_name)
+    spec = tf.TensorSpec(shape, tf.as_dtype(input_dtype), name=contract.input_name)
 
     @tf.function(input_signature=[spec], autograph=False)
     def serve(images):
-        if checked:
-            images = checked_request(images, contract)
+        images = checked_request(images, contract) if checked else tf.cast(images, tf.float32)
+        if pinned_input:
+            low, high = (float(v) for v in contract.input_range)
+            images = tf.quantization.fake_quant_with_min_max_args(images, min=low, max=high, num_bits=8)
         return {contract.output_name: tf.identity(padded_call(model, contract, images), name=contract.output_name)}
 
     return serve

@@ -10,13 +10,29 @@ import numpy as np
 
 from kfcn.atomic import atomic_path
 from kfcn.export.backend import on_tensorflow, run_in_tensorflow_child
-from kfcn.export.contract import exportable, serving_contract
+from kfcn.export.contract import (
+    checked_metadata,
+    exportable,
+    model_card_path,
+    serving_contract,
+    write_model_card,
+)
 
 QUANTIZATIONS = (None, "float16", "dynamic", "int8")
 logger = logging.getLogger("kfcn.export")
 
 
-def tflite(model, path, quantize=None, representative_data=None, input_shape=None, overwrite=True, max_samples=64):
+def tflite(
+    model,
+    path,
+    quantize=None,
+    representative_data=None,
+    input_shape=None,
+    overwrite=True,
+    max_samples=64,
+    input_dtype="float32",
+    metadata=None,
+):
     """Converts `model` to a `.tflite` file that needs builtin ops only (no Flex, no custom op).
 
     The graph is the SavedModel's (see `saved_model`): raw pixel values in, the
@@ -32,7 +48,22 @@ def tflite(model, path, quantize=None, representative_data=None, input_shape=Non
         - "float16": float16 weights (half the size), float32 compute on most CPUs.
         - "dynamic": int8 weights, float activations.
         - "int8": full-integer ops with int8 weights and activations, calibrated on
-          `representative_data`; input and output stay float32 tensors.
+          `representative_data`; the output stays a float32 tensor, the input is
+          `input_dtype`.
+
+    Input type: `input_dtype="float32"` takes the raw pixels as float32;
+    `"uint8"` (a model whose `input_range` lies within [0, 255]) or `"uint16"` (above
+    255) takes them as stored, as a camera or an image decoder gives them, and casts
+    inside the graph (a builtin CAST op; exact). For `quantize="int8"` with uint8 input
+    the input tensor is itself quantized, with scale 1 and zero point 0 pinned to
+    the contract's 0-255 range (not the calibration images' range), so an int8 device
+    reads the pixels as they are: no float op at the input, and every pixel value
+    represented exactly. The wrong type for the model's pixels is refused.
+
+    Model card: `<file name>.kfcn_model_card.json` beside the file (the SavedModel's card
+    format, with the input's dtype and shape as this file takes them, and the
+    quantization and ops) holds `metadata`. TFLite's converter has no supported way to
+    embed free-form metadata in the file, so the card is a sidecar: ship both.
 
     Args:
         model: a functional or Sequential Keras image-to-image model.
@@ -44,9 +75,13 @@ def tflite(model, path, quantize=None, representative_data=None, input_shape=Non
         input_shape: `(height, width)` for a fixed input, or None for dynamic sizes.
         overwrite: replace an existing file.
         max_samples: calibration images used at most.
+        input_dtype: "float32", "uint8" or "uint16", the input tensor's type.
+        metadata: a dict of JSON values stored in the model card (refused before
+            anything is written if JSON cannot hold it).
 
     Returns:
-        A dict report: path, size in bytes, quantization, op names, input and output details.
+        A dict report: path, size in bytes, quantization, op names, input and output details
+        (a dynamic height or width is None in the shape), and the model card's path.
 
     Backends: as `saved_model` (a JAX or PyTorch model is converted in a TensorFlow child process).
 
@@ -57,7 +92,11 @@ def tflite(model, path, quantize=None, representative_data=None, input_shape=Non
     >>> report = tflite(model, os.path.join(tempfile.mkdtemp(), "segnet.tflite"), input_shape=(32, 48))
     >>> report["input"]["shape"], any(op.startswith("Flex") for op in report["ops"])
     ([1, 32, 48, 3], False)
+    >>> report = tflite(model, os.path.join(tempfile.mkdtemp(), "segnet_uint8.tflite"), input_dtype="uint8")
+    >>> report["input"]["dtype"], report["input"]["shape"], os.path.basename(report["model_card"])
+    ('uint8', [1, None, None, 3], 'segnet_uint8.tflite.kfcn_model_card.json')
     """
+    metadata = checked_metadata(metadata)
     if quantize not in QUANTIZATIONS:
         raise ValueError(f"`quantize` must be one of {QUANTIZATIONS}; got {quantize!r}.")
     if quantize == "int8" and representative_data is None:
@@ -67,22 +106,30 @@ def tflite(model, path, quantize=None, representative_data=None, input_shape=Non
         )
     model = exportable(model)
     contract = serving_contract(model)
+    input_dtype = contract.check_input_dtype(input_dtype)
     path = Path(path)
     if path.suffix != ".tflite":
         raise ValueError(f"TFLite files end in .tflite; got {path}.")
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True (--overwrite) to replace it.")
+    card_path = model_card_path(path)
+    for existing in (path, card_path):
+        if existing.exists() and not overwrite:
+            raise FileExistsError(f"{existing} exists; pass overwrite=True (--overwrite) to replace it.")
     height, width = _check_input_shape(model, contract, input_shape)
     samples = None if representative_data is None else _calibration_images(representative_data, contract, max_samples)
     if not on_tensorflow():
         kwargs = {"path": str(path), "quantize": quantize, "input_shape": input_shape, "overwrite": overwrite}
+        kwargs.update(input_dtype=input_dtype, metadata=metadata)
         if samples is not None:  # calibration images cross to the child as nested lists
             kwargs["representative_data"] = [sample.tolist() for sample in samples]
         return run_in_tensorflow_child(model, "tflite", kwargs)
-    content = _convert(model, contract, quantize, samples, height, width)
-    with atomic_path(path, overwrite=overwrite) as temporary:
+    content = _convert(model, contract, quantize, samples, height, width, input_dtype)
+    shape = [1, height or "height", width or "width", contract.channels]
+    card = contract.model_card(model, "tflite", metadata, input_dtype=input_dtype, input_shape=shape)
+    with atomic_path(path, overwrite=overwrite) as temporary, atomic_path(card_path, overwrite=overwrite) as card_file:
         temporary.write_bytes(content)
-    report = tflite_report(path, quantize)
+        report = {**tflite_report(temporary, quantize), "path": str(path), "model_card": str(card_path)}
+        card["tflite"] = {"file": path.name, "quantization": report["quantization"], "ops": report["ops"]}
+        write_model_card(card_file, card)
     logger.info("wrote %s (%d bytes, %s): ops %s", path, report["bytes"], quantize or "float32", report["ops"])
     return report
 
@@ -145,14 +192,19 @@ def _calibration_images(data, contract, max_samples):
     return images
 
 
-def _convert(model, contract, quantize, samples, height, width):
+def _convert(model, contract, quantize, samples, height, width, input_dtype="float32"):
     import tensorflow as tf
 
     from kfcn.export.saved_model import write_saved_model
+    from kfcn.export.serving import serving_function
 
+    # int8 with uint8 pixels 0-255: a float graph whose input the converter quantizes to uint8,
+    # pinned to scale 1 (the pixels themselves). Otherwise an integer input is cast in the graph.
+    pinned = quantize == "int8" and input_dtype == "uint8" and tuple(map(float, contract.input_range)) == (0, 255)
+    graph_dtype = "float32" if pinned else input_dtype
+    serve = serving_function(model, contract, height, width, 1, input_dtype=graph_dtype, pinned_input=pinned)
     with tempfile.TemporaryDirectory(prefix="kfcn-tflite-") as folder:
-        batch = 1
-        write_saved_model(model, contract, folder, height, width, batch)
+        write_saved_model(model, folder, {"serving_default": serve})
         converter = tf.lite.TFLiteConverter.from_saved_model(folder, signature_keys=["serving_default"])
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
         if quantize in ("float16", "dynamic", "int8"):
@@ -166,16 +218,34 @@ def _convert(model, contract, quantize, samples, height, width):
                 for image in samples:
                     if height is not None:
                         image = _fit(image, height, width)
+                    if graph_dtype != "float32":
+                        image = np.rint(image).astype(graph_dtype)
                     yield {contract.input_name: image[None]}
 
             converter.representative_dataset = representative_dataset
+        if pinned:
+            converter.inference_input_type = tf.uint8
         try:
-            return converter.convert()
+            content = converter.convert()
         except Exception as error:  # the converter raises ConverterError and others
             raise ValueError(
                 "TFLite conversion with builtin ops only failed: a layer of this model needs an op that TFLite has "
                 f"no builtin for (Flex or custom ops are not allowed). Converter said: {str(error)[-600:]}"
             ) from error
+    if pinned:
+        _check_raw_pixel_input(content)
+    return content
+
+
+def _check_raw_pixel_input(content):
+    """Refuses a uint8-input int8 file whose input is not the raw pixels (scale 1, zero point 0)."""
+    details = _interpreter_class()(model_content=content).get_input_details()[0]
+    if tuple(details["quantization"]) != (1.0, 0):
+        raise RuntimeError(
+            "The int8 TFLite file's uint8 input came out quantized with (scale, zero point) "
+            f"{tuple(details['quantization'])}, not (1.0, 0), so it would not take the pixels as stored. Export with "
+            "input_dtype='float32', and report this TensorFlow version's converter behaviour."
+        )
 
 
 def _fit(image, height, width):
@@ -186,7 +256,7 @@ def _fit(image, height, width):
 
 
 def tflite_report(path, quantize=None):
-    """Op names, size and input/output details of a `.tflite` file.
+    """Op names, size and input/output details of a `.tflite` file (None in a shape: any size there).
 
     Example:
     >>> import tempfile, os
@@ -208,13 +278,14 @@ def tflite_report(path, quantize=None):
         "bytes": path.stat().st_size,
         "quantization": quantize or "float32",
         "ops": ops,
-        "input": {"name": input_name, "shape": input_detail["shape"].tolist(), "dtype": input_detail["dtype"].__name__},
-        "output": {
-            "name": output_name,
-            "shape": output_detail["shape"].tolist(),
-            "dtype": output_detail["dtype"].__name__,
-        },
+        "input": {"name": input_name, "shape": _shape(input_detail), "dtype": input_detail["dtype"].__name__},
+        "output": {"name": output_name, "shape": _shape(output_detail), "dtype": output_detail["dtype"].__name__},
     }
+
+
+def _shape(detail):
+    """The tensor's shape as the file takes it: None for a dynamic axis (`shape` shows 1 there)."""
+    return [None if side < 0 else int(side) for side in detail["shape_signature"]]
 
 
 def _interpreter_class():

@@ -6,11 +6,13 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 
+from kfcn.cli import main
 from kfcn.export import MODEL_CARD_NAME, saved_model, tflite
 from kfcn.inference import predict
 from kfcn.models import fcn, plain_cnn, segnet, unet
@@ -31,11 +33,11 @@ def raw_image(rng, height, width, channels):
     return rng.integers(0, 256, (height, width, channels)).astype("float32")
 
 
-def run_tflite(path, image, interpreter_class):
+def run_tflite(path, image, interpreter_class, dtype="float32"):
     interpreter = interpreter_class(model_path=str(path))
     runner = interpreter.get_signature_runner("serving_default")
     (name,) = runner.get_input_details()  # the signature runner resizes a dynamic input itself
-    return next(iter(runner(**{name: image[None].astype("float32")}).values()))[0]
+    return next(iter(runner(**{name: image[None].astype(dtype)}).values()))[0]
 
 
 def interpreters():
@@ -55,13 +57,18 @@ def test_saved_model_serves_any_size_like_keras(name, tmp_path, rng):
     assert folder == tmp_path / "serving" / "1" and (folder / "saved_model.pb").exists()
     card = json.loads((folder / MODEL_CARD_NAME).read_text())
     assert card["input"]["value_range"] == [0, 255] and card["metadata"] == {"note": "test"}
-    serve = tf.saved_model.load(str(folder)).signatures["serving_default"]
-    input_name = card["input"]["name"]
+    assert card["serving"]["signatures"] == {"serving_default": "float32", "serving_uint8": "uint8"}
+    signatures = tf.saved_model.load(str(folder)).signatures
+    serve, serve_uint8 = signatures["serving_default"], signatures["serving_uint8"]
+    input_name, output_name = card["input"]["name"], card["output"]["name"]
     for height, width in ((37, 29), (32, 64)):  # one size no stride takes, one every stride takes
         image = raw_image(rng, height, width, model.inputs[0].shape[-1])
-        served = serve(**{input_name: tf.constant(image[None])})[card["output"]["name"]].numpy()[0]
+        served = serve(**{input_name: tf.constant(image[None])})[output_name].numpy()[0]
         expected = predict(model, image)  # another graph (padding in-graph): sums may be reordered
         np.testing.assert_allclose(served, expected, atol=reordered_network_atol(model, expected))
+        # The same pixels as uint8: an exact cast in the graph, then the same operations.
+        as_stored = serve_uint8(**{input_name: tf.constant(image[None].astype("uint8"))})[output_name].numpy()[0]
+        np.testing.assert_array_equal(as_stored, served)
 
 
 @pytest.mark.parametrize("name", sorted(ARCHITECTURES))
@@ -91,8 +98,12 @@ def test_quantized_tflite_files_run_in_litert_and_tensorflow(tmp_path, rng):
     float16 = tflite(model, tmp_path / "f16.tflite", quantize="float16", input_shape=(32, 32))
     int8 = tflite(model, tmp_path / "int8.tflite", quantize="int8", representative_data=images, input_shape=(32, 32))
     float32 = tflite(model, tmp_path / "f32.tflite", input_shape=(32, 32))
+    # What an int8 device wants: the pixels as stored in a uint8 tensor, no float op before the network.
+    calibration = [np.clip(image, 5, 250) for image in images]  # covers [5, 250]; the input must still be 0-255
+    int8_uint8 = tflite(model, tmp_path / "u8.tflite", "int8", calibration, input_shape=(32, 32), input_dtype="uint8")
     assert int8["bytes"] < float32["bytes"] and float16["bytes"] < float32["bytes"]
     assert "QUANTIZE" in int8["ops"] or "DEQUANTIZE" in int8["ops"]
+    assert int8_uint8["input"]["dtype"] == "uint8" and "CAST" not in int8_uint8["ops"]
     for interpreter in interpreters().values():
         # float16 weights, float32 arithmetic: each weight rounded by at most 2^-11.
         atol = float16_weights_atol(model, reference) + reordered_network_atol(model, reference)
@@ -100,6 +111,10 @@ def test_quantized_tflite_files_run_in_litert_and_tensorflow(tmp_path, rng):
         quantized = run_tflite(int8["path"], images[0], interpreter)
         assert quantized.shape == reference.shape
         assert np.abs(quantized - reference).mean() < 0.05  # a probability map: int8 drift stays small
+        (details,) = interpreter(model_path=int8_uint8["path"]).get_input_details()
+        assert tuple(details["quantization"]) == (1.0, 0)  # the uint8 values are the pixels themselves
+        quantized = run_tflite(int8_uint8["path"], images[0], interpreter, dtype="uint8")
+        assert np.abs(quantized - reference).mean() < 0.05
 
 
 def test_int8_from_a_tf_data_dataset_of_pairs(tmp_path, rng):
@@ -162,7 +177,7 @@ def test_failing_export_leaves_nothing_behind(tmp_path, monkeypatch):
     module = importlib.import_module("kfcn.export.saved_model")  # the package's attribute is the function
 
     def broken(*args, **kwargs):
-        (args[2] / "half_written").mkdir(parents=True)
+        (args[1] / "half_written").mkdir(parents=True)
         raise OSError("disk full (simulated)")
 
     monkeypatch.setattr(module, "write_saved_model", broken)
@@ -205,7 +220,88 @@ def test_bad_requests_name_the_fix(tmp_path):
     rescaled = [np.linspace(0, 1, 256, dtype="float32").reshape(16, 16, 1)]
     with pytest.raises(ValueError, match=r"rescaled to \[0, 1\]"):
         tflite(model, tmp_path / "m.tflite", quantize="int8", representative_data=rescaled, input_shape=(16, 16))
-    assert not (tmp_path / "m.tflite").exists()
+    with pytest.raises(ValueError, match=r"input_dtype='uint16' is for models of pixels above 255.*'uint8'"):
+        tflite(model, tmp_path / "m.tflite", input_dtype="uint16")
+    twelve_bit = plain_cnn((None, None, 1), num_layers=1, filters=2, input_range=(0, 4095))
+    with pytest.raises(ValueError, match=r"uint8' cannot carry .* \[0, 4095\].*input_dtype='uint16'"):
+        tflite(twelve_bit, tmp_path / "m.tflite", input_dtype="uint8")
+    unscaled = plain_cnn((None, None, 1), num_layers=1, filters=2, input_range=None)
+    with pytest.raises(ValueError, match=r"no input_range.*input_dtype='float32'"):
+        tflite(unscaled, tmp_path / "m.tflite", input_dtype="uint8")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_12_bit_model_takes_uint16_in_both_forms(tmp_path, rng):
+    import tensorflow as tf
+
+    model = plain_cnn((None, None, 1), out_channels=1, num_layers=2, filters=2, input_range=(0, 4095))
+    folder = saved_model(model, tmp_path / "serving")
+    signatures = tf.saved_model.load(str(folder)).signatures
+    assert sorted(signatures) == ["serving_default", "serving_uint16"]
+    image = rng.integers(0, 4096, (1, 11, 13, 1))
+    served = signatures["serving_default"](pixels_0_4095=tf.constant(image.astype("float32")))["values"].numpy()
+    as_stored = signatures["serving_uint16"](pixels_0_4095=tf.constant(image.astype("uint16")))["values"].numpy()
+    np.testing.assert_array_equal(as_stored, served)
+    # uint16 holds more than 12 bits: the range check stays in that signature.
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"\[0, 4095\].*from 0 to 5000"):
+        signatures["serving_uint16"](pixels_0_4095=tf.constant(np.array([0, 5000], "uint16").reshape(1, 1, 2, 1)))
+    report = tflite(model, tmp_path / "m.tflite", input_dtype="uint16")
+    assert report["input"]["dtype"] == "uint16" and report["input"]["shape"] == [1, None, None, 1]
+    for interpreter in interpreters().values():
+        output = run_tflite(report["path"], image[0], interpreter, dtype="uint16")
+        np.testing.assert_allclose(output, served[0], atol=reordered_network_atol(model, served))
+
+
+def test_cli_uint8_tflite_reports_its_real_input_and_writes_the_card(tmp_path, rng, capsys):
+    """`kfcn export --format tflite --input-dtype uint8 --metadata ...`: a dynamic-size uint8 file that
+    matches Keras on the same pixels, its card beside it with the metadata, its real shape printed."""
+    model = unet((None, None, 1), num_classes=1, filters=2, depth=2)
+    model.save(tmp_path / "model.keras")
+    output = tmp_path / "m.tflite"
+    arguments = ["export", str(tmp_path / "model.keras"), "--format", "tflite", "--output", str(output)]
+    assert main([*arguments, "--input-dtype", "uint8", "--metadata", '{"data": "test", "dice": [0.9, 0.8]}']) == 0
+    printed = capsys.readouterr().out
+    assert "pixels_0_255 uint8 [1, None, None, 1]" in printed and MODEL_CARD_NAME in printed
+    card = json.loads((tmp_path / f"m.tflite.{MODEL_CARD_NAME}").read_text())
+    assert card["metadata"] == {"data": "test", "dice": [0.9, 0.8]} and card["format"] == "tflite"
+    assert card["input"]["dtype"] == "uint8" and card["input"]["shape"] == [1, "height", "width", 1]
+    assert not [op for op in card["tflite"]["ops"] if op.startswith("Flex") or op == "CUSTOM"]
+    image = raw_image(rng, 27, 35, 1)
+    expected = predict(model, image)
+    for interpreter in interpreters().values():
+        output_map = run_tflite(output, image, interpreter, dtype="uint8")
+        np.testing.assert_allclose(output_map, expected, atol=reordered_network_atol(model, expected))
+    assert main([*arguments, "--input-dtype", "uint16", "--overwrite"]) == 2
+    assert "pixels above 255" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "metadata, words",
+    [
+        ({"loss": float("nan")}, ["metadata['loss'] is nan", "None"]),
+        ({"scores": {"dice": np.array([0.9])}}, ["metadata['scores']['dice'] is a numpy.ndarray", ".tolist()"]),
+        ({"slices": {20, 21}}, ["metadata['slices'] is a set", "sorted()"]),
+        ({"make": print}, ["metadata['make'] is a builtin_function_or_method"]),
+        ({"epochs": np.int64(3)}, ["metadata['epochs'] is a numpy.int64", "int()"]),
+        ({7: "seven"}, ["metadata has the key 7", "str(7)"]),
+        (["isbi"], ["`metadata` is a dict"]),
+    ],
+)
+def test_metadata_json_cannot_hold_is_refused_before_anything_is_written(metadata, words, tmp_path):
+    model = plain_cnn((None, None, 1), num_layers=1, filters=2)
+    for export, target in ((saved_model, tmp_path / "serving"), (tflite, tmp_path / "m.tflite")):
+        with pytest.raises(ValueError) as refusal:
+            export(model, target, metadata=metadata)
+        assert all(word in str(refusal.value) for word in words), str(refusal.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_refuses_metadata_json_cannot_hold_before_writing(tmp_path, capsys):
+    plain_cnn((None, None, 1), num_layers=1, filters=2).save(tmp_path / "model.keras")
+    output = tmp_path / "serving"
+    arguments = ["export", str(tmp_path / "model.keras"), "--format", "saved_model", "--output", str(output)]
+    assert main([*arguments, "--metadata", '{"run": {"loss": NaN}}']) == 2  # Python's json reads NaN
+    assert "--metadata: metadata['run']['loss'] is nan" in capsys.readouterr().err and not output.exists()
 
 
 @pytest.mark.parametrize("backend", ["jax", "torch"])
@@ -244,8 +340,10 @@ def test_onnx_matches_keras_at_any_size(name, tmp_path, rng):
     from kfcn.export import onnx
 
     model = ARCHITECTURES[name]()
-    report = onnx(model, tmp_path / "m.onnx")
+    report = onnx(model, tmp_path / "m.onnx", metadata={"note": name})
     session = onnxruntime.InferenceSession(report["path"])
+    card = json.loads(session.get_modelmeta().custom_metadata_map["kfcn_model_card"])
+    assert card["metadata"] == {"note": name} and card == json.loads(Path(report["model_card"]).read_text())
     for height, width in ((37, 29), (64, 32)):
         image = raw_image(rng, height, width, model.inputs[0].shape[-1])
         (output,) = session.run([report["output"]], {report["input"]: image[None]})
