@@ -34,10 +34,15 @@ def run_receptive_field(args):
 
 
 def head_description(model):
-    """What the output means, from the last layer's activation."""
-    activation = getattr(getattr(model.layers[-1], "activation", None), "__name__", None)
-    meaning = {"sigmoid": "binary mask (sigmoid)", "softmax": "classes (softmax)", "linear": "values / logits (linear)"}
-    return meaning.get(activation, f"activation {activation}" if activation else "unknown (no final activation)")
+    """What the output means, from the activation of the layer that makes it (`kfcn.models.head_of`)."""
+    from kfcn.models.registry import head_of, output_activation
+
+    head, activation = head_of(model), output_activation(model)
+    if head != "regression":
+        return {"binary": "binary mask (sigmoid)", "semantic": "classes (softmax)"}[head]
+    if activation in (None, "linear"):
+        return "values / logits (linear)" if activation else "values (no final activation)"
+    return f"values (activation {activation})"
 
 
 def _accepted_sizes(model, geometry):

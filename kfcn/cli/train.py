@@ -9,7 +9,6 @@ interruption resumes at the epoch it stopped.
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import math
 import os
@@ -17,9 +16,9 @@ import sys
 import time
 from pathlib import Path
 
-from kfcn.cli.common import write_json
+from kfcn.cli.common import add_unsafe_option, write_json
 
-ZOO = ("unet", "segnet", "fcn", "plain_cnn")
+ZOO = ("unet", "segnet", "fcn", "plain_cnn")  # kfcn.models.FAMILIES, kept here so `kfcn --help` loads no Keras
 OPTIMIZERS = ("adam", "adamw", "sgd")
 
 # name: (default, type, help[, choices]). Defaults apply unless --config or a flag sets the option.
@@ -31,6 +30,13 @@ OPTIONS = {
     "depth": (4, int, "poolings of a zoo model (unet, segnet)"),
     "batch_norm": (True, "bool", "batch normalisation in a zoo model"),
     "model_options": ({}, json.loads, 'further builder arguments as JSON, e.g. \'{"upsampling": "replicate"}\''),
+    "input_range": (
+        None,
+        "range",
+        "raw pixel range LOW,HIGH the model scales to [0, 1] and intensity augmentation scales with (default: from "
+        "the images' bit depth, 0,255 for 8-bit and 0,65535 for 16-bit files; needed for float images, e.g. 0,1; "
+        "0,4095 suits 12-bit data in 16-bit files)",
+    ),
     "images": (None, str, "folder of training images (raw pixel values)"),
     "labels": (None, str, "folder of label images paired by file name"),
     "tfds": (None, str, "TFDS dataset name instead of folders (examples with 'image' and 'label')"),
@@ -88,6 +94,7 @@ OPTIONS = {
     "overwrite": (False, "bool", "start again in a run folder that holds a finished or different run"),
 }
 TYPE_WORDS = {float: "a number", int: "an integer", str: "text", "bool": "true or false"}
+BIT_DEPTH_FLAG = "--input-range LOW,HIGH"
 RUN_FILES = ("model.keras", "training.csv", "curves.png", "config.json", "summary.json")
 
 
@@ -104,10 +111,13 @@ def register(commands):
             help_text = f"{help_text} (default: {shown})"
         if kind == "bool":
             sub.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text)
+        elif kind == "range":
+            sub.add_argument(flag, type=_range_option, default=argparse.SUPPRESS, metavar="LOW,HIGH", help=help_text)
         else:
             sub.add_argument(
                 flag, type=kind, default=argparse.SUPPRESS, help=help_text, choices=choices[0] if choices else None
             )
+    add_unsafe_option(sub)  # trust in a --model file is given per command, not recorded in config.json
     sub.set_defaults(run=run, needs_tensorflow=True)
 
 
@@ -205,6 +215,64 @@ def _check(config):
         raise ValueError(f"Model file {model} does not exist.")
     if not isinstance(config["model_options"], dict):
         raise ValueError("--model-options must be a JSON object of builder arguments.")
+    if config["input_range"] is not None:
+        try:
+            config["input_range"] = _range_option(config["input_range"])  # a config file's text or list
+        except argparse.ArgumentTypeError as error:
+            raise ValueError(str(error)) from None
+        if config["model_options"].get("input_range") is not None:
+            raise ValueError("Give the pixel range once: --input-range or input_range in --model-options, not both.")
+
+
+def _range_option(value):
+    """`LOW,HIGH` (a flag, or a config file's text or list) as `[low, high]`, finite with low < high."""
+    parts = value.split(",") if isinstance(value, str) else value
+    try:
+        low, high = (float(part) for part in parts)
+    except (TypeError, ValueError):
+        low = high = math.nan
+    if not (math.isfinite(low) and math.isfinite(high) and low < high):
+        raise argparse.ArgumentTypeError(
+            f"--input-range takes LOW,HIGH with LOW < HIGH, the raw pixel range (e.g. 0,65535 for 16-bit images, "
+            f"0,1 for float images scaled to [0, 1]); got {value!r}."
+        )
+    return [low, high]
+
+
+def _pixel_range(config):
+    """The training images' raw pixel range: --input-range, or read off the image files' bit depth
+    (`kfcn.image_io.pixel_range`: mixed bit depths and float files are refused, naming the flag)."""
+    if config["input_range"] is not None:
+        return tuple(config["input_range"])
+    if config["tfds"]:
+        return (0, 255)  # _pairs refuses TFDS images that are not uint8 without --input-range
+    from kfcn.data.folder import pair_files
+    from kfcn.image_io import pixel_range
+
+    folders = [(config["images"], config["labels"]), (config["val_images"], config["val_labels"])]
+    paths = [image for images, labels in folders if images for image, _ in pair_files(images, labels)]
+    return pixel_range(paths, option=BIT_DEPTH_FLAG)
+
+
+def _check_fine_tuned_range(config, model):
+    """A .keras model to fine-tune keeps its input range: the image files must be of its bit depth."""
+    from kfcn.data.folder import pair_files
+    from kfcn.image_io import check_bit_depth, common_dtype
+    from kfcn.inference import input_range
+
+    scaling = input_range(model)
+    if scaling is None:
+        return
+    if config["input_range"] is not None and tuple(config["input_range"]) != scaling:
+        raise ValueError(
+            f"{config['model']} takes raw pixel values in [{scaling[0]:g}, {scaling[1]:g}] (its input_range), "
+            f"which a fine-tuning run keeps; drop --input-range {config['input_range'][0]:g},"
+            f"{config['input_range'][1]:g} or train a new model."
+        )
+    for images, labels in [(config["images"], config["labels"]), (config["val_images"], config["val_labels"])]:
+        if images:
+            paths = [image for image, _ in pair_files(images, labels)]
+            check_bit_depth(common_dtype(paths), scaling, paths[0])
 
 
 def prepare_run_dir(config):
@@ -320,6 +388,12 @@ def _pairs(config, channels=None):
                 dataset = tfds.load(config["tfds"], split=split, data_dir=config["tfds_dir"])
             except Exception as error:  # TFDS raises many kinds (not found, not prepared, bad split)
                 raise ValueError(f"TFDS {config['tfds']!r} split {split!r}: {' '.join(str(error).split())}") from None
+            dtype = dataset.element_spec["image"].dtype
+            if dtype.name != "uint8" and config["input_range"] is None:
+                raise ValueError(
+                    f"TFDS {config['tfds']!r} images are {dtype.name}, not 8-bit: give their raw pixel range with "
+                    f"{BIT_DEPTH_FLAG} (e.g. 0,65535 for 16-bit images)."
+                )
             return as_pairs(dataset, binary=config["label_mode"] == "binary")
 
         train = load(config["split"])
@@ -342,20 +416,22 @@ def _pairs(config, channels=None):
     return train, validation, int(image.shape[-1])
 
 
-def build_model(config, channels, outputs):
-    """A zoo model for the data, or the .keras file to fine-tune (checked against the data)."""
+def build_model(config, channels, outputs, safe_mode=True):
+    """A zoo model for the data, or the .keras file to fine-tune (checked against the data; loaded in safe mode
+    unless `safe_mode=False`, i.e. `--unsafe`)."""
     import kfcn.models
     from kfcn.inference import model_geometry
     from kfcn.saving import load_model
 
     if config["model"].endswith(".keras"):
-        model = load_model(config["model"])
+        model = load_model(config["model"], safe_mode=safe_mode)
         geometry = model_geometry(model)
         if geometry.channels != channels or model.outputs[0].shape[-1] != outputs:
             raise ValueError(
                 f"{config['model']} takes {geometry.channels} channel(s) and gives {model.outputs[0].shape[-1]}, but "
                 f"the data has {channels}-channel images and needs {outputs} output(s)."
             )
+        _check_fine_tuned_range(config, model)
         return kfcn.models.with_policy(model, config["precision"])
     if config["precision"] != "float32":
         return kfcn.models.with_policy(_build_zoo_model(config, channels, outputs), config["precision"])
@@ -363,22 +439,20 @@ def build_model(config, channels, outputs):
 
 
 def _build_zoo_model(config, channels, outputs):
-    import kfcn.models
+    from kfcn.models import build, options
 
-    builder = getattr(kfcn.models, config["model"])
-    accepted = inspect.signature(builder).parameters
+    name = config["model"]
     kwargs = {"filters": config["filters"], "batch_norm": config["batch_norm"]}
-    if "depth" in accepted:
+    if "depth" in options(name):
         kwargs["depth"] = config["depth"]
-    if config["model"] == "plain_cnn":
-        kwargs |= {"out_channels": outputs, "head": "binary" if outputs == 1 else "semantic"}
-    else:
-        kwargs["num_classes"] = outputs
-    unknown = sorted(set(config["model_options"]) - set(accepted))
-    if unknown:
-        raise ValueError(f"--model-options: {config['model']} has no argument {', '.join(unknown)}.")
-    kwargs |= config["model_options"]
-    return builder((None, None, channels), **kwargs)
+    if "input_range" not in config["model_options"]:
+        kwargs["input_range"] = _pixel_range(config)
+    try:
+        return build(name, (None, None, channels), outputs, **(kwargs | config["model_options"]))
+    except ValueError as error:
+        if "has no option" in str(error):
+            raise ValueError(f"--model-options: {error}") from None
+        raise
 
 
 def _check_crop(model, crop):
@@ -540,23 +614,27 @@ def run(args):
                 raise ValueError(
                     f"--batch {config['batch']} (the global batch) must be a multiple of the {replicas} devices."
                 )
-            return _train(config, run_dir, resuming)
-    return _train(config, run_dir, resuming)
+            return _train(config, run_dir, resuming, not args.unsafe)
+    return _train(config, run_dir, resuming, not args.unsafe)
 
 
-def _train(config, run_dir, resuming):
+def _train(config, run_dir, resuming, safe_mode=True):
     import keras
 
     from kfcn.data import random_crop_pipeline
     from kfcn.distribute import replicas
+    from kfcn.inference import input_range
     from kfcn.training import RemainingTime, monitor_mode, plot_training_curves, read_log, standard_callbacks
 
     keras.utils.set_random_seed(config["seed"])
     outputs = 1 if config["label_mode"] == "binary" else config["num_classes"]
     train, validation, channels = _pairs(config)
-    model = build_model(config, channels, outputs)
+    model = build_model(config, channels, outputs, safe_mode)
     multiple = _check_crop(model, config["crop"])
     _check_image_sizes(config)
+    value_range = input_range(model)  # intensity augmentation scales with the model's pixel range
+    if value_range is None:  # a model without input scaling: the data's range, where augmentation needs one
+        value_range = _pixel_range(config) if config["augment"] in ("intensity", "full") else (0, 255)
     batches = random_crop_pipeline(
         train,
         config["crop"],
@@ -564,6 +642,7 @@ def _train(config, run_dir, resuming):
         augment=None if config["augment"] == "none" else config["augment"],
         weight_map=None if config["weight_map"] == "none" else config["weight_map"],
         seed=config["seed"],
+        value_range=value_range,
     )
     scores = _compile(model, config, outputs)
     monitor = config["monitor"] or ("val_" if validation is not None else "") + (
@@ -609,7 +688,7 @@ def _train(config, run_dir, resuming):
     summary = {
         "model": str(run_dir / "model.keras"),
         "monitor": monitor,
-        "best_epoch": int(log["epoch"][best]) + 1,
+        "best_epoch": int(log["epoch"][best]),
         "best": {key: float(column[best]) for key, column in log.items() if key != "epoch"},
         "epochs_run": len(values),
         "minutes_this_session": round((time.time() - started) / 60, 2),

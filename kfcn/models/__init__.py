@@ -4,6 +4,7 @@ from kfcn.models.encoders import BACKBONES
 from kfcn.models.fcn import fcn
 from kfcn.models.plain_cnn import plain_cnn
 from kfcn.models.precision import with_policy
+from kfcn.models.registry import FAMILIES, build, head_of, options, output_activation
 from kfcn.models.segnet import segnet
 from kfcn.models.sizes import unet_valid_input_size, unet_valid_output_size
 from kfcn.models.unet import unet
@@ -26,6 +27,11 @@ def required_multiple(model):
 
 __all__ = [
     "BACKBONES",
+    "FAMILIES",
+    "build",
+    "head_of",
+    "options",
+    "output_activation",
     "fcn",
     "plain_cnn",
     "required_multiple",
