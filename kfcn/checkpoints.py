@@ -54,6 +54,53 @@ class LogLearningRate(keras.callbacks.Callback):
         logs["seconds"] = time.perf_counter() - self._started
 
 
+class EpochLog(keras.callbacks.Callback):
+    """Writes one CSV row per epoch, numbered from 1 as the console and `summary.json` number them,
+    rewriting the whole file atomically each time (a kill leaves the log of the last epoch, never a
+    torn line). Appends to an existing log; an epoch logged again (a resumed run) replaces its row,
+    and a log of kfcn before 0.2 (numbered from 0) is renumbered once.
+
+    Args:
+        path: the `.csv` file.
+
+    Example:
+    >>> import tempfile, numpy as np
+    >>> path = tempfile.mkdtemp() + "/training.csv"
+    >>> model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    >>> model.compile("sgd", "mse")
+    >>> _ = model.fit(np.zeros((4, 2)), np.zeros((4, 1)), epochs=2, verbose=0, callbacks=[EpochLog(path)])
+    >>> open(path).read().splitlines()[0], [line.split(",")[0] for line in open(path).read().splitlines()[1:]]
+    ('epoch,loss', ['1', '2'])
+    """
+
+    def __init__(self, path):
+        super().__init__()
+        self.path = Path(path)
+
+    def on_epoch_end(self, epoch, logs=None):
+        from kfcn.training import read_log
+
+        columns = read_log(self.path) if self.path.is_file() else {}
+        rows = {
+            int(logged): {key: values[row] for key, values in columns.items() if key != "epoch"}
+            for row, logged in enumerate(columns.get("epoch", []))
+        }
+        rows[epoch + 1] = {key: _scalar(value) for key, value in (logs or {}).items()}
+        keys = sorted({key for row in rows.values() for key in row})
+        lines = [",".join(["epoch", *keys])]
+        lines += [",".join([str(e), *(_cell(rows[e].get(key)) for key in keys)]) for e in sorted(rows)]
+        with atomic_path(self.path) as temporary:
+            temporary.write_text("\n".join(lines) + "\n")
+
+
+def _scalar(value):
+    return float(keras.ops.convert_to_numpy(value)) if not isinstance(value, (int, float)) else float(value)
+
+
+def _cell(value):
+    return "NA" if value is None or math.isnan(value) else repr(float(value))
+
+
 class BestModelCheckpoint(keras.callbacks.Callback):
     """Saves the model to `path` (atomically, without optimizer state) whenever `monitor` improves.
 

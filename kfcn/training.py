@@ -72,22 +72,26 @@ def recipe(name):
 
 
 def read_log(csv_path):
-    """Rows of a Keras `CSVLogger` file as `{column: np.ndarray}`, one row per epoch.
+    """Rows of a run's `training.csv` as `{column: np.ndarray}`, one row per epoch, numbered from 1.
 
-    A run resumed by `BackupAndRestore` may have logged an epoch twice; the later row wins.
+    A resumed run may have logged an epoch twice; the later row wins. Logs numbered from 0
+    (Keras' `CSVLogger`, kfcn before 0.2) are renumbered from 1, as the console numbers them.
 
     Example:
     >>> import tempfile, os
     >>> path = os.path.join(tempfile.mkdtemp(), "log.csv")
     >>> _ = open(path, "w").write("epoch,loss\\n0,2.0\\n1,1.5\\n1,1.4\\n")
-    >>> read_log(path)["loss"].tolist()
-    [2.0, 1.4]
+    >>> log = read_log(path)
+    >>> log["epoch"].tolist(), log["loss"].tolist()
+    ([1.0, 2.0], [2.0, 1.4])
     """
     rows = {}
     with open(csv_path, newline="") as file:
         for row in csv.DictReader(file):
             if row.get("epoch") not in (None, "", "epoch"):
                 rows[int(row["epoch"])] = row
+    if 0 in rows:  # numbered from 0: Keras' CSVLogger
+        rows = {epoch + 1: {**row, "epoch": str(epoch + 1)} for epoch, row in rows.items()}
     columns = {}
     for epoch in sorted(rows):
         for key, value in rows[epoch].items():
@@ -130,9 +134,9 @@ def standard_callbacks(run_dir, monitor, mode, patience=None, ema=False, crop_st
     Example:
     >>> import tempfile
     >>> [type(c).__name__ for c in standard_callbacks(tempfile.mkdtemp(), "val_loss", "min", patience=5)]
-    ['BestModelCheckpoint', 'LogLearningRate', 'CSVLogger', 'EarlyStopping', 'Backup']
+    ['BestModelCheckpoint', 'LogLearningRate', 'EpochLog', 'EarlyStopping', 'Backup']
     """
-    from kfcn.checkpoints import Backup, BestModelCheckpoint, LogLearningRate
+    from kfcn.checkpoints import Backup, BestModelCheckpoint, EpochLog, LogLearningRate
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -150,7 +154,7 @@ def standard_callbacks(run_dir, monitor, mode, patience=None, ema=False, crop_st
         )
     )
     callbacks.append(LogLearningRate())
-    callbacks.append(keras.callbacks.CSVLogger(str(log), append=True))
+    callbacks.append(EpochLog(log))
     if patience:
         callbacks.append(
             keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=patience, restore_best_weights=False)
@@ -211,7 +215,7 @@ def plot_training_curves(csv_path, png_path, title=None):
     from kfcn.atomic import atomic_path
 
     log = read_log(csv_path)
-    epochs = log.pop("epoch") + 1
+    epochs = log.pop("epoch")
     log.pop("learning_rate", None)
     log.pop("seconds", None)
     names = [key for key in log if not key.startswith("val_")]

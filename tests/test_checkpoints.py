@@ -101,7 +101,7 @@ def test_killed_at_any_write_resumes_to_the_uninterrupted_run(data, reference, t
     resumed = train(data, run)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     log, expected = read_log(run / "training.csv"), read_log(reference / "training.csv")
-    assert log["epoch"].tolist() == list(range(EPOCHS))
+    assert log["epoch"].tolist() == list(range(1, EPOCHS + 1))
     # The same operations on the same weights, crops and machine: the resumed epochs repeat the
     # uninterrupted ones exactly (the backup holds the float32 weights and optimizer state bit for bit).
     for key in ("loss", "val_loss", "val_pixel_error"):
@@ -138,3 +138,15 @@ def test_a_backup_that_cannot_be_read_at_all_names_the_folder_and_the_fix(data, 
     failed = train(data, run)
     assert failed.returncode == 2
     assert "backup cannot be read" in failed.stderr and f"Delete {run / 'backup'}" in failed.stderr
+
+
+def test_the_epoch_log_numbers_from_one_replaces_a_repeated_epoch_and_renumbers_an_old_log(tmp_path):
+    from kfcn.checkpoints import EpochLog
+
+    path = tmp_path / "training.csv"
+    path.write_text("epoch,loss\n0,4.0\n1,3.0\n")  # a log of Keras' CSVLogger: epochs 1 and 2, numbered from 0
+    log = EpochLog(path)
+    log.on_epoch_end(1, {"loss": 2.5})  # epoch 2 again (a resumed run): its row is replaced
+    log.on_epoch_end(2, {"loss": np.float32(2.0), "val_loss": float("nan")})
+    assert path.read_text().splitlines() == ["epoch,loss,val_loss", "1,4.0,NA", "2,2.5,NA", "3,2.0,NA"]
+    assert [p.name for p in tmp_path.iterdir()] == ["training.csv"]  # written under a temporary name, renamed

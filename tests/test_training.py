@@ -28,7 +28,7 @@ def test_read_log_keeps_the_last_row_of_a_repeated_epoch_and_reads_na(tmp_path):
     path = tmp_path / "log.csv"
     path.write_text("epoch,loss,val_loss\n0,2.0,NA\n1,1.5,1.6\n1,1.4,1.5\n")
     log = read_log(path)
-    assert log["epoch"].tolist() == [0, 1] and log["loss"].tolist() == [2.0, 1.4]
+    assert log["epoch"].tolist() == [1, 2] and log["loss"].tolist() == [2.0, 1.4]  # Keras' 0-based log, renumbered
     assert np.isnan(log["val_loss"][0])
 
 

@@ -127,10 +127,11 @@ def _shown(value):
 
 def _score_table(log, best):
     names = [key for key in log if key not in ("epoch", "learning_rate", "seconds")]
-    rows = {"selected": best - 1, "last": len(log["epoch"]) - 1}
+    epochs = log["epoch"].astype(int).tolist()
+    rows = {"selected": epochs.index(best), "last": len(epochs) - 1}
     header = "| epoch | " + " | ".join(names) + " |"
     body = [
-        f"| {label}: {index + 1} | " + " | ".join(f"{log[name][index]:.4f}" for name in names) + " |"
+        f"| {label}: {epochs[index]} | " + " | ".join(f"{log[name][index]:.4f}" for name in names) + " |"
         for label, index in rows.items()
     ]
     return "\n".join([header, "|---" * (len(names) + 1) + "|", *body])

@@ -22,7 +22,7 @@ def test_the_card_states_the_run_and_is_regenerated_after_an_extension(tmp_path,
     summary, log = json.loads((run / "summary.json").read_text()), read_log(run / "training.csv")
     best = summary["best_epoch"]
     assert f"model.keras` is epoch {best}, the best by `val_pixel_error`" in card
-    assert f"| selected: {best} | " in card and f"{log['val_pixel_error'][best - 1]:.4f}" in card
+    assert f"| selected: {best} | " in card and f"{log['val_pixel_error'][list(log['epoch']).index(best)]:.4f}" in card
     assert "| filters | `2` |" in card and "| crop | `32` |" in card and "kfcn train --config config.json" in card
     assert f"{summary['machine']['cores']} cores" in card and f"in {log['seconds'].sum() / 60:.1f} min" in card
     assert str(tmp_path) not in card  # no absolute path of the machine

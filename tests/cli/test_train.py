@@ -61,9 +61,12 @@ def test_a_run_folder_holds_the_best_model_log_curves_and_config(data, tmp_path,
     config = json.loads((run / "config.json").read_text())
     assert config["crop"] == 32 and config["loss"] == "ce+j2" and config["weight_map"] == "unet"
     log = read_log(run / "training.csv")
-    assert log["epoch"].tolist() == [0, 1] and "val_pixel_error" in log
+    assert log["epoch"].tolist() == [1, 2] and "val_pixel_error" in log
+    # One numbering: the file's first column, the console's "Epoch k/2" and summary.json's best epoch.
+    assert [line.split(",")[0] for line in (run / "training.csv").read_text().splitlines()] == ["epoch", "1", "2"]
     summary = json.loads((run / "summary.json").read_text())
     best = int(np.argmin(log["val_pixel_error"]))
+    assert summary["best_epoch"] == best + 1 and f"at epoch {best + 1}:" in out
     assert summary["best"]["val_pixel_error"] == pytest.approx(log["val_pixel_error"][best])
     assert f"best val_pixel_error {log['val_pixel_error'][best]:.4f}" in out
     model = load_model(run / "model.keras")
@@ -98,7 +101,7 @@ def test_rerunning_an_interrupted_run_resumes_it_exactly(data, tmp_path, monkeyp
     assert main(command(data, run, *options)) == 0
     assert "resuming" in capsys.readouterr().out
     resumed, uninterrupted = read_log(run / "training.csv"), read_log(reference / "training.csv")
-    assert resumed["epoch"].tolist() == [0, 1, 2]
+    assert resumed["epoch"].tolist() == [1, 2, 3]
     np.testing.assert_array_equal(resumed["loss"], uninterrupted["loss"])  # the same operations, bit for bit
     assert [p.name for p in (run / "backup").glob("*.weights.h5")] == ["epoch-00003.weights.h5"]  # the last state
 
@@ -254,7 +257,7 @@ def test_a_larger_epochs_extends_a_finished_or_interrupted_run(data, tmp_path, m
     config = json.loads((extended / "config.json").read_text())
     assert config["epochs"] == 4 and config["extended"] == [{"epochs_before": 2}]
     log, reference = read_log(extended / "training.csv"), read_log(direct / "training.csv")
-    assert log["epoch"].tolist() == [0, 1, 2, 3]
+    assert log["epoch"].tolist() == [1, 2, 3, 4]
     if schedule == "constant":  # the run that 4 epochs would have made, bit for bit
         for key in ("loss", "val_loss", "learning_rate"):
             np.testing.assert_array_equal(log[key], reference[key], err_msg=key)
