@@ -24,6 +24,7 @@ SLOW_MODULES = {
     "tests/cli/test_main.py",
     "tests/cli/test_train.py",
     "tests/cli/test_card.py",
+    "tests/cli/test_pixel_rules.py",
     "tests/export/test_export.py",
     "tests/export/test_serving.py",
 }

@@ -65,13 +65,17 @@ def _read_evaluation_pair(args, image_path, label_path, channels, input_range, c
     depth is checked against the model's input range first (`kfcn.image_io.check_bit_depth`)."""
     from kfcn.data import dots_from_image, load_pair
     from kfcn.data.io import as_float32, check_bit_depth, read_image, read_model_input, stored_dtype
+    from kfcn.inference.runner import check_pixel_range
 
     if args.task == "segmentation":
         check_bit_depth(stored_dtype(image_path), input_range, image_path)
-        return load_pair(
+        pair = load_pair(
             image_path, label_path, args.label_mode, args.num_classes, args.ignore_class, channels, conversions
         )
+        check_pixel_range(pair[0], input_range, f"image {image_path}")  # named here, not by the prediction later
+        return pair
     image = as_float32(read_model_input(image_path, channels, input_range, conversions))
+    check_pixel_range(image, input_range, f"image {image_path}")
     target = read_image(label_path, palette_indices=False)
     if target.shape[:2] != image.shape[:2]:
         raise ValueError(

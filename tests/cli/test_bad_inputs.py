@@ -85,6 +85,8 @@ def _pixel_rule_files(f, folder, rng):
 
     f.model16 = folder / "model16.keras"
     save_model(unet((None, None, 1), num_classes=1, filters=2, depth=2, input_range=(0, 65535)), f.model16)
+    f.model100 = folder / "model100.keras"  # 8-bit files, but pixels only up to 100: values decide, not the dtype
+    save_model(unet((None, None, 1), num_classes=1, filters=2, depth=2, input_range=(0, 100)), f.model100)
     f.dim16 = folder / "dim16.tif"  # 16-bit, but every value fits 8 bits: only the dtype tells
     tifffile.imwrite(f.dim16, rng.integers(0, 200, (24, 20), dtype=np.uint16))
     f.pages = folder / "pages.tif"
@@ -278,6 +280,11 @@ CASES = [
         r"a\.png is an 8-bit image \(uint8, 0-255\).*\[0, 65535\]",
     ),
     CliCase(
+        "evaluate-values-outside-the-models-range-name-the-image",
+        evaluate("labels", "--model", "MODEL100"),
+        r"image \S*a\.png.* \[0, 100\]",
+    ),
+    CliCase(
         "evaluate-json-folder-is-a-file",
         lambda f, out: [*evaluate()(f, out), "--json", str(f.blocker / "scores.json")],
         r"is a file, not a folder",
@@ -323,6 +330,7 @@ def test_cli_bad_input(case, files, tmp_path, capsys):
         "CONFIG_UNKNOWN": files.config_unknown,
         "CONFIG_BAD_RANGE": files.config_bad_range,
         "MODEL16": files.model16,
+        "MODEL100": files.model100,
     }
     argv = [str(placeholders.get(argument, argument)) for argument in case.argv(files, out)]
     capsys.readouterr()
