@@ -54,6 +54,32 @@ test-wheel: $(STAMP) $(WHEEL_STAMP)
 	$(WHEEL_VENV)/bin/python -m pip install --quiet dist/kfcn-*.whl
 	cd $(WHEEL_VENV) && KERAS_BACKEND=tensorflow bin/python $(CURDIR)/.ci/wheel_quickstart.py
 
+# Every README figure and table from the shipped files, in a few minutes on 2 cores:
+#   tables between <!-- table:NAME --> markers in README.md and saved_models/README.md, from
+#   saved_models/*.json (docs/make_tables.py; tests/test_figures.py checks them); docs/models.md;
+#   docs/images/isbi_comparison.png, isbi_overlays.png and erf_unet_isbi.png from the shipped
+#   ISBI U-Net; vgg_cells_counting.png and camvid_predictions.png from the shipped counter and
+#   CamVid U-Net on the datasets in $(SHARED_DATA) (skipped, with a note, where they are absent).
+# Not redrawn here: the figures of networks that are not shipped, which only each example's
+# full training run makes (its --figure; commands in the README's applications table):
+#   isbi_restoration.png (restore_isbi.py, ~10 min), galaxy_components.png
+#   (galaxy_decomposition.py, ~16 min), touching_instances.png (touching_instances.py, ~14 min),
+#   contour_robustness.png (contour_robustness.py --seeds 0 1, ~50 min).
+SHARED_DATA ?= ../shared/datasets
+FIGURE_PY := KERAS_BACKEND=tensorflow $(PY)
+
+.PHONY: figures
+figures: $(STAMP)
+	$(PY) docs/make_tables.py
+	$(FIGURE_PY) docs/make_docs.py
+	$(FIGURE_PY) examples/tiling_figure.py
+	$(FIGURE_PY) examples/make_gallery.py
+	$(FIGURE_PY) examples/erf_figure.py
+	if [ -d $(SHARED_DATA)/vgg_cells ]; then $(FIGURE_PY) examples/counting_figure.py --data $(SHARED_DATA)/vgg_cells; \
+	else echo "kept docs/images/vgg_cells_counting.png: no $(SHARED_DATA)/vgg_cells"; fi
+	if [ -d $(SHARED_DATA)/camvid ]; then $(FIGURE_PY) examples/camvid_figure.py --data $(SHARED_DATA)/camvid; \
+	else echo "kept docs/images/camvid_predictions.png: no $(SHARED_DATA)/camvid"; fi
+
 lint: $(STAMP)
 	$(PY) -m ruff check kfcn tests examples benchmarks
 

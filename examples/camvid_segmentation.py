@@ -29,6 +29,9 @@ The full run (1,000 steps of 6 crops of 192x256 per network, XLA) takes about 50
 
 from __future__ import annotations
 
+import kfcn  # noqa: F401  (first: Keras and TensorFlow then start without their C++ log)
+
+# isort: split
 import argparse
 import json
 import os
@@ -40,7 +43,6 @@ import numpy as np
 import tensorflow as tf
 from figures import save_panels
 
-import kfcn
 import kfcn.saving
 from kfcn.data import folder_dataset, load_pair, pair_files, random_crop_pipeline, read_image
 from kfcn.evaluation import confusion_matrix
@@ -159,15 +161,32 @@ def evaluate(model, images, labels):
     return scores_from_confusion(confusion), predictions
 
 
-def figure(path, images, labels, predictions, rows=3):
-    """Rows of image, truth and each model's prediction, coloured with the CamVid legend."""
-    shown = np.linspace(0, len(images) - 1, rows).round().astype(int)
+def shown_images(count, rows=3):
+    """The indices of the validation images the figure shows: `rows` of them, spread evenly."""
+    return [int(index) for index in np.linspace(0, count - 1, rows).round()]
+
+
+def class_legend():
+    """(colour, name) of every CamVid class and void, for the figure's legend."""
+    names = [name.replace("_", " ") for name in CLASSES] + ["void (not scored)"]
+    return list(zip(PALETTE.tolist(), names))
+
+
+def figure(path, images, labels, predictions, rows=3, title=None):
+    """Rows of image, truth and each model's prediction, coloured with the CamVid legend (drawn below).
+
+    `predictions` maps a network's name to its class maps, indexable by the image index
+    (a list, or a dict holding the shown images only).
+    """
     panels = []
-    for index in shown:
-        row = [(to_display(images[index]), f"val image {index}", None), (PALETTE[labels[index]], "truth", None)]
-        row += [(PALETTE[predicted[index]], family, None) for family, predicted in predictions.items()]
+    for index in shown_images(len(images), rows):
+        row = [
+            (to_display(images[index]), f"validation image {index}", None),
+            (PALETTE[labels[index]], "ground truth", None),
+        ]
+        row += [(PALETTE[predicted[index]], f"{name} prediction", None) for name, predicted in predictions.items()]
         panels.append(row)
-    save_panels(path, panels, panel_size=(3.2, 2.6))
+    save_panels(path, panels, panel_size=(3.2, 2.5), legend=class_legend(), legend_columns=6, title=title)
 
 
 def main():
@@ -235,7 +254,8 @@ def main():
         }
         Path(args.report).write_text(json.dumps(report, indent=2) + "\n")
     if args.figure:
-        figure(args.figure, val_images, val_labels, predictions)
+        names = {"segnet": "SegNet", "unet": "U-Net"}
+        figure(args.figure, val_images, val_labels, {names[family]: maps for family, maps in predictions.items()})
 
 
 if __name__ == "__main__":

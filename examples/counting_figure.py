@@ -3,7 +3,8 @@
     KERAS_BACKEND=tensorflow python examples/counting_figure.py   # writes docs/images/vgg_cells_counting.png
 
 Each row: the image, the predicted density map (its sum is the count) and the annotated dots'
-density map (`kfcn.data.density_map`), with the true and predicted counts. The images come
+density map (`kfcn.data.density_map`), with the true and predicted counts, both maps on one
+colour scale (cells per pixel). The images come
 from the 68 that the shipped model (N = 32, seed 0 of `examples/count_cells.py`) did not see.
 """
 
@@ -17,7 +18,6 @@ from count_cells import DEFAULT_DATA, load
 from figures import save_panels
 
 from kfcn.inference import predict
-from kfcn.rendering import heat_map
 from kfcn.saving import load_model
 
 MODEL = Path("saved_models/vgg_cells_counter.keras")
@@ -38,15 +38,19 @@ def main():
     rows = []
     for index in held_out[:3]:
         density = predict(model, images[index])[..., 0]
-        high = max(float(density.max()), float(densities[index].max()))
+        shared = {"cmap": "magma", "vmin": 0, "vmax": max(float(density.max()), float(densities[index].max()))}
         rows.append(
             [
-                (images[index].astype("uint8"), f"image {index + 1:03d}", None),
-                (heat_map(density, (0, high)), f"predicted: {density.sum():.1f} cells", None),
-                (heat_map(densities[index], (0, high)), f"annotated: {counts[index]:.0f} cells", None),
+                (images[index].astype("uint8"), f"image {index + 1:03d} (not trained on)", None),
+                (density, f"predicted density: sum {density.sum():.1f} cells", shared),
+                (
+                    densities[index],
+                    f"from the annotated dots: {counts[index]:.0f} cells",
+                    shared | {"colorbar": "cells per pixel"},
+                ),
             ]
         )
-    save_panels(args.output, rows, panel_size=(3.0, 3.0), fontsize=10, dpi=80)
+    save_panels(args.output, rows, panel_size=(3.0, 3.0), fontsize=9, dpi=80)
 
 
 if __name__ == "__main__":

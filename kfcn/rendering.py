@@ -103,6 +103,44 @@ def overlay(image, classes, alpha=0.35, value_range=(0, 255), outline=True, back
     return picture.round().astype(np.uint8)
 
 
+def overlay_legend(class_names, alpha=0.35, outline=True, background=0):
+    """What `overlay` draws, as legend entries: one a class, in class order.
+
+    A tinted class shows its tint as it looks over a mid-grey pixel (the palette colour
+    blended at `alpha`) and, with `outline=True`, its outline colour as the edge; the
+    background class is named as untinted.
+
+    Args:
+        class_names: the name of each class, class 0 first.
+        alpha, outline, background: as given to `overlay`.
+
+    Returns:
+        A list of dicts `{"label": str, "face": (r, g, b) or None, "edge": (r, g, b) or None}`,
+        colours in 0-255 (`examples/figures.py` draws them as a matplotlib legend).
+
+    Example:
+    >>> [entry["label"] for entry in overlay_legend(["membrane", "cell interior"])]
+    ['membrane: not tinted', 'cell interior: tinted, its boundary outlined']
+    >>> overlay_legend(["membrane", "cell interior"])[1]["edge"]
+    (213, 94, 0)
+    """
+    entries = []
+    for index, name in enumerate(class_names):
+        if background is not None and index == background:
+            entries.append({"label": f"{name}: not tinted", "face": None, "edge": None})
+            continue
+        colour = PALETTE[index % len(PALETTE)]
+        tint = (1 - alpha) * 128 + alpha * colour
+        entries.append(
+            {
+                "label": f"{name}: tinted, its boundary outlined" if outline else f"{name}: tinted",
+                "face": tuple(int(value) for value in tint.round()),
+                "edge": tuple(int(value) for value in colour) if outline else None,
+            }
+        )
+    return entries
+
+
 def heat_map(values, value_range=None, colormap="magma"):
     """(H, W, 3) uint8 picture of a value map (density, error, one channel) through a matplotlib colour map.
 

@@ -1,0 +1,524 @@
+"""Writes the tables of README.md and saved_models/README.md from the shipped JSON reports.
+
+    python docs/make_tables.py           # rewrites every table between its markers
+    python docs/make_tables.py --check   # exit 1 (and name the table) if a committed one is stale
+
+Each table sits between `<!-- table:NAME -->` and `<!-- /table -->` in its markdown file and
+is never edited by hand: change the JSON (by rerunning the command that writes it) and run
+this script (`make figures` does). `tests/test_figures.py` fails when a committed table
+differs from what this script makes of the committed JSON files. No model runs here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = "saved_models"
+
+
+def _load(root, name):
+    return json.loads((root / MODELS / name).read_text())
+
+
+def _rows(header, rows):
+    """A markdown table: a header row, the separator, then one line a row."""
+
+    def line(cells):
+        return ("| " + " | ".join(str(cell) for cell in cells) + " |").replace("|  |", "| |").replace("|  |", "| |")
+
+    return "\n".join([line(header), "|" + "---|" * len(header), *(line(row) for row in rows)])
+
+
+def _small(value):
+    """A drift for the eye: 0, 0.19, 0.0048, 2.9e-6."""
+    if value == 0:
+        return "0"
+    if abs(value) < 1e-3:
+        mantissa, exponent = f"{value:.1e}".split("e")
+        return f"{mantissa}e{int(exponent)}"
+    return f"{value:.2g}"
+
+
+def _pm(values, digits):
+    """'mean ± std' (population std, as the reports state it) of `values`."""
+    mean = sum(values) / len(values)
+    std = math.sqrt(sum((value - mean) ** 2 for value in values) / len(values))
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def _minutes(value):
+    return f"{value:g}" if value != round(value) else f"{value:.0f}"
+
+
+# --- README.md -----------------------------------------------------------------------------------
+
+
+def isbi_results(root):
+    """README: the shipped ISBI U-Net and the attempts beside the paper and the goal."""
+    shipped = _load(root, "unet_isbi_validation.json")
+    unweighted = _load(root, "experiments/unet_isbi_f32_unweighted_validation.json")
+    finetuned = _load(root, "experiments/unet_isbi_f32_weighted_finetune_validation.json")
+
+    def scores(mean, labelled=False):
+        thin, singletons = mean["rand_error_best_thin"], mean["rand_error_best_singletons"]
+        rand = (
+            f"{thin:.3f} (`--border thin`) / {singletons:.3f} (`singletons`)"
+            if labelled
+            else f"{thin:.3f} / {singletons:.3f}"
+        )
+        return f"{mean['pixel_error']:.4f}", rand
+
+    return _rows(
+        ["ISBI 2012", "pixel error (at 0.5)", "adapted Rand error (best threshold)"],
+        [
+            # Published figures (Ronneberger et al. 2015, Table 1), not in any shipped file.
+            (
+                "U-Net paper (Ronneberger 2015): challenge test stack, trained on all 30 slices, 64 filters",
+                "0.0611",
+                "0.0382",
+            ),
+            (
+                "kfcn shipped U-Net: held-out slices 20–24, trained on 20 slices",
+                *scores(shipped["plain"]["mean"], labelled=True),
+            ),
+            ('the same with `tta="d4"`', *scores(shipped["tta_d4"]["mean"])),
+            ("a 32-filter U-Net without border weights (not shipped)", *scores(unweighted["plain"]["mean"])),
+            ("that one fine-tuned with border weights (not shipped)", *scores(finetuned["plain"]["mean"])),
+            ("the goal for the shipped model", "≤ 0.07", "≤ 0.06"),
+        ],
+    )
+
+
+def applications(root):
+    """README: the examples' full-run results, one row an application."""
+    counter = _load(root, "vgg_cells_counter.json")
+    seeds = _load(root, "vgg_cells_counter_seeds12.json")["results"]
+    curve = {run["train_size"]: run for run in _load(root, "vgg_cells_counter_curve.json")["results"]}
+    restoration = _load(root, "isbi_restoration.json")
+    galaxy = _load(root, "galaxy_decomposition.json")
+    touching = _load(root, "touching_instances.json")
+    camvid = _load(root, "camvid_segmentation.json")
+    contour = _load(root, "contour_robustness.json")
+
+    shipped = counter["result"]
+    curve[shipped["train_size"]] = shipped
+    seed_maes = ", ".join(f"{run['mae']:.2f}" for run in seeds)
+    counter_row = (
+        f"cell counting by density maps, VGG cells, N = {shipped['train_size']} "
+        "(shipped: `saved_models/vgg_cells_counter.keras`)",
+        f"`{counter['command'].split('python examples/')[1].split(' --output')[0]}` (then `calibrate_counter.py`; "
+        "`count_cells.py` now calibrates itself)",
+        f"MAE **{shipped['mae']:.2f}** cells on the {shipped['test_images']} unused images of 001–100 "
+        f"({shipped['uncalibrated_mae']:.2f} before calibration); over three seeds, each its own draw of the "
+        f"{shipped['train_size']} images (`--seeds {' '.join(str(run['seed']) for run in seeds)}` added {seed_maes}): "
+        f"**{_pm([shipped['mae'], *(run['mae'] for run in seeds)], 2)}**",
+        "test half: Lempitsky 2010 3.5, FCRN-A 2.9, Count-ception 2.3",
+        f"{_minutes(round(shipped['minutes']))} min (other seeds: "
+        + ", ".join(f"{run['minutes']:g}" for run in seeds)
+        + " min)",
+    )
+    sizes = sorted(curve)
+    curve_row = (
+        "the same, learning curve",
+        "`--train " + " ".join(str(size) for size in sizes if size != shipped["train_size"]) + "`",
+        ", ".join(
+            f"N = {size}: {curve[size]['mae']:.2f}"
+            + (f" ({curve[size]['test_images']} images)" if size != shipped["train_size"] else "")
+            for size in sizes
+        ),
+        "",
+        " / ".join(f"{round(curve[size]['minutes'])}" for size in sizes) + " min",
+    )
+    settings, mean = restoration["settings"], restoration["mean"]
+    blur, noise = restoration["degradation"]["blur_sigma"], restoration["degradation"]["noise_std"]
+    restoration_row = (
+        f"restoration: deblurring + denoising of ISBI slices (blur σ {blur[0]:g}–{blur[1]:g} px, noise σ "
+        f"{noise[0]:g}–{noise[1]:g} grey levels, `kfcn.data.degrade`)",
+        f"`restore_isbi.py` (U-Net filters {settings['filters']}, depth {settings['depth']}, {settings['copies']} "
+        f"degraded copies of slices 00–19, {settings['epochs']} epochs of {settings['steps']} steps)",
+        f"held-out slices 20–24: PSNR {mean['degraded']['psnr']:.2f} → **{mean['restored']['psnr']:.2f} dB**, "
+        f"SSIM {mean['degraded']['ssim']:.3f} → **{mean['restored']['ssim']:.3f}** (degraded input → restored)",
+        "—",
+        f"{restoration['minutes']:g} min",
+    )
+    settings, bulge, disk = galaxy["settings"], galaxy["components"]["bulge"], galaxy["components"]["disk"]
+    galaxy_row = (
+        "bulge / disk decomposition of synthetic galaxies, two outputs (`kfcn.data.bulge_disk_galaxy`)",
+        f"`galaxy_decomposition.py` ({settings['train']:,} galaxies of {settings['side']}², U-Net filters "
+        f"{settings['filters']}, depth {settings['depth']}, {settings['epochs']} epochs)",
+        f"{galaxy['held_out']} unseen galaxies, relative flux error: disk median "
+        f"**{100 * disk['median_abs_relative_error']:.1f} %** (bias {100 * disk['bias']:+.1f} %), bulge median "
+        f"**{100 * bulge['median_abs_relative_error']:.1f} %** (bias {100 * bulge['bias']:+.0f} %)",
+        "—",
+        f"{round(galaxy['minutes'])} min (CPU shared with the tests)",
+    )
+    settings, three, two = touching["settings"], touching["three_class_watershed"], touching["two_class_components"]
+    steps = -(-settings["train"] // settings["batch"])
+    touching_row = (
+        "touching objects → instances: synthetic touching ellipses "
+        f"({100 * touching['touching_fraction']:.0f} % touch another; `kfcn.data.touching_ellipses`)",
+        f"`touching_instances.py` ({settings['train']} images of {settings['side']}², two U-Nets of filters "
+        f"{settings['filters']}, depth {settings['depth']}, {settings['epochs']} epochs of {steps} steps each)",
+        f"{touching['held_out']} unseen images, instance F1 at IoU {touching['iou']:g}: 3 classes + watershed "
+        f"**{three['f1']:.2f}** (precision {three['precision']:.2f}, recall {three['recall']:.2f}) against "
+        f"2 classes + connected components {two['f1']:.2f} ({two['precision']:.2f} / {two['recall']:.2f})",
+        "—",
+        f"{touching['minutes']['three_class_watershed']:g} + {touching['minutes']['two_class_components']:g} min "
+        "(CPU shared with the tests)",
+    )
+    settings, results, anchor = camvid["settings"], camvid["results"], camvid["anchor_segnet_basic_test"]
+
+    def triple(scores, bold=False):
+        text = f"{scores['global_accuracy']:.1f} / {scores['class_accuracy']:.1f} / {scores['mean_iou']:.1f}"
+        return f"**{text}**" if bold else text
+
+    best = camvid["better_by_mean_iou"]
+    other = next(family for family in results if family != best)
+    names = {"unet": "U-Net", "segnet": "SegNet"}
+    camvid_row = (
+        "CamVid road scenes, 11 classes + void: SegNet (pooling-index unpooling) against a U-Net of about its "
+        f"size (shipped: `saved_models/camvid_{best}.keras`)",
+        f"`camvid_segmentation.py --jit` (367 training images, {settings['crop_height']}×{settings['crop_width']} "
+        "crops, median-frequency weighted cross-entropy, "
+        f"{settings['epochs'] * settings['steps']:,} steps of {settings['batch']} crops per network)",
+        f"{camvid['validation_images']} val images, global / class-average accuracy / mIoU: "
+        f"**{names[best]} {triple(results[best])}**, {names[other]} {triple(results[other])} (both under-trained; "
+        "per-class table in [saved_models/README.md](saved_models/README.md))",
+        f"SegNet-Basic, test split: {anchor['global_accuracy']:g} / {anchor['class_accuracy']:g} / "
+        f"{anchor['mean_iou']:g}",
+        f"{results[best]['training_minutes']:g} + {results[other]['training_minutes']:g} min",
+    )
+    settings, summary = contour["settings"], contour["summary"]
+    shift = settings["shift"]
+    minutes = [run["minutes"] for run in contour["runs"]]
+
+    def change(score, digits):
+        clean, perturbed = summary["clean"][score], summary["perturbed"][score]
+        return (
+            f"{clean['mean']:.{digits}f} ± {clean['std']:.{digits}f} → "
+            f"{perturbed['mean']:.{digits}f} ± {perturbed['std']:.{digits}f}"
+        )
+
+    contour_row = (
+        "robustness to contour errors: the ISBI U-Net trained on labels whose cells are each eroded or dilated by "
+        f"{shift[0]}–{shift[1]} px (`kfcn.data.perturb_contours`; {100 * contour['changed_training_pixels']:.1f} % "
+        "of the training pixels change) against clean labels",
+        f"`contour_robustness.py --seeds {' '.join(map(str, settings['seeds']))}` (the shipped model's "
+        f"architecture and recipe, {settings['epochs'] * settings['steps']} steps of {settings['batch']} crops per "
+        "model, same seeds: same initial weights, crops and augmentation)",
+        f"held-out slices 20–24, mean ± std over {len(settings['seeds'])} seeds, clean → perturbed labels: pixel "
+        f"error **{change('pixel_error', 4)}**, adapted Rand error (best threshold) {change('rand_error_best', 3)}, "
+        f"Dice {summary['clean']['dice']['mean']:.3f} → {summary['perturbed']['dice']['mean']:.3f}",
+        "—",
+        f"{len(minutes)} runs of {min(minutes):g}–{max(minutes):g} min",
+    )
+    return _rows(
+        ["application", "example, full command", "kfcn (held-out data)", "anchor", "CPU time"],
+        [counter_row, curve_row, restoration_row, galaxy_row, touching_row, camvid_row, contour_row],
+    )
+
+
+# --- saved_models/README.md ----------------------------------------------------------------------
+
+
+def isbi_validation(root):
+    """Model card: the shipped U-Net on each held-out slice, the mean, and the mean with test-time augmentation."""
+    report = _load(root, "unet_isbi_validation.json")
+
+    def cells(row):
+        return (
+            f"{row['pixel_error']:.4f}",
+            f"{row['dice']:.4f}",
+            f"{row['rand_error_best_thin']:.4f} / {row['rand_error_best_singletons']:.4f}",
+            f"{row['vi_split']:.3f} / {row['vi_merge']:.3f}",
+        )
+
+    rows = [(name.removeprefix("slice_"), *cells(row)) for name, row in report["plain"]["per_slice"].items()]
+    rows.append(("**mean**", *cells(report["plain"]["mean"])))
+    rows.append(('mean, `tta="d4"`', *cells(report["tta_d4"]["mean"])))
+    return _rows(
+        [
+            "slice",
+            "pixel error",
+            "Dice (interior)",
+            "adapted Rand error, best threshold: thin / singletons",
+            "VI split / merge",
+        ],
+        rows,
+    )
+
+
+def isbi_attempts(root):
+    """Model card: every ISBI training attempt, scored on the held-out slices."""
+    shipped = _load(root, "unet_isbi_validation.json")
+    shipped_training = _load(root, "unet_isbi_training.json")
+    unweighted = _load(root, "experiments/unet_isbi_f32_unweighted_validation.json")
+    unweighted_training = _load(root, "experiments/unet_isbi_f32_unweighted_training.json")
+    finetuned = _load(root, "experiments/unet_isbi_f32_weighted_finetune_validation.json")
+    finetuned_training = _load(root, "experiments/unet_isbi_f32_weighted_finetune_training.json")
+
+    def steps(training):
+        flags = dict(re.findall(r"--(epochs|steps) (\d+)", training["command"]))
+        return int(flags["epochs"]) * int(flags["steps"])
+
+    def scores(mean, bold=()):
+        def emphasise(key, text):
+            return f"**{text}**" if key in bold else text
+
+        thin = f"{mean['rand_error_best_thin']:.3f}"
+        return (
+            emphasise("pixel_error", f"{mean['pixel_error']:.4f}"),
+            f"{emphasise('rand', thin)} / {mean['rand_error_best_singletons']:.3f}",
+            f"{mean['vi_split']:.3f} / {mean['vi_merge']:.3f}",
+        )
+
+    return _rows(
+        ["model", "steps", "CPU time", "pixel error", "Rand error", "VI split / merge"],
+        [
+            (
+                "**shipped**: filters 16, U-Net border weights, plateau schedule",
+                f"{steps(shipped_training):,}",
+                f"{round(shipped_training['minutes'])} min",
+                *scores(shipped["plain"]["mean"], bold=("rand",)),
+            ),
+            # No report of this run was kept: its figures are the ones measured on 2026-11-26.
+            (
+                "the shipped one fine-tuned: cosine from 5e-4, EMA, best epoch (2026-11-26)",
+                "+18 epochs",
+                "~50 min",
+                "0.0924",
+                "0.048 / 0.113",
+                "",
+            ),
+            (
+                "filters 32, **no** border weights, cosine from 1e-3, XLA (2026-11-27)",
+                f"{steps(unweighted_training):,}",
+                f"{round(unweighted_training['minutes'])} min",
+                *scores(unweighted["plain"]["mean"], bold=("pixel_error",)),
+            ),
+            ('the same, `tta="d4"`', "", "", *scores(unweighted["tta_d4"]["mean"])),
+            (
+                "that one fine-tuned **with** border weights, cosine from 3e-4 (2026-11-27)",
+                f"+{steps(finetuned_training):,}",
+                f"{round(finetuned_training['minutes'])} min",
+                *scores(finetuned["plain"]["mean"]),
+            ),
+            ('the same, `tta="d4"`', "", "", *scores(finetuned["tta_d4"]["mean"])),
+        ],
+    )
+
+
+def _megabytes(size):
+    return f"{size / 1e6:.1f} MB"
+
+
+def deployment_files(root):
+    """Model card: the shipped deployment forms and their sizes (from the files themselves)."""
+    report = _load(root, "unet_isbi_deployment.json")
+    files = report["files"]
+    saved_model = root / files["saved_model"]
+    saved_model_bytes = sum(path.stat().st_size for path in saved_model.rglob("*") if path.is_file())
+    contract = report["input_contract"]
+    return _rows(
+        ["file", "what", "size"],
+        [
+            (
+                f"`{Path(files['saved_model']).relative_to(MODELS).as_posix()}/`",
+                f"SavedModel for TF Serving: `serving_default` takes `{contract['name']}` ({contract['dtype']}, any "
+                f"height and width), returns `{report['output']['name']}`; `kfcn_model_card.json` inside",
+                _megabytes(saved_model_bytes),
+            ),
+            (
+                "`unet_isbi_float32.tflite`",
+                "TFLite, builtin ops only, 512×512 input",
+                _megabytes(files["tflite_float32"]["bytes"]),
+            ),
+            ("`unet_isbi_float16.tflite`", "float16 weights", _megabytes(files["tflite_float16"]["bytes"])),
+            (
+                "`unet_isbi_int8.tflite`",
+                "full-integer int8, calibrated on training slices 00–19; float32 input/output tensors",
+                _megabytes(files["tflite_int8"]["bytes"]),
+            ),
+        ],
+    )
+
+
+def deployment_metrics(root):
+    """Model card: pixel error, membrane Dice and drift of each deployment form on the held-out slices."""
+    metrics = _load(root, "unet_isbi_deployment.json")["metrics_mean_over_held_out_slices"]
+    names = {
+        "keras": "Keras (`kfcn.inference.predict`)",
+        "saved_model": "SavedModel",
+        "tflite_float32": "TFLite float32",
+        "tflite_float16": "TFLite float16",
+        "tflite_int8": "TFLite int8",
+    }
+    return _rows(
+        ["form", "pixel error", "membrane Dice", "max drift", "mean drift"],
+        [
+            (
+                names.get(form, form),
+                f"{row['pixel_error']:.4f}",
+                f"{row['membrane_dice']:.4f}",
+                _small(row["max_abs_drift_vs_keras"]),
+                _small(row["mean_abs_drift_vs_keras"]),
+            )
+            for form, row in metrics.items()
+        ],
+    )
+
+
+def counter(root):
+    """Model card: the cell counter's held-out count error, calibrated and not, over three seeds."""
+    shipped = _load(root, "vgg_cells_counter.json")["result"]
+    seeds = _load(root, "vgg_cells_counter_seeds12.json")["results"]
+
+    def listed(key, template):
+        return ", ".join(template.format(run[key]) for run in seeds)
+
+    maes = [shipped["mae"], *(run["mae"] for run in seeds)]
+    seed_names = " and ".join(str(run["seed"]) for run in seeds)
+    return _rows(
+        ["", "MAE (cells)", "mean error", "relative MAE"],
+        [
+            (
+                "kfcn counter, calibrated (shipped)",
+                f"**{shipped['mae']:.2f}**",
+                f"{shipped['mean_error']:+.2f}",
+                f"{100 * shipped['relative_mae']:.1f} %",
+            ),
+            (
+                "the same network before calibration",
+                f"{shipped['uncalibrated_mae']:.2f}",
+                f"{shipped['uncalibrated_mean_error']:+.2f}".replace("-", "−"),
+                "—",  # the reports keep no relative error before calibration
+            ),
+            (
+                f"seeds {seed_names} (each its own draw of {shipped['train_size']} images and its own "
+                f"{shipped['test_images']} held-out ones), calibrated",
+                listed("mae", "{:.2f}"),
+                listed("mean_error", "{:+.2f}").replace("-", "−"),
+                ", ".join(f"{100 * run['relative_mae']:.1f} %" for run in seeds),
+            ),
+            (
+                f"**mean ± std over seeds {shipped['seed']}, {', '.join(str(run['seed']) for run in seeds)}**",
+                f"**{_pm(maes, 2)}**",
+                "",
+                "",
+            ),
+        ],
+    )
+
+
+def camvid_scores(root):
+    """Model card: both CamVid networks' validation scores beside SegNet-Basic's test scores."""
+    report = _load(root, "camvid_segmentation.json")
+    results, best, anchor = report["results"], report["better_by_mean_iou"], report["anchor_segnet_basic_test"]
+    settings = report["settings"]
+    described = {
+        "segnet": f"SegNet (`kfcn.models.segnet`, filters {settings['filters']}, depth {settings['depth']}, "
+        "pooling-index unpooling)",
+        "unet": f"U-Net (filters {settings['unet_filters']}, depth {settings['depth']}, transposed convolutions)",
+    }
+    rows = []
+    for family, scores in results.items():
+        cells = [f"{scores[key]:.1f}" for key in ("global_accuracy", "class_accuracy", "mean_iou")]
+        name = described[family]
+        if family == best:
+            name = f"**{name.split(' ', 1)[0]}** {name.split(' ', 1)[1]} — shipped"
+            cells = [f"**{cell}**" for cell in cells]
+        rows.append((name, f"{scores['parameters']:,}", *cells))
+    rows.append(
+        (
+            "anchor: SegNet-Basic, CamVid *test* split (Badrinarayanan et al. 2015)",
+            "—",
+            *(f"{anchor[key]:g}" for key in ("global_accuracy", "class_accuracy", "mean_iou")),
+        )
+    )
+    return _rows(["network", "parameters", "global accuracy", "class-average accuracy", "mIoU"], rows)
+
+
+def camvid_per_class(root):
+    """Model card: IoU and accuracy of each CamVid class for both networks."""
+    report = _load(root, "camvid_segmentation.json")
+    short = {"sign_symbol": "Sign"}
+    header = ["class", *(short.get(name, name.capitalize()) for name in report["classes"])]
+    names = {"unet": "U-Net", "segnet": "SegNet"}
+    rows = []
+    for key, what in (("iou_per_class", "IoU"), ("accuracy_per_class", "accuracy")):
+        for family, scores in report["results"].items():
+            rows.append((f"{names[family]} {what}", *(f"{scores[key][name]:.1f}" for name in report["classes"])))
+    return _rows(header, rows)
+
+
+TABLES = {  # name: (markdown file, the function making the table from the shipped files)
+    "isbi-results": ("README.md", isbi_results),
+    "applications": ("README.md", applications),
+    "isbi-validation": ("saved_models/README.md", isbi_validation),
+    "isbi-attempts": ("saved_models/README.md", isbi_attempts),
+    "deployment-files": ("saved_models/README.md", deployment_files),
+    "deployment-metrics": ("saved_models/README.md", deployment_metrics),
+    "counter": ("saved_models/README.md", counter),
+    "camvid-scores": ("saved_models/README.md", camvid_scores),
+    "camvid-per-class": ("saved_models/README.md", camvid_per_class),
+}
+
+
+def _marked(name):
+    """The block of table `name`: its opening marker, the table (never crossing another marker), the end marker."""
+    return re.compile(rf"(<!-- table:{re.escape(name)} -->\n)((?:(?!<!-- /?table).)*?)(<!-- /table -->)", re.DOTALL)
+
+
+def render(root=ROOT):
+    """{table name: markdown} made from the shipped files under `root`."""
+    return {name: make(Path(root)) for name, (_, make) in TABLES.items()}
+
+
+def committed(root=ROOT):
+    """{table name: the markdown between its markers in the committed file}; a missing marker raises."""
+    found = {}
+    for name, (markdown, _) in TABLES.items():
+        match = _marked(name).search((Path(root) / markdown).read_text())
+        if match is None:
+            raise ValueError(f"{markdown} has no `<!-- table:{name} -->` … `<!-- /table -->` block.")
+        found[name] = match.group(2).removesuffix("\n")
+    return found
+
+
+def write(root=ROOT):
+    """Rewrites every table between its markers; returns the names of the tables that changed."""
+    tables, stale = render(root), committed(root)
+    changed = [name for name in TABLES if tables[name] != stale[name]]
+    for markdown in sorted({TABLES[name][0] for name in changed}):
+        path = Path(root) / markdown
+        text = path.read_text()
+        for name in changed:
+            if TABLES[name][0] == markdown:
+                table = tables[name]
+                text = _marked(name).sub(lambda match, table=table: f"{match.group(1)}{table}\n{match.group(3)}", text)
+        path.write_text(text)
+    return changed
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true", help="only report stale tables (exit 1 if any)")
+    args = parser.parse_args()
+    if args.check:
+        tables, stale = render(), committed()
+        changed = [f"{TABLES[name][0]}: {name}" for name in TABLES if tables[name] != stale[name]]
+        print("stale: " + ", ".join(changed) if changed else "every table agrees with the shipped files")
+        return 1 if changed else 0
+    changed = write()
+    print(f"rewrote {', '.join(changed)}" if changed else "every table already agreed with the shipped files")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

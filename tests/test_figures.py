@@ -1,0 +1,118 @@
+"""The README's and the model card's tables and figures agree with the shipped files and tools.
+
+Tables: `docs/make_tables.py` makes each one from `saved_models/*.json` (no model runs); the
+committed text between its markers must be exactly that. Figures: every picture the README
+shows is drawn by `make figures` or named in the Makefile as needing a training run. The two
+numbers the README states about the shipped U-Net's pictures (its effective receptive field,
+the mosaic's pixel errors) are measured again by the slow tests.
+"""
+
+import importlib.util
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import keras
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _module(path, name):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+make_tables = _module(ROOT / "docs" / "make_tables.py", "make_tables")
+
+
+@pytest.fixture(scope="module")
+def tables():
+    return make_tables.render(), make_tables.committed()
+
+
+@pytest.mark.parametrize("name", list(make_tables.TABLES))
+def test_committed_table_is_the_one_the_shipped_json_gives(tables, name):
+    rendered, committed = tables
+    markdown = make_tables.TABLES[name][0]
+    assert committed[name] == rendered[name], (
+        f"The table {name!r} in {markdown} disagrees with the shipped files; run `python docs/make_tables.py` "
+        "(or `make figures`) and commit the result, never edit it by hand."
+    )
+
+
+def test_make_tables_rewrites_a_stale_table_and_nothing_else(tmp_path):
+    (tmp_path / "saved_models").mkdir()
+    for entry in (ROOT / "saved_models").iterdir():
+        if entry.name != "README.md":
+            (tmp_path / "saved_models" / entry.name).symlink_to(entry)
+    shutil.copy(ROOT / "saved_models" / "README.md", tmp_path / "saved_models" / "README.md")
+    original = (ROOT / "README.md").read_text()
+    stale = original.replace("| the goal for the shipped model | ≤ 0.07 | ≤ 0.06 |", "| the goal | 0.5 | 0.5 |")
+    assert stale != original
+    (tmp_path / "README.md").write_text(stale)
+    assert make_tables.write(tmp_path) == ["isbi-results"]
+    assert (tmp_path / "README.md").read_text() == original
+    assert make_tables.write(tmp_path) == []
+
+
+def test_a_missing_marker_is_named(tmp_path):
+    (tmp_path / "saved_models").mkdir()
+    (tmp_path / "README.md").write_text("# kfcn\n\nNo tables here.\n")
+    (tmp_path / "saved_models" / "README.md").write_text("")
+    with pytest.raises(ValueError, match="README.md has no `<!-- table:isbi-results -->`"):
+        make_tables.committed(tmp_path)
+
+
+def test_every_readme_figure_exists_and_the_makefile_says_how_it_is_made():
+    readme = (ROOT / "README.md").read_text()
+    makefile = (ROOT / "Makefile").read_text()
+    recipe = makefile[makefile.index("# Every README figure and table") : makefile.index("\nlint:")]
+    shown = re.findall(r"!\[[^\]]*\]\((docs/images/[\w.-]+\.png)\)", readme)
+    assert len(shown) >= 9
+    for path in shown:
+        assert (ROOT / path).is_file(), path
+        assert Path(path).name in recipe, f"the Makefile's `figures` comment does not say how {path} is made"
+    for script in re.findall(r"examples/\w+\.py|docs/\w+\.py", recipe):
+        assert (ROOT / script).is_file(), script
+
+
+needs_tensorflow = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="one backend is enough")
+
+
+@pytest.mark.slow
+@needs_tensorflow
+def test_readme_and_card_state_the_receptive_field_kfcn_inspect_prints(tmp_path, capsys):
+    from kfcn.cli import main
+    from kfcn.samples import shipped_model_path
+
+    assert main(["inspect", str(shipped_model_path()), "--erf", str(tmp_path / "erf.png")]) == 0
+    printed = capsys.readouterr().out
+    radius, theoretical = re.search(r"within (\d+) px of the centre .* theoretical (\d+) px", printed).groups()
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    card = " ".join((ROOT / "saved_models" / "README.md").read_text().split())
+    assert f"gradient lies within {radius} px, half of the {theoretical}-px theoretical field" in readme
+    assert f"95 % of the gradient within {radius} px of the centre, half of the {theoretical}-px" in card
+    assert int(radius) * 2 / int(theoretical) == pytest.approx(0.5, abs=0.05)  # "half"
+
+
+@pytest.mark.slow
+@needs_tensorflow
+def test_readme_states_the_mosaic_pixel_errors_tiling_figure_measures():
+    sys.path.insert(0, str(ROOT / "examples"))
+    try:
+        tiling_figure = importlib.import_module("tiling_figure")
+    finally:
+        sys.path.pop(0)
+    from kfcn.samples import shipped_model_path
+    from kfcn.saving import load_model
+
+    *_, errors = tiling_figure.mosaic_predictions(load_model(shipped_model_path()))
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    card = " ".join((ROOT / "saved_models" / "README.md").read_text().split())
+    assert f"scores pixel error {errors['tiled']:.3f} against {errors['resized']:.3f} for resizing" in readme
+    assert f"tiled prediction pixel error {errors['tiled']:.4f}" in card
+    assert f"resized to 512 and back {errors['resized']:.4f}" in card
