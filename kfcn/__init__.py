@@ -23,8 +23,10 @@ import warnings
 
 __version__ = "0.1.0"
 
-# The modules that register kfcn's serialisable classes with Keras.
-_SERIALIZABLE = ("kfcn.layers", "kfcn.losses", "kfcn.metrics", "kfcn.models.initializers")
+# The modules that register kfcn's serialisable classes with Keras. Each imports only Keras and
+# leaf modules, so that whichever kfcn module first imports Keras (and so triggers the registration
+# mid-import) is never needed whole by another: kfcn.models, which imports kfcn.layers, is not here.
+_SERIALIZABLE = ("kfcn.layers", "kfcn.losses", "kfcn.metrics", "kfcn.initializers")
 
 _BACKEND_NEUTRAL = ("analysis", "inference", "layers", "losses", "metrics", "models", "samples")
 _NEEDS_TENSORFLOW = ("data", "export")
@@ -34,8 +36,10 @@ _SUBPACKAGES = (
     "atomic",
     "evaluation",
     "image_io",
+    "initializers",
     "instances",
     "saving",
+    "targets",
     "training",
 )
 

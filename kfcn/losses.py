@@ -49,70 +49,11 @@ from __future__ import annotations
 
 import inspect
 import math
-import numbers
 
 import keras
-import numpy as np
 from keras import ops
 
-_RAW_MASK_FIX = "for a raw 0/255 mask use label_mode='binary' in kfcn.data.folder_dataset, or labels // 255"
-
-
-def _refuse_or_poison(bad, message):
-    """Raises `ValueError(message())` if the scalar boolean `bad` is concretely true.
-
-    Concrete values (an eager call on NumPy arrays or tensors, PyTorch's eager `fit`)
-    can be inspected, so a bad input raises. Inside a compiled graph (`tf.function`,
-    `jax.jit`) the value is not known yet: `bad` is returned, and the caller turns
-    its result into NaN where it is true (see `_poison`).
-
-    Example:
-    >>> labels = keras.ops.convert_to_tensor([0, 255])
-    >>> _refuse_or_poison(keras.ops.any(labels > 1), lambda: "labels must be 0 or 1")
-    Traceback (most recent call last):
-    ...
-    ValueError: labels must be 0 or 1
-    """
-    try:
-        concrete = bool(ops.convert_to_numpy(bad))
-    except Exception:  # a symbolic tensor or a tracer: no value before the graph runs
-        return bad
-    if concrete:
-        raise ValueError(message())
-    return bad
-
-
-def _poison(value, bad):
-    """Returns `value`, or NaN wherever the boolean `bad` (broadcastable) is true.
-
-    Example:
-    >>> keras.ops.convert_to_numpy(_poison(keras.ops.ones(2), keras.ops.convert_to_tensor(True))).tolist()
-    [nan, nan]
-    """
-    return ops.where(bad, ops.full_like(value, math.nan), value)
-
-
-def _examples_of(values, where_bad, count=5):
-    """A few distinct offending values, for an error message (eager values only)."""
-    values, where_bad = ops.convert_to_numpy(values), ops.convert_to_numpy(where_bad)
-    found = np.unique(np.broadcast_to(values, where_bad.shape)[where_bad])
-    return ", ".join(f"{v:g}" for v in found[:count]) + (", ..." if len(found) > count else "")
-
-
-def _check_ignore_class(ignore_class):
-    """Returns `ignore_class` as an int (or None), or raises a ValueError naming the fix.
-
-    Example:
-    >>> _check_ignore_class(11)
-    11
-    """
-    if ignore_class is None:
-        return None
-    if isinstance(ignore_class, bool) or not isinstance(ignore_class, numbers.Integral):
-        raise ValueError(
-            f"`ignore_class` must be an int label value (e.g. 11 for CamVid's void) or None, got {ignore_class!r}."
-        )
-    return int(ignore_class)
+from kfcn.targets import RAW_MASK_FIX, check_ignore_class, examples_of, poison, refuse_or_poison
 
 
 def _as_channels_last(tensor):
@@ -154,7 +95,7 @@ class _OverlapLoss(keras.losses.Loss):
         self.per_sample = bool(per_sample)
         self.from_logits = bool(from_logits)
         self.sparse_labels = sparse_labels
-        self.ignore_class = _check_ignore_class(ignore_class)
+        self.ignore_class = check_ignore_class(ignore_class)
 
     def _ratio(self, sums):
         raise NotImplementedError
@@ -185,11 +126,11 @@ class _OverlapLoss(keras.losses.Loss):
             y_pred = ops.sigmoid(y_pred) if y_pred.shape[-1] == 1 else ops.softmax(y_pred, axis=-1)
         else:
             outside = ops.isfinite(y_pred) & ((y_pred < 0) | (y_pred > 1))
-            bad_pred = _refuse_or_poison(
+            bad_pred = refuse_or_poison(
                 ops.any(outside),
                 lambda: (
                     f"{self.name}: predictions must be probabilities in [0, 1], got "
-                    f"{_examples_of(y_pred, outside)}. For logits (a head without activation) pass from_logits=True."
+                    f"{examples_of(y_pred, outside)}. For logits (a head without activation) pass from_logits=True."
                 ),
             )
             non_finite = non_finite | bad_pred
@@ -207,7 +148,7 @@ class _OverlapLoss(keras.losses.Loss):
         loss = 1.0 - ops.mean(self._ratio(sums), axis=-1)
         if not self.per_sample:
             loss = ops.broadcast_to(loss, ops.shape(y_pred)[:1])
-        return _poison(loss, non_finite | bad_true)
+        return poison(loss, non_finite | bad_true)
 
     def _is_sparse(self, y_true, y_pred):
         if self.sparse_labels is not None:
@@ -229,11 +170,11 @@ class _OverlapLoss(keras.losses.Loss):
             y_true = y_true * keep
         _check_shapes(self.name, y_true, y_pred)
         outside = ops.isfinite(y_true) & ((y_true < 0) | (y_true > 1))
-        bad = _refuse_or_poison(
+        bad = refuse_or_poison(
             ops.any(outside),
             lambda: (
                 f"{self.name}: targets must be masks or one-hot maps in [0, 1], got "
-                f"{_examples_of(y_true, outside)}; {_RAW_MASK_FIX}. For class indices 0..K-1 pass sparse_labels=True."
+                f"{examples_of(y_true, outside)}; {RAW_MASK_FIX}. For class indices 0..K-1 pass sparse_labels=True."
             ),
         )
         return y_true, keep, bad
@@ -252,11 +193,11 @@ class _OverlapLoss(keras.losses.Loss):
         known = (labels >= 0) & (labels < num_labels) & (labels == ops.round(labels))
         unknown = keep & ops.logical_not(known) & ops.isfinite(labels)
         ignore_hint = "" if self.ignore_class is not None else " Mark void pixels with ignore_class=<their value>."
-        bad = _refuse_or_poison(
+        bad = refuse_or_poison(
             ops.any(unknown),
             lambda: (
                 f"{self.name}: class-index labels must be whole numbers in [0, {num_labels}) for a prediction "
-                f"with {channels} channel(s), got {_examples_of(labels, unknown)}; {_RAW_MASK_FIX}.{ignore_hint}"
+                f"with {channels} channel(s), got {examples_of(labels, unknown)}; {RAW_MASK_FIX}.{ignore_hint}"
             ),
         )
         keep = keep & known

@@ -29,7 +29,7 @@ import numbers
 import keras
 from keras import ops
 
-from kfcn.losses import _RAW_MASK_FIX, _check_ignore_class, _examples_of, _poison, _refuse_or_poison
+from kfcn.targets import RAW_MASK_FIX, check_ignore_class, examples_of, poison, refuse_or_poison
 
 
 def _check_arguments(num_classes, class_ids, threshold, ignore_class):
@@ -50,7 +50,7 @@ def _check_arguments(num_classes, class_ids, threshold, ignore_class):
                 f"{class_ids!r}; for a binary mask the foreground is class 1."
             )
         class_ids = [int(c) for c in class_ids]
-    ignore_class = _check_ignore_class(ignore_class)
+    ignore_class = check_ignore_class(ignore_class)
     if class_ids is not None and ignore_class in class_ids:
         raise ValueError(f"Class {ignore_class} cannot be both scored (class_ids) and ignored (ignore_class).")
     if not (isinstance(threshold, numbers.Real) and 0 <= threshold <= 1):
@@ -120,11 +120,11 @@ class _ConfusionMetric(keras.metrics.Metric):
         keep = ops.ones_like(truth, dtype="bool") if self.ignore_class is None else truth != self.ignore_class
         known = (truth >= 0) & (truth < self.num_classes) & (truth == ops.round(truth))
         unknown = keep & ops.logical_not(known) & ops.isfinite(truth)
-        bad = _refuse_or_poison(
+        bad = refuse_or_poison(
             ops.any(unknown),
             lambda: (
                 f"{self.name}: targets must be class indices in [0, {self.num_classes}) (num_classes="
-                f"{self.num_classes}) or ignore_class, got {_examples_of(truth, unknown)}; {_RAW_MASK_FIX}."
+                f"{self.num_classes}) or ignore_class, got {examples_of(truth, unknown)}; {RAW_MASK_FIX}."
             ),
         )
         keep = keep & known
@@ -142,7 +142,7 @@ class _ConfusionMetric(keras.metrics.Metric):
         pred_one_hot = ops.reshape(ops.one_hot(predicted, self.num_classes), (-1, self.num_classes))
         pixel_weight = ops.reshape(weight, (-1, 1))
         counts = ops.matmul(ops.transpose(truth_one_hot * pixel_weight), pred_one_hot)
-        self.confusion.assign_add(_poison(counts, non_finite | bad))
+        self.confusion.assign_add(poison(counts, non_finite | bad))
 
     def reset_state(self):
         self.confusion.assign(ops.zeros((self.num_classes, self.num_classes), dtype="float32"))
@@ -165,7 +165,7 @@ class _ConfusionMetric(keras.metrics.Metric):
         mean = ops.sum(scores * present) / ops.maximum(counted, 1.0)
         anything_counted = ops.cast(ops.sum(self.confusion) > 0, "float32")
         score = ops.where(counted > 0, mean, anything_counted)
-        return _poison(score, ops.any(ops.isnan(self.confusion)))
+        return poison(score, ops.any(ops.isnan(self.confusion)))
 
     def get_config(self):
         config = super().get_config()

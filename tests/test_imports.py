@@ -114,3 +114,29 @@ def test_plain_keras_loads_a_kfcn_model_once_kfcn_is_imported(backend, first, tm
     result = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.split()[-1] == "unet_isbi"
+
+
+# The modules that a script may import first (so that they, mid-import, import Keras and with it
+# trigger kfcn's registration of its serialisable classes): none may leave that registration half done.
+FIRST_IMPORTS = ["kfcn.targets", "kfcn.losses", "kfcn.metrics", "kfcn.layers", "kfcn.models", "kfcn.saving"]
+
+
+def test_whichever_kfcn_module_imports_keras_first_every_class_is_registered(tmp_path):
+    code = textwrap.dedent(
+        """
+        import importlib, sys, warnings
+        warnings.simplefilter("error")  # kfcn warns when it could not register its classes
+        importlib.import_module(sys.argv[1])
+        import keras
+        names = ("kfcn>InputSizeCheck", "kfcn>JaccardJ2Loss", "kfcn>PixelError")
+        missing = [name for name in names if keras.saving.get_registered_object(name) is None]
+        print(missing)
+        """
+    )
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow"}
+    for module in FIRST_IMPORTS:
+        result = subprocess.run(
+            [sys.executable, "-c", code, module], env=env, cwd=tmp_path, capture_output=True, text=True
+        )
+        assert result.returncode == 0, (module, result.stderr[-3000:])
+        assert result.stdout.split("\n")[-2] == "[]", (module, result.stdout)

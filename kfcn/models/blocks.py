@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import keras
 
+from kfcn.initializers import BilinearUpsampling
 from kfcn.layers import MaxPoolingWithArgmax2D, MaxUnpooling2D
-from kfcn.models.initializers import BilinearUpsampling
 
 DOWNSAMPLING = ("maxpool", "strided", "maxpool_argmax")
 UPSAMPLING = ("transpose", "replicate", "indices")
