@@ -249,7 +249,11 @@ CASES = [
     CliCase("train-config-missing", train("--config", "absent.yaml"), r"absent\.yaml does not exist"),
     CliCase("train-config-unknown-option", train("--config", "CONFIG_UNKNOWN"), r"unknown option 'learning_rat'"),
     CliCase("train-no-data", lambda f, out: ["train", "--output", str(out / "run")], r"--images DIR --labels DIR"),
-    CliCase("train-bad-model-option", train("--model-options", '{"widht": 3}'), r"no argument widht"),
+    CliCase(
+        "train-bad-model-option",
+        train("--model-options", '{"widht": 3}'),
+        r"--model-options: unet has no option 'widht'; it takes filters",
+    ),
     CliCase(
         "train-mixed-bit-depths",
         train(images="mixed_images", labels="mixed_labels"),
