@@ -50,12 +50,18 @@ def test_without_the_wrapper_python_ignores_an_interrupt_inside_a_gc_callback(gc
 
 
 def test_an_interrupt_inside_a_gc_callback_stops_the_program(gc_callbacks):
-    gc.callbacks.append(_raising_once(KeyboardInterrupt()))
-    keep_interrupts()
-    keep_interrupts()  # idempotent: wrapped once
-    assert sum(getattr(c, "kfcn_hands_interrupts_back", False) for c in gc.callbacks) == len(gc.callbacks)
-    with pytest.raises(KeyboardInterrupt):
-        _collect_then_run_on()
+    # Python's own Ctrl-C handler (a process started in the background with job control off, as
+    # CI may start the suite, inherits SIGINT ignored, and Python then installs no handler at all).
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        gc.callbacks.append(_raising_once(KeyboardInterrupt()))
+        keep_interrupts()
+        keep_interrupts()  # idempotent: wrapped once
+        assert sum(getattr(c, "kfcn_hands_interrupts_back", False) for c in gc.callbacks) == len(gc.callbacks)
+        with pytest.raises(KeyboardInterrupt):
+            _collect_then_run_on()
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def test_a_sigterm_inside_a_gc_callback_stays_a_sigterm(gc_callbacks):
