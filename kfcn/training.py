@@ -88,6 +88,13 @@ def read_log(csv_path):
     rows = {}
     with open(csv_path, newline="") as file:
         for row in csv.DictReader(file):
+            if None in row:  # more values than the header names: they cannot be given names
+                raise ValueError(
+                    f"{csv_path}: the row of epoch {row.get('epoch')} has more values than the header names "
+                    f"({', '.join(k for k in row if k)}): Keras' CSVLogger appended a row with other columns to a log "
+                    "written before (a run resumed by another kfcn version). Give the header every column, in the "
+                    "row's order (epoch, then the names sorted), with NA for the rows that lack one."
+                )
             if row.get("epoch") not in (None, "", "epoch"):
                 rows[int(row["epoch"])] = row
     if 0 in rows:  # numbered from 0: Keras' CSVLogger

@@ -38,3 +38,11 @@ def test_monitor_direction_comes_from_the_metric():
     model.fit(np.zeros((1, 4, 4, 1)), np.zeros((1, 4, 4, 1)), verbose=0)
     assert monitor_mode("val_dice", model) == "max" and monitor_mode("val_pixel_error", model) == "min"
     assert monitor_mode("val_loss") == "min" and monitor_mode("val_mean_iou") == "max"
+
+
+def test_read_log_refuses_a_row_with_more_values_than_the_header_names(tmp_path):
+    # Keras' CSVLogger appends rows without a header: a resumed run that logs a new column misaligns.
+    path = tmp_path / "log.csv"
+    path.write_text("epoch,loss,val_loss\n0,2.0,2.1\n1,0.001,1.5,1.6\n")
+    with pytest.raises(ValueError, match="epoch 1 has more values than the header names"):
+        read_log(path)

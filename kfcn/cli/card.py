@@ -54,11 +54,14 @@ def model_card(folder):
     model = _model_facts(folder / "model.keras")
     monitor, best = summary["monitor"], summary["best_epoch"]
     seconds = log.get("seconds")
-    total = float(seconds.sum()) if seconds is not None else None
+    logged = [] if seconds is None else [value for value in seconds.tolist() if value == value]  # NaN: unlogged
+    total = sum(logged) if logged else None
+    unlogged = 0 if seconds is None else len(seconds) - len(logged)
     hours = (
         "an unlogged time (a run of kfcn < 0.2)"
         if total is None
         else (f"{total / 3600:.2f} h" if total >= 3600 else f"{total / 60:.1f} min")
+        + (f" (and {unlogged} epoch(s) of kfcn < 0.2, unlogged)" if unlogged else "")
     )
     machine = summary.get("machine", {})
     lines = [
