@@ -9,7 +9,9 @@ it imports the backend, unless `KFCN_STARTUP_LOG=1` is set (the command line's `
 
 JAX frees device buffers from a garbage-collector callback. A Ctrl-C that lands while a callback
 runs is printed as "Exception ignored in: <function _xla_gc_callback>" and lost, and training goes
-on. `keep_interrupts` makes every gc callback hand such an interrupt back to the main thread.
+on. `keep_interrupts` makes every gc callback hand such an interrupt back to the main thread, and
+catches the one that lands on a wrapper's first instruction (before its `try`) where Python
+reports it, in `sys.unraisablehook`.
 """
 
 from __future__ import annotations
@@ -98,10 +100,15 @@ def _handing_interrupts_back(callback):
             # again, from another thread and a moment later, once the collection has returned (a
             # signal handled while still inside a callback would be lost again; should that happen,
             # the wrapper of that callback delivers it once more).
-            threading.Thread(target=_deliver_later, args=(getattr(interrupt, "signum", signal.SIGINT),)).start()
+            _hand_back(interrupt)
 
     wrapped.kfcn_hands_interrupts_back = True
     return wrapped
+
+
+def _hand_back(interrupt):
+    signum = getattr(interrupt, "signum", signal.SIGINT)
+    threading.Thread(target=_deliver_later, args=(signum,), daemon=True).start()
 
 
 def _deliver_later(signum, delay=0.01):
@@ -111,9 +118,28 @@ def _deliver_later(signum, delay=0.01):
     _thread.interrupt_main(signum)
 
 
+def _redelivering_unraisable_interrupts(previous_hook):
+    def hook(unraisable):
+        if isinstance(unraisable.exc_value, KeyboardInterrupt) and _is_gc_callback(unraisable.object):
+            _hand_back(unraisable.exc_value)
+        else:
+            previous_hook(unraisable)
+
+    hook.kfcn_hands_interrupts_back = True
+    return hook
+
+
+def _is_gc_callback(obj):
+    return getattr(obj, "kfcn_hands_interrupts_back", False) or any(obj is callback for callback in gc.callbacks)
+
+
 def keep_interrupts():
     """Wraps the garbage collector's callbacks (JAX's among them) so that a Ctrl-C or SIGTERM that
     arrives while one runs stops the program instead of being printed and ignored. Idempotent.
+
+    A signal can also land on a wrapper's very first instruction, before its `try` (Python checks
+    for signals on entering a function); the interrupt then escapes to `sys.unraisablehook`, which
+    this also wraps to deliver it once more.
 
     Example:
     >>> calls = []
@@ -127,3 +153,5 @@ def keep_interrupts():
         callback if getattr(callback, "kfcn_hands_interrupts_back", False) else _handing_interrupts_back(callback)
         for callback in gc.callbacks
     ]
+    if not getattr(sys.unraisablehook, "kfcn_hands_interrupts_back", False):
+        sys.unraisablehook = _redelivering_unraisable_interrupts(sys.unraisablehook)

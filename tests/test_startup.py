@@ -64,6 +64,43 @@ def test_an_interrupt_inside_a_gc_callback_stops_the_program(gc_callbacks):
         signal.signal(signal.SIGINT, previous)
 
 
+def test_an_interrupt_on_a_wrappers_first_instruction_still_stops_the_program(gc_callbacks):
+    # The signal handed back can land while another collection runs, on the first instruction of
+    # a wrapper, before its `try` (CI saw this once): Python then reports it to sys.unraisablehook.
+    # A callback that is marked as wrapped but raises stands for that wrapper.
+    landed_before_the_try = _raising_once(KeyboardInterrupt())
+    landed_before_the_try.kfcn_hands_interrupts_back = True
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    hook = sys.unraisablehook
+    try:
+        gc.callbacks.append(landed_before_the_try)
+        keep_interrupts()
+        keep_interrupts()  # idempotent: the hook is wrapped once
+        assert sys.unraisablehook.kfcn_hands_interrupts_back and sys.unraisablehook.__closure__
+        with pytest.raises(KeyboardInterrupt):
+            _collect_then_run_on()
+    finally:
+        sys.unraisablehook = hook
+        signal.signal(signal.SIGINT, previous)
+
+
+def test_other_unraisable_exceptions_still_reach_the_previous_hook():
+    reported = []
+    hook, sys.unraisablehook = sys.unraisablehook, reported.append
+    try:
+        keep_interrupts()
+
+        class Broken:
+            def __del__(self):
+                raise ValueError("in __del__")
+
+        Broken()
+        gc.collect()
+    finally:
+        sys.unraisablehook = hook
+    assert [type(event.exc_value) for event in reported] == [ValueError]
+
+
 def test_a_sigterm_inside_a_gc_callback_stays_a_sigterm(gc_callbacks):
     def terminate(signum, frame):
         raise Terminated(f"signal {signum}")
