@@ -47,10 +47,15 @@ def register(commands):
         "--tile",
         type=_tile_option,
         default="auto",
-        help="tile side for images larger than it; auto (default): the whole image in one call when its "
-        "activations fit --memory-gib, else the largest tile that does",
+        help="tile side for images larger than it; auto (default): the whole image in one call when the "
+        "process's peak memory then fits --memory-gib, else the largest tile that does",
     )
-    sub.add_argument("--memory-gib", type=float, default=4.0, help="activation memory budget of --tile auto")
+    sub.add_argument(
+        "--memory-gib",
+        type=float,
+        default=4.0,
+        help="peak resident memory of the whole process that --tile auto keeps within (GiB)",
+    )
     sub.add_argument(
         "--overlap-mode",
         default="exact",

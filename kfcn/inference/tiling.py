@@ -240,7 +240,7 @@ def predict_tiled(
             and only the tiles being predicted are read.
         tile_size: input tile side or (rows, cols); it must suit the model
             (multiples of its stride, or a valid-padding size; the error says which).
-            "auto": the largest tile whose estimated activation memory fits
+            "auto": the largest tile whose estimated peak memory fits
             `memory_budget` (`kfcn.inference.auto_tile`); the whole image in one call
             when it fits.
         overlap: output pixels shared by adjacent tiles (int or pair). None: the
@@ -260,7 +260,9 @@ def predict_tiled(
         progress: show a progress bar.
         policy: None or a Keras dtype policy ("mixed_bfloat16", "mixed_float16") to
             compute in (`kfcn.models.with_policy`); the output stays float32.
-        memory_budget: bytes of activations `tile_size="auto"` may plan for (default 4 GiB).
+        memory_budget: bytes `tile_size="auto"` keeps the process's peak resident memory within
+            (default 4 GiB): the framework, the model, the image and the output included
+            (`kfcn.inference.auto_tile.estimate_peak_bytes`).
         engine: "keras", or "litert" to run each tile through a float32 TFLite
             conversion of the model with LiteRT's XNNPACK kernels, the fastest on CPUs
             (converted once per model and tile shape; see `kfcn.inference.litert`).
@@ -280,10 +282,12 @@ def predict_tiled(
     if isinstance(tile_size, str):
         if tile_size != "auto":
             raise ValueError(f"`tile_size` must be an int, a pair or 'auto'; got {tile_size!r}.")
-        from kfcn.inference.auto_tile import DEFAULT_BUDGET, auto_tile_size
+        from kfcn.inference.auto_tile import DEFAULT_BUDGET, auto_tile_size, resident_bytes
 
         budget = DEFAULT_BUDGET if memory_budget is None else memory_budget
-        tile_size = auto_tile_size(model, np.shape(image), budget, batch_size if _is_int(batch_size) else 1)
+        batch = batch_size if _is_int(batch_size) else 1
+        held = resident_bytes(image) + resident_bytes(out)
+        tile_size = auto_tile_size(model, np.shape(image), budget, batch, overlap, held, out is not None)
         if tile_size is None:  # the whole image fits: one call, exact
             from kfcn.inference.whole import predict
 
