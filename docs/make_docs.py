@@ -11,40 +11,36 @@ from pathlib import Path
 import keras
 
 from kfcn.analysis import receptive_field
-from kfcn.models import fcn, plain_cnn, segnet, unet
+from kfcn.models import build
+from kfcn.models.registry import FAMILIES
 
-FAMILIES = [
-    (
-        "Published U-Net (Ronneberger 2015)",
-        'unet((572, 572, 1), num_classes=2, padding="valid")',
-        lambda: unet((572, 572, 1), num_classes=2, padding="valid"),
-    ),
+# (title, family, input shape, outputs, the family's options): every family of the registry at least once.
+SHOWN_MODELS = [
+    ("Published U-Net (Ronneberger 2015)", "unet", (572, 572, 1), 2, {"padding": "valid"}),
     (
         "Improved U-Net: strided convolutions, transposed upsampling, batch norm",
-        'unet((256, 256, 1), 1, filters=16, downsampling="strided", batch_norm=True)',
-        lambda: unet((256, 256, 1), 1, filters=16, downsampling="strided", batch_norm=True),
+        "unet",
+        (256, 256, 1),
+        1,
+        {"filters": 16, "downsampling": "strided", "batch_norm": True},
     ),
-    (
-        "U-Net on a keras.applications encoder",
-        'unet((256, 256, 3), 2, backbone="mobilenet_v2", filters=64)',
-        lambda: unet((256, 256, 3), 2, backbone="mobilenet_v2", filters=64),
-    ),
-    (
-        "SegNet (Badrinarayanan 2015) on CamVid's size",
-        "segnet((360, 480, 3), num_classes=12)",
-        lambda: segnet((360, 480, 3), num_classes=12),
-    ),
-    (
-        "FCN-8s (Long 2015), small VGG-like encoder",
-        'fcn((256, 256, 3), num_classes=21, variant="8s")',
-        lambda: fcn((256, 256, 3), num_classes=21, variant="8s"),
-    ),
-    (
-        "Plain image-to-image CNN (Pang 2010)",
-        "plain_cnn((256, 256, 1), out_channels=1, num_layers=5)",
-        lambda: plain_cnn((256, 256, 1), out_channels=1, num_layers=5),
-    ),
+    ("U-Net on a keras.applications encoder", "unet", (256, 256, 3), 2, {"backbone": "mobilenet_v2", "filters": 64}),
+    ("SegNet (Badrinarayanan 2015) on CamVid's size", "segnet", (360, 480, 3), 12, {}),
+    ("FCN-8s (Long 2015), small VGG-like encoder", "fcn", (256, 256, 3), 21, {"variant": "8s"}),
+    ("Plain image-to-image CNN (Pang 2010)", "plain_cnn", (256, 256, 1), 1, {"num_layers": 5, "head": "regression"}),
 ]
+MISSING = set(FAMILIES) - {family for _, family, *_ in SHOWN_MODELS}
+if MISSING:
+    raise SystemExit(f"docs/make_docs.py shows no model of the families {sorted(MISSING)}: add one to SHOWN_MODELS.")
+
+
+def call_text(family, input_shape, outputs, options):
+    """The `kfcn.models.build` call that makes the model, as the page prints it."""
+    arguments = [repr(family), repr(input_shape), f"outputs={outputs}"]
+    arguments += [f"{key}={value!r}" for key, value in options.items()]
+    return f"build({', '.join(arguments)})"
+
+
 SHOWN = (
     keras.layers.MaxPooling2D,
     keras.layers.Conv2DTranspose,
@@ -87,8 +83,9 @@ def main():
         "`kfcn.analysis.receptive_field` (`.summary()` prints every layer).",
         "",
     ]
-    for title, call, build in FAMILIES:
-        model = build()
+    for title, family, input_shape, outputs, options in SHOWN_MODELS:
+        model = build(family, input_shape, outputs, **options)
+        call = call_text(family, input_shape, outputs, options)
         field = receptive_field(model)
         lines += [
             f"## {title}",

@@ -4,7 +4,8 @@ Every subpackage loads on first use (`kfcn.models`, `from kfcn import losses`,
 `import kfcn.data`), so `import kfcn` itself is instant and imports neither Keras nor
 TensorFlow; the command line relies on this to keep TensorFlow's start-up log quiet.
 `layers`, `models`, `losses`, `metrics`, `inference`, `analysis` and `samples` run on
-every backend without TensorFlow; `data` (tf.data pipelines) and `export` need it.
+every backend without TensorFlow, and so do `data`'s NumPy helpers (weight and density
+maps, synthetic images); `data`'s tf.data pipelines and `export` need it.
 Once Keras is imported too (before or after kfcn), kfcn's layers, losses and metrics
 are registered with it, so plain `keras.saving.load_model` loads kfcn models.
 
@@ -33,6 +34,7 @@ _NEEDS_TENSORFLOW = ("data", "export")
 _SUBPACKAGES = (
     *_BACKEND_NEUTRAL,
     *_NEEDS_TENSORFLOW,
+    "arguments",
     "atomic",
     "evaluation",
     "image_io",

@@ -16,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import os
@@ -23,6 +24,7 @@ import time
 from pathlib import Path
 
 import keras
+import numpy as np
 
 from kfcn.atomic import PARTIAL_MARK, atomic_path
 
@@ -54,6 +56,41 @@ class LogLearningRate(keras.callbacks.Callback):
         logs["seconds"] = time.perf_counter() - self._started
 
 
+def read_log(csv_path):
+    """Rows of a run's `training.csv` as `{column: np.ndarray}`, one row per epoch, numbered from 1.
+
+    A resumed run may have logged an epoch twice; the later row wins. Logs numbered from 0
+    (Keras' `CSVLogger`, kfcn before 0.2) are renumbered from 1, as the console numbers them.
+
+    Example:
+    >>> import tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "log.csv")
+    >>> _ = open(path, "w").write("epoch,loss\\n0,2.0\\n1,1.5\\n1,1.4\\n")
+    >>> log = read_log(path)
+    >>> log["epoch"].tolist(), log["loss"].tolist()
+    ([1.0, 2.0], [2.0, 1.4])
+    """
+    rows = {}
+    with open(csv_path, newline="") as file:
+        for row in csv.DictReader(file):
+            if None in row:  # more values than the header names: they cannot be given names
+                raise ValueError(
+                    f"{csv_path}: the row of epoch {row.get('epoch')} has more values than the header names "
+                    f"({', '.join(k for k in row if k)}): Keras' CSVLogger appended a row with other columns to a log "
+                    "written before (a run resumed by another kfcn version). Give the header every column, in the "
+                    "row's order (epoch, then the names sorted), with NA for the rows that lack one."
+                )
+            if row.get("epoch") not in (None, "", "epoch"):
+                rows[int(row["epoch"])] = row
+    if 0 in rows:  # numbered from 0: Keras' CSVLogger
+        rows = {epoch + 1: {**row, "epoch": str(epoch + 1)} for epoch, row in rows.items()}
+    columns = {}
+    for epoch in sorted(rows):
+        for key, value in rows[epoch].items():
+            columns.setdefault(key, []).append(float(value) if value not in ("", None, "NA") else np.nan)
+    return {key: np.asarray(values) for key, values in columns.items()}
+
+
 class EpochLog(keras.callbacks.Callback):
     """Writes one CSV row per epoch, numbered from 1 as the console and `summary.json` number them,
     rewriting the whole file atomically each time (a kill leaves the log of the last epoch, never a
@@ -78,8 +115,6 @@ class EpochLog(keras.callbacks.Callback):
         self.path = Path(path)
 
     def on_epoch_end(self, epoch, logs=None):
-        from kfcn.training import read_log
-
         columns = read_log(self.path) if self.path.is_file() else {}
         rows = {
             int(logged): {key: values[row] for key, values in columns.items() if key != "epoch"}

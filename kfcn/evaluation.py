@@ -27,6 +27,7 @@ import math
 import numpy as np
 from skimage import measure, metrics, segmentation
 
+from kfcn.arguments import is_integer
 from kfcn.arrays import one_channel
 
 BORDERS = ("singletons", "thin")
@@ -278,7 +279,7 @@ def segmentation_scores(
         if probability.shape[-1] == 2:  # a two-class softmax: channel 1 is the foreground
             probability = probability[..., 1:]
     elif label_mode == "index":
-        if not isinstance(num_classes, int) or num_classes < 2:
+        if not is_integer(num_classes) or num_classes < 2:
             raise ValueError(f"label_mode='index' needs num_classes >= 2; got {num_classes!r}.")
     else:
         raise ValueError(f"label_mode must be 'binary' or 'index'; got {label_mode!r}.")

@@ -23,6 +23,7 @@ import numpy as np
 from scipy import ndimage
 from skimage import segmentation
 
+from kfcn.arguments import check_integer
 from kfcn.arrays import one_channel
 
 
@@ -51,8 +52,8 @@ def instances_from_probabilities(probabilities, min_size=10, min_seed_size=4):
     array([[0, 1, 1, 1, 2, 2, 0]], dtype=int32)
     """
     probabilities = _probabilities(probabilities, (3,), "instances_from_probabilities")
-    _check_size(min_size, "min_size")
-    _check_size(min_seed_size, "min_seed_size")
+    min_size = check_integer("min_size", min_size, minimum=1, meaning="a pixel count")
+    min_seed_size = check_integer("min_seed_size", min_seed_size, minimum=1, meaning="a pixel count")
     classes = np.argmax(probabilities, axis=-1)
     foreground = classes > 0
     seeds, _ = ndimage.label(classes == 1)
@@ -82,7 +83,7 @@ def instances_from_foreground(probabilities, threshold=0.5, min_size=10):
     array([[1, 1, 0, 2, 2, 0, 3]], dtype=int32)
     """
     probabilities = _probabilities(probabilities, (1, 2), "instances_from_foreground")
-    _check_size(min_size, "min_size")
+    min_size = check_integer("min_size", min_size, minimum=1, meaning="a pixel count")
     if probabilities.shape[-1] == 2:
         foreground = probabilities[..., 1] > probabilities[..., 0]
     else:
@@ -164,11 +165,6 @@ def instance_f1(predicted, true, iou=0.5):
 
 def _ratio(numerator, denominator):
     return numerator / denominator if denominator else float("nan")
-
-
-def _check_size(value, name):
-    if not (isinstance(value, (int, np.integer)) and value >= 1):
-        raise ValueError(f"`{name}` is a pixel count, an int >= 1; got {value!r}.")
 
 
 def _probabilities(probabilities, channels, caller):

@@ -29,11 +29,12 @@ import numbers
 import keras
 from keras import ops
 
+from kfcn.arguments import is_integer
 from kfcn.targets import RAW_MASK_FIX, check_ignore_class, examples_of, poison, refuse_or_poison
 
 
 def _check_arguments(num_classes, class_ids, threshold, ignore_class):
-    if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 2:
+    if not is_integer(num_classes) or num_classes < 2:
         raise ValueError(
             f"`num_classes` counts the background too and must be an int >= 2, got {num_classes!r}. A binary "
             "model (num_classes=1: one sigmoid channel) is scored with num_classes=2, class_ids=[1] for the "
@@ -41,9 +42,7 @@ def _check_arguments(num_classes, class_ids, threshold, ignore_class):
         )
     if class_ids is not None:
         class_ids = list(class_ids)
-        valid = [
-            isinstance(c, numbers.Integral) and not isinstance(c, bool) and 0 <= c < num_classes for c in class_ids
-        ]
+        valid = [is_integer(c) and 0 <= c < num_classes for c in class_ids]
         if not class_ids or not all(valid) or len(set(class_ids)) != len(class_ids):
             raise ValueError(
                 f"`class_ids` must be distinct ints in range({num_classes}) (num_classes={num_classes}), got "

@@ -9,9 +9,10 @@ Example:
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
+
+from kfcn.arguments import check_integer
 
 # Keras is imported inside each function: kfcn.losses and kfcn.metrics import this module while
 # kfcn registers them with Keras, so it must not be the module that first imports Keras.
@@ -83,8 +84,6 @@ def check_ignore_class(ignore_class):
     """
     if ignore_class is None:
         return None
-    if isinstance(ignore_class, bool) or not isinstance(ignore_class, numbers.Integral):
-        raise ValueError(
-            f"`ignore_class` must be an int label value (e.g. 11 for CamVid's void) or None, got {ignore_class!r}."
-        )
-    return int(ignore_class)
+    return check_integer(
+        "ignore_class", ignore_class, accepted="an int label value (e.g. 11 for CamVid's void) or None"
+    )

@@ -681,7 +681,7 @@ BACKEND_CASES = [
         "predict-tiled-negative-overlap",
         lambda: inference.predict_tiled(tiny_unet(), IMAGE_U8, 16, overlap=-4, progress=False),
         ValueError,
-        r"`overlap`.*at least 0",
+        r"`overlap`.*non-negative int",
     ),
     refuses(
         "predict-tiled-overlap-as-large-as-tile",
@@ -705,7 +705,7 @@ BACKEND_CASES = [
         "predict-tiled-tile-size-0",
         lambda: inference.predict_tiled(tiny_unet(), IMAGE_U8, 0, progress=False),
         ValueError,
-        r"`tile_size`.*at least 1",
+        r"`tile_size`.*positive int",
     ),
     refuses(
         "predict-tiled-unknown-blend",

@@ -14,7 +14,7 @@ import pytest
 
 LIGHT_PACKAGES = ", ".join(
     ["kfcn", "kfcn.layers", "kfcn.models", "kfcn.losses", "kfcn.metrics", "kfcn.inference", "kfcn.analysis"]
-    + ["kfcn.samples"]
+    + ["kfcn.samples", "kfcn.data"]
 )
 
 WITHOUT_TENSORFLOW = textwrap.dedent(
@@ -59,13 +59,20 @@ WITHOUT_TENSORFLOW = textwrap.dedent(
     assert kfcn.analysis.receptive_field(model).required_multiple == 4
     assert kfcn.samples.shipped_model_path().is_file() and kfcn.samples.isbi2012_dir().is_dir()
 
-    # kfcn.data is TensorFlow's (tf.data): it loads only when used, and says what it misses.
-    try:
-        kfcn.data
-    except ImportError as error:
-        assert "tensorflow" in str(error), error
-    else:
-        raise AssertionError("kfcn.data loaded without TensorFlow")
+    # kfcn.data's NumPy helpers work without TensorFlow; its tf.data pipelines say what they miss.
+    from kfcn.data import unet_weight_map
+    from kfcn.data.density import density_map
+    from kfcn.data import degrade, perturb_contours, touching_ellipses, bulge_disk_galaxy
+    weights = unet_weight_map(np.pad(np.ones((4, 4), "uint8"), 2))
+    assert weights.shape == (8, 8) and weights.max() > 1
+    assert abs(density_map(np.array([[2.0, 3.0]]), (6, 6), sigma=1.0).sum() - 1.0) < 1e-6
+    for pipeline in ("folder_dataset", "random_crop_pipeline", "PairedAugmenter", "tfds_datasets"):
+        try:
+            getattr(kfcn.data, pipeline)
+        except ModuleNotFoundError as error:
+            assert "pip install tensorflow" in str(error) and pipeline in str(error), error
+        else:
+            raise AssertionError(f"kfcn.data.{{pipeline}} loaded without TensorFlow")
     assert "tensorflow" not in sys.modules
     print("ok")
     """

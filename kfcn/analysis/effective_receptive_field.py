@@ -11,6 +11,7 @@ import numpy as np
 from kfcn.analysis.fully_convolutional import check_fully_convolutional, check_model_input
 from kfcn.analysis.gradients import input_gradient
 from kfcn.analysis.receptive_field import receptive_field
+from kfcn.arguments import check_integer
 
 
 @dataclass
@@ -98,8 +99,7 @@ def effective_receptive_field(model, input_shape, samples=8, reinitialize=False,
     """
     if len(tuple(input_shape)) != 3:
         raise ValueError(f"`input_shape` is (height, width, channels), e.g. (64, 64, 1); got {input_shape!r}.")
-    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
-        raise ValueError(f"`samples` is the number of random inputs to average, an int >= 1; got {samples!r}.")
+    samples = check_integer("samples", samples, minimum=1, meaning="the number of random inputs to average")
     check_fully_convolutional(model, "effective_receptive_field")
     check_model_input(model, input_shape, "effective_receptive_field")
     height, width, _ = input_shape

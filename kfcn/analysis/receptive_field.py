@@ -14,7 +14,8 @@ j' = j/t; a transposed convolution also widens r by (⌈k/t⌉ − 1)·j. Mergin
 paddings shift s. The model is traced once at a concrete probe size
 (`keras.models.clone_model` with a `call_function`), so crops that depend on the
 input size (the valid U-Net's skip crops) are exact, and nested models
-(keras.applications backbones) are walked layer by layer.
+(keras.applications backbones) are walked layer by layer. Each kind of layer's rule lives
+in `kfcn.analysis.field_rules`, where a custom layer registers its own.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 
 import keras
 
+from kfcn.analysis.field_rules import FIELD_RULES, GLOBAL, AxisField, rule_of, window_of, windowed
 from kfcn.analysis.fully_convolutional import (
     check_fully_convolutional,
     fixed_size_error,
@@ -31,24 +33,8 @@ from kfcn.analysis.fully_convolutional import (
     is_global_pooling,
 )
 from kfcn.analysis.graph import trace_layers
-from kfcn.layers import CropToMatch, MaxPoolingWithArgmax2D, MaxUnpooling2D
 
-GLOBAL = math.inf
 _PROBE_SIZES = (256, 252, 508, 572, 224, 512, 1020)
-
-
-@dataclass(frozen=True)
-class AxisField:
-    size: float
-    jump: float
-    start: float
-
-    def union(self, other):
-        if math.isinf(self.size) or math.isinf(other.size):
-            return AxisField(GLOBAL, max(self.jump, other.jump), self.start)
-        low = min(self.start - (self.size - 1) / 2, other.start - (other.size - 1) / 2)
-        high = max(self.start + (self.size - 1) / 2, other.start + (other.size - 1) / 2)
-        return AxisField(high - low + 1, max(self.jump, other.jump), (low + high) / 2)
 
 
 @dataclass
@@ -265,23 +251,12 @@ def _trace(model, probe_size):
 
 def _stride_info(layer, inputs, fields):
     """Per axis (input size, stride, input jump, effective kernel, padding) of a strided layer."""
-    layers = keras.layers
-    if isinstance(layer, MaxPoolingWithArgmax2D):
-        kernel, strides, dilation, padding = layer.pool_size, layer.pool_size, (1, 1), layer.padding
-    elif isinstance(layer, (layers.MaxPooling2D, layers.AveragePooling2D)):
-        kernel, strides, dilation, padding = layer.pool_size, layer.strides, (1, 1), layer.padding
-    elif isinstance(layer, (layers.Conv2D, layers.DepthwiseConv2D, layers.SeparableConv2D)) and not isinstance(
-        layer, layers.Conv2DTranspose
-    ):
-        kernel, strides, dilation, padding = layer.kernel_size, layer.strides, layer.dilation_rate, layer.padding
-    else:
-        return None
-    if max(strides) == 1 or not inputs or id(inputs[0]) not in fields:
+    window = window_of(layer)
+    if window is None or max(window.strides) == 1 or not inputs or id(inputs[0]) not in fields:
         return None
     size = _spatial(inputs[0])
     return tuple(
-        (size[a], strides[a], fields[id(inputs[0])][a].jump, dilation[a] * (kernel[a] - 1) + 1, padding)
-        for a in range(2)
+        (size[a], window.strides[a], fields[id(inputs[0])][a].jump, window.extent(a), window.padding) for a in range(2)
     )
 
 
@@ -291,21 +266,6 @@ def _tidy(value):
 
 def _spatial(tensor):
     return tuple(tensor.shape[1:3]) if len(tensor.shape) == 4 else None
-
-
-def _conv_like(fields_in, kernel, strides, dilation, padding, in_size):
-    out = []
-    for axis, f in enumerate(fields_in):
-        k = dilation[axis] * (kernel[axis] - 1) + 1
-        t = strides[axis]
-        if padding == "same":
-            remainder = in_size[axis] % t
-            total = max(k - (t if remainder == 0 else remainder), 0)
-            before = total // 2
-        else:
-            before = 0
-        out.append(AxisField(f.size + (k - 1) * f.jump, f.jump * t, f.start + ((k - 1) / 2 - before) * f.jump))
-    return tuple(out)
 
 
 def _layer_field(layer, inputs, outputs, fields):
@@ -319,46 +279,12 @@ def _layer_field(layer, inputs, outputs, fields):
     in_size = _spatial(first_tensor)
     out_tensor = keras.tree.flatten(outputs)[0]
     out_size = _spatial(out_tensor)
-    layers = keras.layers
-
-    if isinstance(layer, (layers.Conv2D, layers.DepthwiseConv2D, layers.SeparableConv2D)) and not isinstance(
-        layer, layers.Conv2DTranspose
-    ):
-        return _conv_like(merged, layer.kernel_size, layer.strides, layer.dilation_rate, layer.padding, in_size)
-    if isinstance(layer, (layers.MaxPooling2D, layers.AveragePooling2D)):
-        return _conv_like(merged, layer.pool_size, layer.strides, (1, 1), layer.padding, in_size)
-    if isinstance(layer, MaxPoolingWithArgmax2D):
-        # "same" pads only at the bottom/right: no left padding.
-        return _conv_like(merged, layer.pool_size, layer.pool_size, (1, 1), "valid", in_size)
-    if isinstance(layer, layers.Conv2DTranspose):
-        result = []
-        for axis, f in enumerate(merged):
-            k, t = layer.kernel_size[axis], layer.strides[axis]
-            before = max(k - t, 0) // 2 if layer.padding == "same" else 0
-            result.append(
-                AxisField(
-                    f.size + (math.ceil(k / t) - 1) * f.jump, f.jump / t, f.start + f.jump * (before - (k - 1) / 2) / t
-                )
-            )
-        return tuple(result)
-    if isinstance(layer, (layers.UpSampling2D, MaxUnpooling2D)):
-        factor = layer.size if isinstance(layer, layers.UpSampling2D) else layer.pool_size
-        bilinear = getattr(layer, "interpolation", "nearest") != "nearest"
-        return tuple(
-            AxisField(f.size + (f.jump if bilinear else 0), f.jump / factor[axis], f.start)
-            for axis, f in enumerate(merged)
-        )
-    if isinstance(layer, CropToMatch):
-        x_size, ref_size = _spatial(inputs[0]), _spatial(inputs[1])
-        x_field = fields[id(inputs[0])]
-        return tuple(
-            AxisField(f.size, f.jump, f.start + ((x_size[a] - ref_size[a]) // 2) * f.jump)
-            for a, f in enumerate(x_field)
-        )
-    if isinstance(layer, layers.Cropping2D):
-        return tuple(AxisField(f.size, f.jump, f.start + layer.cropping[a][0] * f.jump) for a, f in enumerate(merged))
-    if isinstance(layer, layers.ZeroPadding2D):
-        return tuple(AxisField(f.size, f.jump, f.start - layer.padding[a][0] * f.jump) for a, f in enumerate(merged))
+    window = window_of(layer)
+    if window is not None:
+        return windowed(merged, window, in_size)
+    rule = rule_of(layer, FIELD_RULES)
+    if rule is not None:
+        return rule(layer, merged, inputs, fields, in_size)
     if out_size is None or _contains_global_pooling(layer):
         # Global pooling (or a layer hiding one): every unit sees the whole input.
         return (

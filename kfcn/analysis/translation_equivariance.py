@@ -9,6 +9,7 @@ import numpy as np
 
 from kfcn.analysis.fully_convolutional import check_fully_convolutional, check_model_input
 from kfcn.analysis.graph import has_graph
+from kfcn.arguments import is_integer
 
 
 @dataclass
@@ -124,7 +125,7 @@ def _border(context, size, max_shift, scale):
 
 def _check_arguments(input_shape, shifts):
     input_shape = tuple(input_shape)
-    if len(input_shape) != 3 or not all(isinstance(v, (int, np.integer)) and v > 0 for v in input_shape):
+    if len(input_shape) != 3 or not all(is_integer(v) and v > 0 for v in input_shape):
         raise ValueError(f"`input_shape` must be (height, width, channels) of positive ints; got {input_shape!r}.")
     if np.ndim(shifts) == 1:  # one (rows, cols) pair
         shifts = [shifts]

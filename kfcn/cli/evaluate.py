@@ -64,7 +64,7 @@ def _read_evaluation_pair(args, image_path, label_path, channels, input_range, c
     """(raw float32 image with the model's channels, label as the task needs it); the image's bit
     depth is checked against the model's input range first (`kfcn.image_io.check_bit_depth`)."""
     from kfcn.data import dots_from_image, load_pair
-    from kfcn.data.io import as_float32, check_bit_depth, read_image, read_model_input, stored_dtype
+    from kfcn.image_io import as_float32, check_bit_depth, read_image, read_model_input, stored_dtype
     from kfcn.inference.runner import check_pixel_range
 
     if args.task == "segmentation":
@@ -118,9 +118,9 @@ def run(args):
     from tqdm.auto import tqdm
 
     from kfcn.data import pair_files
-    from kfcn.data.io import ChannelConversions
     from kfcn.evaluation import mean_scores
-    from kfcn.inference import model_geometry, predict, predict_tiled
+    from kfcn.image_io import ChannelConversions
+    from kfcn.inference import model_geometry, predict_tiled
 
     if args.task == "segmentation" and args.label_mode == "index" and args.num_classes is None:
         raise ValueError("--label-mode index needs --num-classes K (labels hold class indices 0..K-1).")
@@ -145,10 +145,8 @@ def run(args):
     for (image_path, _), (image, label) in tqdm(
         list(zip(pairs, data)), desc="evaluating", unit="image", disable=None, leave=False
     ):
-        if max(image.shape[:2]) <= args.tile:
-            prediction = predict(model, image, tta=args.tta)
-        else:
-            prediction = predict_tiled(model, image, args.tile, batch_size=args.batch, tta=args.tta, progress=False)
+        # Whole or tiled: predict_tiled decides (one call when one tile covers the image).
+        prediction = predict_tiled(model, image, args.tile, batch_size=args.batch, tta=args.tta, progress=False)
         names.append(image_path.name)
         rows.append(_score(args, prediction, label))
     mean = mean_scores(rows)

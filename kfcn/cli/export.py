@@ -13,7 +13,7 @@ def register(commands):
     sub = commands.add_parser("export", help=text, description=text)
     sub.add_argument("model", help="a .keras file")
     add_unsafe_option(sub)
-    sub.add_argument("--format", required=True, choices=("saved_model", "tflite", "onnx"))
+    sub.add_argument("--format", required=True, choices=tuple(EXPORTERS))
     sub.add_argument(
         "--output", required=True, help="SavedModel: the base folder (versions go inside); else the file to write"
     )
@@ -38,9 +38,8 @@ def register(commands):
 def run(args):
     import json
 
-    from kfcn import export
     from kfcn.atomic import check_writable
-    from kfcn.export.contract import checked_metadata, exportable, serving_contract
+    from kfcn.export.contract import checked_metadata
 
     output = Path(args.output)
     try:
@@ -53,38 +52,79 @@ def run(args):
         metadata = checked_metadata(metadata)
     except ValueError as error:
         raise ValueError(f"--metadata: {error}") from None
-    if args.format == "onnx" and args.input_dtype != "float32":
-        raise ValueError(f"--input-dtype {args.input_dtype} is for tflite and saved_model; ONNX takes float32 input.")
+    _refuse_options_of_other_formats(args)
     check_writable(output if args.format == "saved_model" else output.parent, "output folder")
     model = load(args)
-    if args.format == "saved_model":
-        serving_contract(exportable(model)).check_input_dtype(args.input_dtype)
-        folder = export.saved_model(model, output, version=args.version, overwrite=args.overwrite, metadata=metadata)
-        card = json.loads((folder / export.MODEL_CARD_NAME).read_text())
-        signatures = ", ".join(f"{name} ({dtype})" for name, dtype in card["serving"]["signatures"].items())
-        print(f"wrote {folder} (TF Serving: --model_base_path={output.resolve()}); signatures: {signatures}")
-    elif args.format == "tflite":
-        representative = _representative_images(args.representative, model) if args.representative else None
-        input_shape = None if args.input_size is None else tuple(args.input_size)
-        report = export.tflite(
-            model,
-            output,
-            args.quantize,
-            representative,
-            input_shape=input_shape,
-            overwrite=args.overwrite,
-            input_dtype=args.input_dtype,
-            metadata=metadata,
+    exporter, _ = EXPORTERS[args.format]
+    exporter(args, model, output, metadata)
+
+
+def _saved_model(args, model, output, metadata):
+    import json
+
+    from kfcn import export
+    from kfcn.export.contract import exportable, serving_contract
+
+    serving_contract(exportable(model)).check_input_dtype(args.input_dtype)
+    folder = export.saved_model(model, output, version=args.version, overwrite=args.overwrite, metadata=metadata)
+    card = json.loads((folder / export.MODEL_CARD_NAME).read_text())
+    signatures = ", ".join(f"{name} ({dtype})" for name, dtype in card["serving"]["signatures"].items())
+    print(f"wrote {folder} (TF Serving: --model_base_path={output.resolve()}); signatures: {signatures}")
+
+
+def _tflite(args, model, output, metadata):
+    from kfcn import export
+
+    representative = _representative_images(args.representative, model) if args.representative else None
+    input_shape = None if args.input_size is None else tuple(args.input_size)
+    report = export.tflite(
+        model,
+        output,
+        args.quantize,
+        representative,
+        input_shape=input_shape,
+        overwrite=args.overwrite,
+        input_dtype=args.input_dtype,
+        metadata=metadata,
+    )
+    tensor = report["input"]
+    print(
+        f"wrote {report['path']} ({report['bytes'] / 1e6:.2f} MB, {report['quantization']}); input "
+        f"{tensor['name']} {tensor['dtype']} {tensor['shape']}; ops: {', '.join(report['ops'])}; "
+        f"model card {report['model_card']}"
+    )
+
+
+def _onnx(args, model, output, metadata):
+    from kfcn import export
+
+    report = export.onnx(model, output, overwrite=args.overwrite, metadata=metadata)
+    print(f"wrote {report['path']} ({report['bytes'] / 1e6:.2f} MB); model card {report['model_card']}")
+
+
+# format -> (the function that writes it, the format-specific options it reads besides
+# --output, --overwrite and --metadata, which every format takes).
+EXPORTERS = {
+    "saved_model": (_saved_model, ("version", "input_dtype")),
+    "tflite": (_tflite, ("quantize", "representative", "input_size", "input_dtype")),
+    "onnx": (_onnx, ()),
+}
+_DEFAULTS = {"version": None, "input_dtype": "float32", "quantize": None, "representative": None, "input_size": None}
+
+
+def _refuse_options_of_other_formats(args):
+    """An option the chosen format does not read is refused, not ignored: `--quantize int8` with
+    `--format saved_model` would otherwise write an unquantised model without a word."""
+    _, taken = EXPORTERS[args.format]
+    given = [name for name, default in _DEFAULTS.items() if name not in taken and getattr(args, name) != default]
+    if given:
+        flags = ", ".join("--" + name.replace("_", "-") for name in given)
+        takers = sorted(fmt for fmt, (_, options) in EXPORTERS.items() if any(name in options for name in given))
+        one = len(given) == 1
+        raise ValueError(
+            f"{flags} {'does' if one else 'do'} not apply to --format {args.format} (only to "
+            f"{' and '.join(takers)}); drop {'it' if one else 'them'} or export to {' or '.join(takers)}."
         )
-        tensor = report["input"]
-        print(
-            f"wrote {report['path']} ({report['bytes'] / 1e6:.2f} MB, {report['quantization']}); input "
-            f"{tensor['name']} {tensor['dtype']} {tensor['shape']}; ops: {', '.join(report['ops'])}; "
-            f"model card {report['model_card']}"
-        )
-    else:
-        report = export.onnx(model, output, overwrite=args.overwrite, metadata=metadata)
-        print(f"wrote {report['path']} ({report['bytes'] / 1e6:.2f} MB); model card {report['model_card']}")
 
 
 def _representative_images(folder, model):

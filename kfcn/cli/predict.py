@@ -284,7 +284,7 @@ def _predict_files(args, files, output, every_file=None):
     from tqdm.auto import tqdm
 
     from kfcn.image_io import ChannelConversions, check_bit_depth, read_model_input, stored_dtype
-    from kfcn.inference import input_range, model_geometry, predict, predict_tiled
+    from kfcn.inference import input_range, model_geometry, predict_tiled
     from kfcn.inference.litert import check_engine
     from kfcn.rendering import class_map, heat_map, overlay
 
@@ -314,22 +314,20 @@ def _predict_files(args, files, output, every_file=None):
             continue
         image = read_model_input(path, geometry.channels, scaling, conversions)  # bit depth and channels checked
         try:
-            if args.tile != "auto" and max(image.shape[:2]) <= args.tile:
-                prediction = predict(model, image, tta=tta, policy=policy, engine=args.engine)
-            else:
-                prediction = predict_tiled(
-                    model,
-                    image,
-                    args.tile,
-                    memory_budget=args.memory_gib * 2**30,
-                    overlap="erf" if args.overlap is None and args.overlap_mode == "erf" else args.overlap,
-                    blend=args.blend,
-                    batch_size=args.batch,
-                    tta=tta,
-                    progress=False,
-                    policy=policy,
-                    engine=args.engine,
-                )
+            # Whole or tiled: predict_tiled decides (one call when one tile covers the image).
+            prediction = predict_tiled(
+                model,
+                image,
+                args.tile,
+                memory_budget=args.memory_gib * 2**30,
+                overlap="erf" if args.overlap is None and args.overlap_mode == "erf" else args.overlap,
+                blend=args.blend,
+                batch_size=args.batch,
+                tta=tta,
+                progress=False,
+                policy=policy,
+                engine=args.engine,
+            )
         except ValueError as error:
             raise ValueError(f"{path}: {error}") from None
         if task == "counting":

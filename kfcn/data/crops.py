@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from kfcn.arguments import check_integer, is_integer
 from kfcn.data.augment import AUGMENTATIONS, PairedAugmenter, check_value_range
 from kfcn.layers import FRAME_INPUT_NAME
 from kfcn.models.inputs import IMAGE_INPUT_NAME
@@ -102,8 +103,8 @@ def random_crop_pipeline(
         augmenter = augment
     else:
         raise ValueError(f"`augment` must be None, a callable or one of {AUGMENTATIONS}; got {augment!r}.")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
-        raise ValueError(f"`seed` is a non-negative int (or None for a random stream); got {seed!r}.")
+    if seed is not None:
+        seed = check_integer("seed", seed, minimum=0, accepted="a non-negative int or None (a random stream)")
     base_seed = tf.constant(int(np.random.randint(0, 2**31 - 1)) if seed is None else int(seed), tf.int64)
 
     max_label = one_hot - 1 if one_hot else 1 if weight_map == "unet" else None
@@ -193,7 +194,7 @@ class ResumeCropStream(keras.callbacks.Callback):
 
 
 def _positive_int(value, name, allow_zero=False):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+    if not is_integer(value):
         raise ValueError(f"`{name}` must be an integer, got {value!r} ({type(value).__name__}); e.g. {name}=64.")
     if value < 0 or (value == 0 and not allow_zero):
         raise ValueError(f"`{name}` must be {'>= 0' if allow_zero else 'positive'}, got {value}.")

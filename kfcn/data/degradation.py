@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from kfcn.arguments import check_integer
+
 
 def degrade(image, blur_sigma=(0.5, 2.0), noise_std=(0.0, 0.05), downsample=1, seed=None):
     """Returns `(degraded, clean)`: blur with a random kernel, optional downsampling, noise.
@@ -31,8 +33,9 @@ def degrade(image, blur_sigma=(0.5, 2.0), noise_std=(0.0, 0.05), downsample=1, s
     >>> bool(degraded[16, 16] < 1.0), bool(np.isclose(degraded.sum(), 1.0, atol=1e-3))
     (True, True)
     """
-    if isinstance(downsample, bool) or not isinstance(downsample, (int, np.integer)) or downsample < 1:
-        raise ValueError(f"degrade: `downsample` is an integer factor >= 1 (1 for none); got {downsample!r}.")
+    downsample = check_integer(
+        "downsample", downsample, minimum=1, meaning="an integer factor, 1 for none", caller="degrade"
+    )
     for name, bounds in (("blur_sigma", blur_sigma), ("noise_std", noise_std)):
         if bounds is not None and (len(tuple(bounds)) != 2 or not 0 <= bounds[0] <= bounds[1]):
             raise ValueError(f"degrade: `{name}` is (min, max) with 0 <= min <= max, or None; got {bounds!r}.")

@@ -17,6 +17,7 @@ import math
 import numpy as np
 from scipy import ndimage
 
+from kfcn.arguments import check_integer, is_integer
 from kfcn.arrays import one_channel
 
 TOUCH_PROBABILITY = 0.8  # how often a new ellipse is placed against an existing one
@@ -67,8 +68,7 @@ def touching_ellipses(shape=(128, 128), count=(8, 16), seed=None, noise=0.05, ra
     min_radius, max_radius = _check_radius(radius)
     if not (np.isfinite(noise) and noise >= 0):
         raise ValueError(f"touching_ellipses: `noise` is a std in units of the 8-bit range, >= 0; got {noise!r}.")
-    if not (isinstance(min_size, (int, np.integer)) and min_size >= 1):
-        raise ValueError(f"touching_ellipses: `min_size` is a pixel count, an int >= 1; got {min_size!r}.")
+    min_size = check_integer("min_size", min_size, minimum=1, meaning="a pixel count", caller="touching_ellipses")
     rng = np.random.default_rng(seed)
 
     rows, cols = np.mgrid[0:height, 0:width].astype("float64")
@@ -110,8 +110,9 @@ def three_class_labels(instances, boundary_width=2):
     >>> three_class_labels(instances, boundary_width=1)  # the image's edge is no boundary
     array([[0, 2, 1, 2, 2, 1, 1]], dtype=int32)
     """
-    if not (isinstance(boundary_width, (int, np.integer)) and boundary_width >= 1):
-        raise ValueError(f"three_class_labels: `boundary_width` is a pixel count, an int >= 1; got {boundary_width!r}.")
+    boundary_width = check_integer(
+        "boundary_width", boundary_width, minimum=1, meaning="a width in pixels", caller="three_class_labels"
+    )
     instances = one_channel(instances, "three_class_labels: the instance map")
     if not np.issubdtype(instances.dtype, np.integer) or (instances.size and instances.min() < 0):
         raise ValueError("three_class_labels expects non-negative integer instance ids (0 = background).")
@@ -125,14 +126,14 @@ def three_class_labels(instances, boundary_width=2):
 
 
 def _check_shape(shape):
-    if len(shape) != 2 or not all(isinstance(side, (int, np.integer)) and side >= 8 for side in shape):
+    if len(shape) != 2 or not all(is_integer(side) and side >= 8 for side in shape):
         raise ValueError(f"touching_ellipses: `shape` is (height, width), ints >= 8; got {shape!r}.")
     return int(shape[0]), int(shape[1])
 
 
 def _check_count(count):
-    low, high = (count, count) if isinstance(count, (int, np.integer)) else tuple(count)
-    if not all(isinstance(n, (int, np.integer)) for n in (low, high)) or not 1 <= low <= high:
+    low, high = (count, count) if np.ndim(count) == 0 else tuple(count)
+    if not all(is_integer(n) for n in (low, high)) or not 1 <= low <= high:
         raise ValueError(
             f"touching_ellipses: `count` is an int >= 1 or a range (low, high), 1 <= low <= high: {count!r}."
         )

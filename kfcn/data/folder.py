@@ -8,7 +8,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm.auto import tqdm
 
-from kfcn.data.io import ChannelConversions, as_float32, common_dtype, convert_channels, list_images, read_image
+from kfcn.image_io import ChannelConversions, as_float32, common_dtype, convert_channels, list_images, read_image
 
 LABEL_MODES = ("binary", "index")
 
@@ -41,7 +41,7 @@ def load_pair(
             infinite pixel values, or label values outside the declared classes.
 
     Example:
-    >>> from kfcn.data.samples import isbi2012_dir
+    >>> from kfcn.samples import isbi2012_dir
     >>> image, label = load_pair(isbi2012_dir() / "images/slice_00.png", isbi2012_dir() / "labels/slice_00.png")
     >>> image.dtype, float(image.max()) > 1, sorted(set(label.ravel().tolist()))  # raw 0-255 pixels
     (dtype('float32'), True, [0, 1])
@@ -128,7 +128,7 @@ def folder_dataset(
             sizes that differ, NaN or infinite pixels, unknown label values.
 
     Example:
-    >>> from kfcn.data.samples import isbi2012_dir
+    >>> from kfcn.samples import isbi2012_dir
     >>> ds = folder_dataset(isbi2012_dir() / "images", isbi2012_dir() / "labels", verbose=False)
     >>> image, label = next(iter(ds))
     >>> tuple(image.shape), tuple(label.shape)
@@ -163,7 +163,7 @@ def pair_files(image_dir, label_dir):
     """`[(image_path, label_path), ...]` paired by file stem; raises on unpaired files.
 
     Example:
-    >>> from kfcn.data.samples import isbi2012_dir
+    >>> from kfcn.samples import isbi2012_dir
     >>> pairs = pair_files(isbi2012_dir() / "images", isbi2012_dir() / "labels")
     >>> len(pairs), pairs[0][0].name, pairs[0][1].name
     (25, 'slice_00.png', 'slice_00.png')

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from kfcn.arguments import is_integer
 from kfcn.arrays import one_channel
 
 
@@ -55,7 +56,7 @@ def perturb_contours(mask, shift=(1, 3), seed=None):
         hint = " Divide a 0/255 mask by 255 first." if 255 in values else ""
         raise ValueError(f"perturb_contours takes a 0/1 mask; got values {values[:8].tolist()}.{hint}")
     low, high = shift
-    if not all(isinstance(r, (int, np.integer)) and not isinstance(r, bool) for r in shift) or not 1 <= low <= high:
+    if not all(is_integer(r) for r in shift) or not 1 <= low <= high:
         raise ValueError(f"`shift` is (smallest, largest) integer radii with 1 <= smallest <= largest; got {shift!r}.")
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     objects, _ = ndimage.label(mask)

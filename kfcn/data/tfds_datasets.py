@@ -30,8 +30,8 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from kfcn.data.folder import pair_files
-from kfcn.data.io import read_image
-from kfcn.data.samples import isbi2012_dir
+from kfcn.image_io import read_image
+from kfcn.samples import isbi2012_dir
 
 
 def _features(channels):

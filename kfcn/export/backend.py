@@ -24,7 +24,8 @@ def on_tensorflow():
 
 
 def run_in_tensorflow_child(model, function, kwargs):
-    """Saves `model`, then calls `kfcn.export.<function>(loaded, **kwargs)` in a TensorFlow child process.
+    """Saves `model`, then calls `kfcn.export.<function>(loaded, **kwargs)` in a TensorFlow child process
+    (`kfcn.export.tensorflow_child`).
 
     Returns what the child's function returned (JSON-serialisable).
     """
@@ -37,7 +38,7 @@ def run_in_tensorflow_child(model, function, kwargs):
         request.write_text(json.dumps({"model": str(model_path), "function": function, "kwargs": kwargs}))
         environment = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3"}
         result = subprocess.run(
-            [sys.executable, "-m", "kfcn.export.backend", str(request)],
+            [sys.executable, "-m", "kfcn.export.tensorflow_child", str(request)],
             env=environment,
             capture_output=True,
             text=True,
@@ -54,21 +55,3 @@ def run_in_tensorflow_child(model, function, kwargs):
                 + (tail[-1] if tail else "no message")
             )
         return answer["result"]
-
-
-def _child(request_path):
-    request = json.loads(Path(request_path).read_text())
-    import kfcn.export
-    from kfcn.saving import load_model
-
-    try:
-        model = load_model(request["model"])
-        result = getattr(kfcn.export, request["function"])(model, **request["kwargs"])
-    except Exception as error:  # handed to the parent, which raises it again
-        print(json.dumps({"error": type(error).__name__, "message": str(error)}))
-        sys.exit(1)
-    print(json.dumps({"result": result}, default=str))
-
-
-if __name__ == "__main__":
-    _child(sys.argv[1])

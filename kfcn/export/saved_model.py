@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from kfcn.arguments import check_integer
 from kfcn.atomic import atomic_path, check_writable, clean_partials
 from kfcn.export.backend import on_tensorflow, run_in_tensorflow_child
 from kfcn.export.contract import MODEL_CARD_NAME, checked_metadata, exportable, serving_contract, write_model_card
@@ -84,8 +85,10 @@ def saved_model(model, export_dir, version=None, overwrite=False, metadata=None)
     >>> tuple(serve_uint8(pixels_0_255=tf.zeros((1, 30, 17, 1), tf.uint8))["probabilities"].shape)
     (1, 30, 17, 1)
     """
-    if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 1):
-        raise ValueError(f"`version` is a positive int (TF Serving's version folder) or None; got {version!r}.")
+    if version is not None:
+        version = check_integer(
+            "version", version, minimum=1, meaning="TF Serving's version folder", accepted="a positive int or None"
+        )
     metadata = checked_metadata(metadata)
     model = exportable(model)
     contract = serving_contract(model)  # checks the model before any file is touched

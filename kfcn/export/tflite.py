@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kfcn.arguments import is_integer
 from kfcn.atomic import atomic_path
 from kfcn.export.backend import on_tensorflow, run_in_tensorflow_child
 from kfcn.export.contract import (
@@ -141,7 +142,7 @@ def _check_input_shape(model, contract, input_shape):
         height, width = input_shape
     except (TypeError, ValueError):
         raise ValueError(f"`input_shape` is (height, width) or None; got {input_shape!r}.") from None
-    if not all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in (height, width)):
+    if not all(is_integer(v) for v in (height, width)):
         raise ValueError(f"`input_shape` takes whole numbers of pixels (height, width); got {input_shape!r}.")
     height, width = int(height), int(width)
     if height < 1 or width < 1:
@@ -239,7 +240,7 @@ def _convert(model, contract, quantize, samples, height, width, input_dtype="flo
 
 def _check_raw_pixel_input(content):
     """Refuses a uint8-input int8 file whose input is not the raw pixels (scale 1, zero point 0)."""
-    details = _interpreter_class()(model_content=content).get_input_details()[0]
+    details = interpreter_class()(model_content=content).get_input_details()[0]
     if tuple(details["quantization"]) != (1.0, 0):
         raise RuntimeError(
             "The int8 TFLite file's uint8 input came out quantized with (scale, zero point) "
@@ -268,7 +269,7 @@ def tflite_report(path, quantize=None):
     (True, 'values')
     """
     path = Path(path)
-    interpreter = _interpreter_class()(model_path=str(path))
+    interpreter = interpreter_class()(model_path=str(path))
     ops = sorted({op["op_name"] for op in interpreter._get_ops_details()})
     runner = interpreter.get_signature_runner("serving_default")
     inputs, outputs = runner.get_input_details(), runner.get_output_details()
@@ -288,8 +289,13 @@ def _shape(detail):
     return [None if side < 0 else int(side) for side in detail["shape_signature"]]
 
 
-def _interpreter_class():
-    """LiteRT's interpreter (what edge devices run) where installed, else TensorFlow's."""
+def interpreter_class():
+    """LiteRT's interpreter class (what edge devices run) where installed, else TensorFlow's.
+
+    Example:
+    >>> interpreter_class().__name__
+    'Interpreter'
+    """
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:

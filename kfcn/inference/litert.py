@@ -87,13 +87,13 @@ class LiteRTCall:
         return self._runners[shape]
 
     def _convert(self, shape):
-        from kfcn.export.tflite import _interpreter_class, tflite
+        from kfcn.export.tflite import interpreter_class, tflite
 
         with tempfile.TemporaryDirectory(prefix="kfcn-litert-") as folder:
             path = Path(folder) / "tile.tflite"
             tflite(self._model(), path, input_shape=shape)
             content = path.read_bytes()
-        interpreter = _interpreter_class()(model_content=content, num_threads=self.threads)
+        interpreter = interpreter_class()(model_content=content, num_threads=self.threads)
         runner = interpreter.get_signature_runner("serving_default")
         (input_name,), (output_name,) = runner.get_input_details(), runner.get_output_details()
         return runner, input_name, output_name

@@ -34,116 +34,18 @@ import math
 import keras
 import numpy as np
 
-from kfcn.inference.runner import TileRunner, check_finite, check_image
+from kfcn.arguments import check_integer, is_integer, normalize_pair
+from kfcn.inference.plan import AxisPlan, run_plan
+from kfcn.inference.runner import TileRunner, check_image
 
 BLENDS = ("none", "linear", "gaussian")
-
-
-class _AxisPlan:
-    """Tile positions and blending windows along one axis.
-
-    Valid-padding models carry their own context: tiles start half the overlap before
-    the image and read mirrored pixels there, as the overlap-tile strategy does. Tiles of
-    "same" models stay inside the image (mirrored at the far end up to the next multiple
-    of the stride, as whole-image prediction pads it), the last one flush with that end,
-    as MONAI's sliding window places them: a tile that touches the image border sees at
-    that border exactly what whole-image prediction sees, so its edge band there needs no
-    trimming, and no tile is spent on pixels outside the image.
-    """
-
-    def __init__(self, size, tile, output, margin, multiple, overlap, blend, trim=0):
-        self.size, self.tile, self.output, self.margin = size, tile, output, margin
-        self.before, self.after = overlap // 2, overlap - overlap // 2
-        self.step = (output - overlap) // multiple * multiple
-        if margin:
-            lead = math.ceil(self.before / multiple) * multiple
-            reach = size + lead - output + self.after
-        else:
-            last = max(math.ceil(size / multiple) * multiple - output, 0)
-            reach = last
-        if reach > 0 and self.step < multiple:
-            raise ValueError(
-                f"Tile size {tile} is too small: its output ({output} px) minus the overlap ({overlap} px) "
-                f"leaves less than one stride ({multiple} px). The overlap comes from the receptive field; "
-                f"use tiles of at least {tile + overlap + multiple - (output - overlap) % multiple} px "
-                "or a smaller overlap."
-            )
-        if margin:
-            count = math.ceil(reach / self.step) + 1 if reach > 0 else 1
-            self.starts = [k * self.step - lead for k in range(count)]
-        else:
-            self.starts = list(range(0, last, self.step)) + [last] if last > 0 else [0]
-        self.count = len(self.starts)
-        window = _window(output, overlap, self.before, self.after, blend, min(trim, self.before))
-        self.windows = [window] * self.count
-        if not margin:  # a side at the image border is sound: keep it whole
-            first = _window(output, overlap, 0, self.after, blend, min(trim, self.before), trim_start=False)
-            last = _window(output, overlap, self.before, 0, blend, min(trim, self.before), trim_end=False)
-            self.windows[0], self.windows[-1] = first, last
-            if self.count == 1:
-                self.windows[0] = _window(output, overlap, 0, 0, blend, 0)
-        self.normaliser = np.zeros(size, dtype="float64")
-        for k in range(self.count):
-            start = self.output_start(k)
-            low, high = max(start, 0), min(start + output, size)
-            self.normaliser[low:high] += self.windows[k][low - start : high - start]
-        if np.any(self.normaliser <= 0):
-            raise AssertionError("internal error: tiles do not cover the image")
-
-    def output_start(self, k):
-        return self.starts[k]
-
-    def input_indices(self, k):
-        start = self.output_start(k) - self.margin
-        return _reflect(np.arange(start, start + self.tile), self.size)
-
-
-def _reflect(indices, size):
-    if size == 1:
-        return np.zeros_like(indices)
-    period = 2 * (size - 1)
-    indices = np.mod(indices, period)
-    return np.where(indices > size - 1, period - indices, indices)
-
-
-def _window(length, overlap, before, after, blend, trim, trim_start=True, trim_end=True):
-    """Per-axis weights of one tile's output: zero in the `trim` band at each edge that is trimmed."""
-    position = np.arange(length, dtype="float64")
-    if blend == "none":
-        return ((position >= before) & (position < length - after)).astype("float64")
-    inside = (position >= (trim if trim_start else 0)) & (position < length - (trim if trim_end else 0))
-    if blend == "linear":
-        ramp = overlap - 2 * trim
-        distance = np.minimum(position - trim, length - 1 - trim - position)
-        window = np.ones(length) if ramp <= 0 else np.minimum(1.0, (distance + 1) / (ramp + 1))
-        window = np.maximum(window, 1e-4)  # an untrimmed border side: the only tile there
-    else:
-        sigma = 0.125 * length
-        window = np.exp(-((position - (length - 1) / 2) ** 2) / (2 * sigma**2))
-        window = np.maximum(window / window.max(), 1e-4)
-    return np.where(inside, window, 0.0)
-
-
-def _is_int(value):
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-
-
-def _pair(value, name, minimum, meaning):
-    """`value` as a (rows, cols) pair of ints >= `minimum`, or a clear error."""
-    pair = (value, value) if np.ndim(value) == 0 else tuple(np.ravel(value).tolist())
-    if len(pair) != 2 or not all(_is_int(v) for v in pair):
-        raise ValueError(f"`{name}` ({meaning}) must be an int or a pair of ints (rows, cols), got {value!r}.")
-    if min(pair) < minimum:
-        raise ValueError(f"`{name}` ({meaning}) must be at least {minimum}, got {value!r}.")
-    return tuple(int(v) for v in pair)
 
 
 def _check_arguments(blend, batch_size, extra_inputs, image_size, geometry):
     """Every argument of `predict_tiled` that can be checked before a tile is predicted."""
     if not isinstance(blend, str) or blend not in BLENDS:
         raise ValueError(f"`blend` must be one of {BLENDS}, got {blend!r}.")
-    if not _is_int(batch_size) or batch_size < 1:
-        raise ValueError(f"`batch_size` (tiles per model call) must be a positive int, e.g. 4; got {batch_size!r}.")
+    check_integer("batch_size", batch_size, 1, meaning="tiles per model call", accepted="a positive int, e.g. 4")
     for name, array in (extra_inputs or {}).items():
         if name not in geometry.extra_inputs:
             raise ValueError(
@@ -240,7 +142,9 @@ def predict_tiled(
             and only the tiles being predicted are read.
         tile_size: input tile side or (rows, cols); it must suit the model
             (multiples of its stride, or a valid-padding size; the error says which).
-            "auto": the largest tile whose estimated peak memory fits
+            When one tile covers the image (its context included), or the model is
+            built for one size that the image fits, the image is predicted whole in one
+            call (`predict`), which is exact and cheapest. "auto": the largest tile whose estimated peak memory fits
             `memory_budget` (`kfcn.inference.auto_tile`); the whole image in one call
             when it fits.
         overlap: output pixels shared by adjacent tiles (int or pair). None: the
@@ -285,45 +189,39 @@ def predict_tiled(
         from kfcn.inference.auto_tile import DEFAULT_BUDGET, auto_tile_size, resident_bytes
 
         budget = DEFAULT_BUDGET if memory_budget is None else memory_budget
-        batch = batch_size if _is_int(batch_size) else 1
+        batch = batch_size if is_integer(batch_size) else 1
         held = resident_bytes(image) + resident_bytes(out)
         tile_size = auto_tile_size(model, np.shape(image), budget, batch, overlap, held, out is not None)
         if tile_size is None:  # the whole image fits: one call, exact
-            from kfcn.inference.whole import predict
-
-            result = predict(model, image, tta=tta, extra_inputs=extra_inputs, policy=policy, engine=engine)
-            if out is not None:
-                out[...] = result
-                return out
-            return result
-    tiles = _pair(tile_size, "tile_size", 1, "input tile side in pixels")
+            return _predict_whole(model, image, tta, extra_inputs, policy, engine, out)
+    tiles = normalize_pair("tile_size", tile_size, 1, meaning="input tile side in pixels")
+    if _built_for_a_size_the_image_fits(model, np.shape(image)[:2]):  # one call, whatever the tile
+        return _predict_whole(model, image, tta, extra_inputs, policy, engine, out)
     runner = TileRunner(model, tta, policy, engine)
     geometry = runner.geometry
     image = check_image(image, geometry.channels, input_range=geometry.input_range)
     height, width = image.shape[:2]
     _check_arguments(blend, batch_size, extra_inputs, (height, width), geometry)
     outputs = [_check_tile(model, geometry, tile, axis) for axis, tile in enumerate(tiles)]
-    if isinstance(overlap, str):
-        if overlap != "erf":
-            raise ValueError(f"`overlap` must be an int, a pair, None or 'erf'; got {overlap!r}.")
-        from kfcn.inference.erf_overlap import erf_overlap
-
-        overlap = min(erf_overlap(model, image), min(outputs) - geometry.multiple)
-    if overlap is not None:
-        overlaps = _pair(overlap, "overlap", 0, "output pixels shared by adjacent tiles")
+    if isinstance(overlap, str) and overlap != "erf":
+        raise ValueError(f"`overlap` must be an int, a pair, None or 'erf'; got {overlap!r}.")
+    if overlap is not None and not isinstance(overlap, str):
+        overlaps = normalize_pair("overlap", overlap, 0, meaning="output pixels shared by adjacent tiles")
         for tile, output, shared in zip(tiles, outputs, overlaps):
             if shared >= output:
                 raise ValueError(
                     f"`overlap` ({shared} px) must be smaller than a tile's output ({output} px for tile_size "
                     f"{tile}); use a smaller overlap or larger tiles."
                 )
-    elif geometry.margin:
-        overlaps = (0, 0)
-    elif math.isinf(geometry.context):
-        # Global context (image pooling): no overlap makes tiles exact; take a quarter tile.
-        overlaps = tuple(output // 4 for output in outputs)
-    else:
-        overlaps = (2 * geometry.context,) * 2
+    if all(side + 2 * geometry.margin <= tile for side, tile in zip((height, width), tiles)):
+        return _predict_whole(model, image, tta, extra_inputs, policy, engine, out)  # one tile covers it: one call
+    if isinstance(overlap, str):  # "erf": measured on the image, kept below a tile's output
+        from kfcn.inference.erf_overlap import erf_overlap
+
+        shared = min(erf_overlap(model, image), min(outputs) - geometry.multiple)
+        overlaps = (shared, shared)
+    elif overlap is None:
+        overlaps = _default_overlaps(geometry, outputs)
     if not geometry.margin:  # an axis one tile covers: the smallest such tile, as whole-image prediction takes
         tiles, outputs, overlaps = map(list, (tiles, outputs, overlaps))
         for axis, size in enumerate((height, width)):
@@ -335,10 +233,39 @@ def predict_tiled(
     # Blending never uses the band at a tile edge that padding spoils ("same" models).
     trim = 0 if geometry.margin else min(geometry.context, max(tiles))
     rows, cols = (
-        _AxisPlan(size, tile, output, (tile - output) // 2, geometry.multiple, ov, blend, trim)
+        AxisPlan(size, tile, output, (tile - output) // 2, geometry.multiple, ov, blend, trim)
         for size, tile, output, ov in zip((height, width), tiles, outputs, overlaps)
     )
-    return _run_plan(runner, image, rows, cols, batch_size, extra_inputs, out, progress)
+    return run_plan(runner, image, rows, cols, batch_size, extra_inputs, out, progress)
+
+
+def _default_overlaps(geometry, outputs):
+    """The overlap that makes tiles exact: none for valid padding (tiles carry their context), the
+    receptive field for "same" models, a quarter tile for global context (nothing is exact there)."""
+    if geometry.margin:
+        return (0, 0)
+    if math.isinf(geometry.context):
+        return tuple(output // 4 for output in outputs)
+    return (2 * geometry.context,) * 2
+
+
+def _predict_whole(model, image, tta, extra_inputs, policy, engine, out):
+    from kfcn.inference.whole import predict
+
+    result = predict(model, image, tta=tta, extra_inputs=extra_inputs, policy=policy, engine=engine)
+    if out is None:
+        return result
+    out[...] = result
+    return out
+
+
+def _built_for_a_size_the_image_fits(model, image_size):
+    """A model built for one input size predicts an image that fits it (mirrored up to it) in one call."""
+    from kfcn.inference.geometry import model_geometry
+
+    geometry = model_geometry(model)
+    fixed = geometry.input_size
+    return None not in fixed and all(side + 2 * geometry.margin <= own for side, own in zip(image_size, fixed))
 
 
 def _output_channels(model):
@@ -348,77 +275,3 @@ def _output_channels(model):
     except (AttributeError, ValueError, IndexError):  # a subclassed model: refused later, by the geometry
         return None
     return channels if isinstance(channels, int) else None
-
-
-def _run_plan(runner, image, rows, cols, batch_size, extra_inputs, out, progress):
-    height, width = image.shape[:2]
-    positions = [(i, j) for i in range(rows.count) for j in range(cols.count)]
-    results = None
-    bar = _progress_bar(len(positions), progress)
-    for first in range(0, len(positions), batch_size):
-        batch = positions[first : first + batch_size]
-        tiles = np.stack([_read(image, rows.input_indices(i), cols.input_indices(j)) for i, j in batch])
-        check_finite(tiles)
-        frames = np.array(
-            [[rows.output_start(i) - rows.margin, cols.output_start(j) - cols.margin, height, width] for i, j in batch],
-            dtype="float32",
-        )
-        extras = None
-        if extra_inputs:
-            extras = {
-                name: np.stack(
-                    [_read(np.asarray(array), rows.input_indices(i), cols.input_indices(j)) for i, j in batch]
-                )
-                for name, array in extra_inputs.items()
-            }
-        predictions = runner(tiles.astype("float32"), frames, extras)
-        if results is None:
-            results = out if out is not None else np.empty((height, width, predictions.shape[-1]), "float32")
-            if results.shape != (height, width, predictions.shape[-1]):
-                raise ValueError(f"`out` has shape {results.shape}, expected {(height, width, predictions.shape[-1])}.")
-            results[...] = 0.0
-        for (i, j), prediction in zip(batch, predictions):
-            _accumulate(results, prediction, rows, cols, i, j)
-        bar.update(len(batch))
-    bar.close()
-    # Normalise strip by strip: no image-sized temporary.
-    strip = max(1, 2**22 // max(1, width * results.shape[-1]))
-    for top in range(0, height, strip):
-        weights = np.outer(rows.normaliser[top : top + strip], cols.normaliser)[..., None]
-        results[top : top + strip] /= weights.astype("float32")
-    return results
-
-
-class _NoProgress:
-    def update(self, count):
-        pass
-
-    def close(self):
-        pass
-
-
-def _progress_bar(total, progress):
-    if not progress:
-        return _NoProgress()
-    from tqdm.auto import tqdm  # imported here: `import kfcn.inference` stays light
-
-    return tqdm(total=total, desc="tiles", unit="tile")
-
-
-def _read(image, row_indices, col_indices):
-    # One contiguous block read (a memmap reads only this), then mirrored re-indexing.
-    low_r, high_r = row_indices.min(), row_indices.max() + 1
-    low_c, high_c = col_indices.min(), col_indices.max() + 1
-    block = np.asarray(image[low_r:high_r, low_c:high_c])
-    tile = block[np.ix_(row_indices - low_r, col_indices - low_c)]
-    return tile.astype("float32", copy=False)
-
-
-def _accumulate(results, prediction, rows, cols, i, j):
-    top, left = rows.output_start(i), cols.output_start(j)
-    r0, r1 = max(top, 0), min(top + rows.output, rows.size)
-    c0, c1 = max(left, 0), min(left + cols.output, cols.size)
-    if r0 >= r1 or c0 >= c1:
-        return
-    weights = np.outer(rows.windows[i][r0 - top : r1 - top], cols.windows[j][c0 - left : c1 - left])
-    results[r0:r1, c0:c1] += prediction[r0 - top : r1 - top, c0 - left : c1 - left] * weights[..., None]

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from kfcn.arguments import normalize_pair
 from kfcn.inference.geometry import model_geometry
+from kfcn.inference.plan import AxisPlan, run_plan
 from kfcn.inference.runner import TileRunner, check_finite, check_image
-from kfcn.inference.tiling import _AxisPlan, _run_plan
 
 
 def predict(model, image, tta=None, extra_inputs=None, policy=None, engine="keras"):
@@ -59,8 +60,8 @@ def predict(model, image, tta=None, extra_inputs=None, policy=None, engine="kera
     for axis, size in enumerate(image.shape[:2]):
         tile = geometry.valid_input_size(model, size + 2 * geometry.margin, axis)
         output = geometry.output_size(model, tile, axis)
-        plans.append(_AxisPlan(size, tile, output, (tile - output) // 2, geometry.multiple, 0, "none"))
-    return _run_plan(runner, image, plans[0], plans[1], 1, extra_inputs, None, progress=False)
+        plans.append(AxisPlan(size, tile, output, (tile - output) // 2, geometry.multiple, 0, "none"))
+    return run_plan(runner, image, plans[0], plans[1], 1, extra_inputs, None, progress=False)
 
 
 def _check_fixed_size(model, geometry, image_size):
@@ -104,9 +105,7 @@ def predict_resized(model, image, size, labels=False, tta=None):
     geometry = model_geometry(model)
     image = check_image(image, geometry.channels, input_range=geometry.input_range)
     check_finite(image)
-    size = (size, size) if isinstance(size, (int, np.integer)) else tuple(size)
-    if len(size) != 2 or not all(isinstance(v, (int, np.integer)) and v >= 1 for v in size):
-        raise ValueError(f"`size` is the (rows, cols) to predict at, or one int for a square; got {size!r}.")
+    size = normalize_pair("size", size, meaning="the resolution to predict at")
     height, width = image.shape[:2]
     small = resize(image.astype("float32"), size, "bilinear", antialias=True)
     prediction = predict(model, small, tta=tta)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from kfcn.layers._checks import normalize_pair, require_rank4
+from kfcn.arguments import normalize_pair
+from kfcn.layers._checks import require_rank4
 
 
 @keras.saving.register_keras_serializable(package="kfcn")
@@ -45,7 +46,7 @@ class MaxPoolingWithArgmax2D(keras.layers.Layer):
 
     def __init__(self, pool_size=2, padding: str = "valid", **kwargs):
         super().__init__(**kwargs)
-        self.pool_size = normalize_pair(pool_size, "pool_size")
+        self.pool_size = normalize_pair("pool_size", pool_size)
         if padding not in ("valid", "same"):
             raise ValueError(f"`padding` must be 'valid' or 'same', got {padding!r}.")
         self.padding = padding

@@ -5,7 +5,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from kfcn.layers._checks import normalize_pair, require_rank4
+from kfcn.arguments import normalize_pair
+from kfcn.layers._checks import require_rank4
 
 
 @keras.saving.register_keras_serializable(package="kfcn")
@@ -46,8 +47,8 @@ class MaxUnpooling2D(keras.layers.Layer):
 
     def __init__(self, pool_size=2, output_size=None, **kwargs):
         super().__init__(**kwargs)
-        self.pool_size = normalize_pair(pool_size, "pool_size")
-        self.output_size = None if output_size is None else normalize_pair(output_size, "output_size")
+        self.pool_size = normalize_pair("pool_size", pool_size)
+        self.output_size = None if output_size is None else normalize_pair("output_size", output_size)
 
     def _check_inputs(self, shapes, dtypes=None):
         if not isinstance(shapes, (list, tuple)) or len(shapes) not in (2, 3):

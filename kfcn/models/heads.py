@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import keras
 
+from kfcn.arguments import check_integer
+
 HEADS = {"semantic": "softmax", "binary": "sigmoid", "regression": "linear"}
 
 
@@ -14,8 +16,7 @@ def resolve_head(head, channels):
     >>> resolve_head(None, 1), resolve_head(None, 3), resolve_head("regression", 3)
     ('binary', 'semantic', 'regression')
     """
-    if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
-        raise ValueError(f"The number of output channels (num_classes) must be an int >= 1; got {channels!r}.")
+    channels = check_integer("num_classes", channels, minimum=1, meaning="the number of output channels")
     if head is None:
         head = "binary" if channels == 1 else "semantic"
     if head not in HEADS:

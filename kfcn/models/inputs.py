@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 
 import keras
-import numpy as np
 
+from kfcn.arguments import is_integer
 from kfcn.layers import FRAME_INPUT_NAME, CoordinateChannels, InputSizeCheck, size_problem
 
 IMAGE_INPUT_NAME = "image"
@@ -29,10 +29,10 @@ def check_input_shape(input_shape, model_name):
             f"{model_name}: `input_shape` is (height, width, channels), e.g. (None, None, 1); got {input_shape!r}."
         )
     height, width, channels = input_shape
-    if isinstance(channels, bool) or not isinstance(channels, (int, np.integer)) or channels < 1:
+    if not is_integer(channels) or channels < 1:
         raise ValueError(f"{model_name}: the channel count must be a positive int, got {channels!r}.")
     for size in (height, width):
-        if size is not None and (isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1):
+        if size is not None and (not is_integer(size) or size < 1):
             raise ValueError(f"{model_name}: image sizes must be positive ints or None, got {input_shape!r}.")
 
 
@@ -89,20 +89,6 @@ def check_input_range(input_range, model_name):
     if not (math.isfinite(low) and math.isfinite(high) and low < high):
         raise ValueError(f"{model_name}: `input_range` needs finite low < high; got {input_range!r}.")
     return low, high
-
-
-def check_positive_int(value, name, model_name, minimum=1):
-    """Raises unless `value` is an int >= `minimum` (bools and floats refused).
-
-    Example:
-    >>> check_positive_int(-1, "depth", "unet")
-    Traceback (most recent call last):
-    ...
-    ValueError: unet: `depth` must be an int >= 1, got -1.
-    """
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{model_name}: `{name}` must be an int >= {minimum}, got {value!r}.")
-    return int(value)
 
 
 def model_inputs(

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import keras
 
+from kfcn.arguments import check_integer
 from kfcn.models.blocks import conv_block
 from kfcn.models.heads import activation_layer, resolve_head
-from kfcn.models.inputs import check_input_shape, check_positive_int, model_inputs
+from kfcn.models.inputs import check_input_shape, model_inputs
 
 
 def plain_cnn(
@@ -48,7 +49,7 @@ def plain_cnn(
     (None, None, None, 3)
     """
     check_input_shape(input_shape, name)
-    num_layers = check_positive_int(num_layers, "num_layers", name)
+    num_layers = check_integer("num_layers", num_layers, minimum=1, caller=name)
     head = resolve_head(head, out_channels)
     inputs, x = model_inputs(input_shape, extra_inputs, coordinate_channels, input_range, model_name=name)
     if num_layers > 1:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import keras
 
+from kfcn.arguments import check_integer
 from kfcn.models.blocks import UPSAMPLING, check_choice
 from kfcn.models.decoders import skip_decoder
 from kfcn.models.encoders import conv_encoder
 from kfcn.models.heads import prediction_head, resolve_head
-from kfcn.models.inputs import check_input_shape, check_multiple, check_positive_int, model_inputs
+from kfcn.models.inputs import check_input_shape, check_multiple, model_inputs
 
 VGG16_CONVS = (2, 2, 3, 3, 3)
 
@@ -57,7 +58,7 @@ def segnet(
     (None, 360, 480, 12)
     """
     check_input_shape(input_shape, name)
-    depth = check_positive_int(depth, "depth", name)
+    depth = check_integer("depth", depth, minimum=1, caller=name)
     check_choice(upsampling, UPSAMPLING, "upsampling")
     head = resolve_head(head, num_classes)
     size_rule = (1, 0, 2**depth) if upsampling == "indices" else (2**depth, 0, 2**depth)

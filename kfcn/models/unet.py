@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import keras
 
+from kfcn.arguments import check_integer
 from kfcn.models.blocks import DOWNSAMPLING, UPSAMPLING, check_choice
 from kfcn.models.decoders import skip_decoder
 from kfcn.models.encoders import BACKBONE_STRIDE, backbone_encoder, conv_encoder
 from kfcn.models.heads import prediction_head, resolve_head
-from kfcn.models.inputs import check_input_shape, check_multiple, check_positive_int, model_inputs
+from kfcn.models.inputs import check_input_shape, check_multiple, model_inputs
 from kfcn.models.sizes import unet_valid_input_size, unet_valid_output_size
 
 
@@ -87,7 +88,7 @@ def unet(
     (31030658, (None, 388, 388, 2))
     """
     check_input_shape(input_shape, name)
-    depth = check_positive_int(depth, "depth", name)
+    depth = check_integer("depth", depth, minimum=1, caller=name)
     check_choice(padding, ("same", "valid"), "padding")
     check_choice(downsampling, DOWNSAMPLING, "downsampling")
     check_choice(upsampling, UPSAMPLING, "upsampling")

@@ -315,6 +315,21 @@ CASES = [
     CliCase("export-existing-version", export("model", "saved_model", "serving", "--version", "1"), r"--overwrite"),
     CliCase("export-output-folder-is-a-file", export("model", "saved_model", "blocker"), r"is a file, not a folder"),
     CliCase("export-bad-metadata", export("model", "saved_model", "serving2", "--metadata", "{not json"), r"metadata"),
+    CliCase(
+        "export-quantize-for-saved-model",
+        export("model", "saved_model", "serving3", "--quantize", "int8"),
+        r"--quantize does not apply to --format saved_model \(only to tflite\)",
+    ),
+    CliCase(
+        "export-tflite-options-for-onnx",
+        export("model", "onnx", "m.onnx", "--input-size", "32", "32", "--input-dtype", "uint8"),
+        r"--input-dtype, --input-size do not apply to --format onnx \(only to saved_model and tflite\)",
+    ),
+    CliCase(
+        "export-version-for-tflite",
+        export("model", "tflite", "m.tflite", "--version", "2"),
+        r"--version does not apply to --format tflite \(only to saved_model\)",
+    ),
 ]
 
 

@@ -31,18 +31,6 @@ def test_same_unet_tiled_equals_whole_image_everywhere(image, tile):
     np.testing.assert_allclose(tiled, whole, atol=reordered_network_atol(model, whole))
 
 
-def test_same_model_tiles_are_placed_as_monai_places_them():
-    # 2048 px, 512-px tiles, overlap 0.25 (128 px): MONAI's windows start at 0, 384, ..., 1536.
-    from kfcn.inference.tiling import _AxisPlan
-
-    plan = _AxisPlan(2048, 512, 512, 0, 16, 128, "gaussian", trim=100)
-    assert plan.starts == [0, 384, 768, 1152, 1536]
-    assert plan.windows[0][0] > 0 and plan.windows[-1][-1] > 0  # the image border is kept
-    assert plan.windows[1][0] == 0 and plan.windows[1][63] == 0 and plan.windows[1][64] > 0  # inner edges trimmed
-    # 1000 px with stride 16: padded to 1008, the last tile flush with it.
-    assert _AxisPlan(1000, 512, 512, 0, 16, 128, "none").starts == [0, 384, 496]
-
-
 def test_a_tile_larger_than_the_image_shrinks_to_the_whole_image(rng):
     model = unet((None, None, 1), num_classes=1, filters=4, depth=2)
     image = 255 * rng.random((30, 70)).astype("float32")
@@ -159,14 +147,17 @@ def test_errors_are_clear(rng):
 @pytest.mark.parametrize(
     "changes, message",
     [
-        ({"overlap": -2}, r"`overlap` .* at least 0"),
-        ({"overlap": (4, -1)}, r"`overlap` .* at least 0"),
+        ({"overlap": -2}, r"`overlap` .* must be a non-negative int or a pair of them \(rows, cols\), got -2"),
+        ({"overlap": (4, -1)}, r"`overlap` .* a non-negative int or a pair"),
         ({"overlap": 64}, r"smaller than a tile's output \(64 px"),
-        ({"overlap": 2.5}, "pair of ints"),
-        ({"tile_size": 0}, r"`tile_size` .* at least 1"),
-        ({"tile_size": -64}, r"`tile_size` .* at least 1"),
-        ({"tile_size": 64.5}, "pair of ints"),
-        ({"tile_size": (64, 64, 64)}, "pair of ints"),
+        ({"overlap": 2.5}, r"`overlap` .* got 2.5 \(float\)"),
+        ({"tile_size": 0}, r"`tile_size` .* a positive int or a pair"),
+        ({"tile_size": -64}, r"`tile_size` .* a positive int or a pair"),
+        ({"tile_size": 64.5}, r"`tile_size` .* got 64.5 \(float\)"),
+        ({"tile_size": (64, 64, 64)}, r"`tile_size` .* pair of them \(rows, cols\), got \(64, 64, 64\)"),
+        ({"tile_size": True}, r"`tile_size` .* got True \(bool\)"),
+        ({"overlap": (4, False)}, r"`overlap` .* a non-negative int or a pair"),
+        ({"batch_size": True}, "`batch_size`.*positive int"),
         ({"tile_size": "64"}, "an int, a pair or .auto."),
         ({"tile_size": 62}, r"next size that does is 64 \(the previous one is 60\): pass tile_size=64"),
         ({"batch_size": 0}, "`batch_size`.*positive int"),
@@ -211,3 +202,29 @@ def test_integer_arguments_of_numpy_type_and_rectangular_tiles_work(rng):
     whole = predict(model, image)
     tiled = predict_tiled(model, image, (np.int64(48), 60), batch_size=np.int32(2), progress=False)
     np.testing.assert_allclose(tiled, whole, atol=reordered_network_atol(model, whole))
+
+
+def test_one_tile_covering_the_image_is_one_whole_image_call(rng, monkeypatch):
+    # A valid-padding U-Net of margin 44 on a 100 x 120 image: a 236-px tile covers it with its
+    # context, so predict_tiled makes one call, equal to predict's; a 200-px one does not.
+    import kfcn.inference.whole as whole
+
+    model = unet((None, None, 1), num_classes=1, filters=4, depth=2, padding="valid")
+    image = (255 * rng.random((100, 120))).astype("float32")
+    calls = []
+    original = whole.predict
+    monkeypatch.setattr(whole, "predict", lambda *args, **kwargs: calls.append(1) or original(*args, **kwargs))
+    margin = model_geometry(model).margin
+    covering = model_geometry(model).valid_input_size(model, 120 + 2 * margin, 0)
+    np.testing.assert_array_equal(predict_tiled(model, image, covering, progress=False), original(model, image))
+    assert calls == [1]
+    predict_tiled(model, image, model_geometry(model).valid_input_size(model, 100, 0), progress=False)
+    assert calls == [1]  # tiled: no whole-image call
+
+
+def test_a_model_built_for_one_size_predicts_an_image_that_fits_it_whatever_the_tile(rng):
+    model = unet((64, 64, 1), num_classes=1, filters=4, depth=2)
+    image = (255 * rng.random((50, 60))).astype("float32")
+    np.testing.assert_array_equal(predict_tiled(model, image, 512, progress=False), predict(model, image))
+    with pytest.raises(ValueError, match="Pass tile_size=\\(64, 64\\)"):
+        predict_tiled(model, (255 * rng.random((100, 60))).astype("float32"), 512, progress=False)
