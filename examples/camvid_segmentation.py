@@ -12,8 +12,10 @@ out of the loss and of every score.
 
 The loss is the cross-entropy weighted by median-frequency class balancing (SegNet's
 recipe: weight of class c = median frequency / frequency of c, void 0), so that poles,
-signs and cyclists are not drowned by road and sky. Augmentation: horizontal flips only
-(road scenes have an up and a down).
+signs and cyclists are not drowned by road and sky (`kfcn.training.median_frequency_weights`,
+applied per pixel through the crop pipeline's weight map). Augmentation: horizontal flips only
+(road scenes have an up and a down). `kfcn train --recipe camvid-unet` (or `camvid-segnet`)
+trains the same networks from the command line.
 
 Scores on the validation images, void excluded: global accuracy, class-average accuracy,
 mIoU, and the IoU of each class. The better network by mIoU is saved as
@@ -44,6 +46,7 @@ import tensorflow as tf
 from figures import save_panels
 
 import kfcn.saving
+import kfcn.training
 from kfcn.data import folder_dataset, load_pair, pair_files, random_crop_pipeline, read_image
 from kfcn.evaluation import confusion_matrix
 from kfcn.rendering import to_display
@@ -74,18 +77,9 @@ def read_split(root, split, limit=None):
 
 
 def median_frequency_weights(labels):
-    """SegNet's class balancing: median(f) / f_c, f_c = pixels of c / pixels of the images holding c.
-
-    Returns K + 1 weights, the last (void) 0, indexable by the label value.
-    """
-    counts = np.zeros(len(CLASSES), np.float64)
-    present = np.zeros(len(CLASSES), np.float64)
-    for label in labels:
-        per_class = np.bincount(label.ravel(), minlength=VOID + 1)[:VOID]
-        counts += per_class
-        present += (per_class > 0) * label.size
-    frequency = counts / np.maximum(present, 1)
-    weights = np.where(counts > 0, np.median(frequency[counts > 0]) / np.maximum(frequency, 1e-12), 0.0)
+    """SegNet's class balancing of CamVid's classes (`kfcn.training.median_frequency_weights`, void
+    ignored) and void's weight 0 after them: K + 1 weights, indexable by the label value."""
+    weights = kfcn.training.median_frequency_weights(labels, len(CLASSES), ignore_class=VOID)
     return np.append(weights, 0.0).astype(np.float32)
 
 
@@ -102,15 +96,14 @@ def training_batches(root, args, class_weights):
     )
     if args.train_limit:
         pairs = pairs.take(args.train_limit)
-    crops = random_crop_pipeline(
-        pairs, (args.crop_height, args.crop_width), batch_size=args.batch, augment=horizontal_flip, seed=args.seed
+    return random_crop_pipeline(
+        pairs,
+        (args.crop_height, args.crop_width),
+        batch_size=args.batch,
+        augment=horizontal_flip,
+        weight_map=kfcn.training.class_weight_map(class_weights, ignore_class=VOID),
+        seed=args.seed,
     )
-    table = tf.constant(class_weights)
-
-    def with_weights(image, label):
-        return image, label, tf.gather(table, tf.cast(label[..., 0], tf.int32))
-
-    return crops.map(with_weights, num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def build(family, args):

@@ -1,5 +1,6 @@
-"""Training helpers that `kfcn train` and the examples share: losses by name, the standard
-callbacks (best checkpoint, resumable backup, CSV log, early stopping) and the curves PNG.
+"""Training helpers that `kfcn train` and the examples share: losses by name, class weights
+(SegNet's median-frequency rule, as a per-pixel weight map), the standard callbacks (best
+checkpoint, resumable backup, CSV log, early stopping) and the curves PNG.
 
 Example:
 >>> loss = segmentation_loss("ce+j2", num_classes=1)
@@ -9,12 +10,14 @@ Example:
 
 from __future__ import annotations
 
-import csv
 import time
 from pathlib import Path
 
 import keras
 import numpy as np
+
+# read_log lives beside EpochLog, which writes the log; it stays public here as kfcn.training.read_log.
+from kfcn.checkpoints import Backup, BestModelCheckpoint, EpochLog, LogLearningRate, read_log
 
 LOSSES = ("ce+j2", "ce", "j2", "jaccard", "dice", "ce+dice", "mse", "mae")
 
@@ -59,6 +62,109 @@ def segmentation_loss(name, num_classes, ignore_class=None):
     return chosen[0] if len(chosen) == 1 else losses.CompoundLoss(chosen)
 
 
+def median_frequency_weights(labels, num_classes: int, ignore_class: int | None = None) -> np.ndarray:
+    """SegNet's class balancing (median-frequency): the weight of class c is median(f) / f_c.
+
+    f_c is the frequency of class c over the images that hold it: the pixels of class c
+    divided by all the pixels of the images in which c appears (Eigen & Fergus 2015, as
+    used by SegNet, Badrinarayanan et al. 2015). The median runs over the classes present;
+    a class absent from every label gets weight 0 (it never appears in training), and so
+    does `ignore_class`, whose pixels count towards the image sizes but are no class.
+    Compute it from the training labels only.
+
+    Args:
+        labels: an iterable of integer label arrays (any shapes), class indices
+            0..num_classes-1 or `ignore_class`; a generator is read once.
+        num_classes: the number of classes K.
+        ignore_class: the label value left out (e.g. CamVid's void, 11), or None.
+
+    Returns:
+        float32 array of K weights, indexed by class (`ignore_class`, if below K, is 0).
+
+    Raises:
+        ValueError: a label value outside 0..K-1 that is not `ignore_class`, or no labelled pixel.
+
+    Example:
+    >>> # Class 0: 6 px of the 8 px of the two images holding it (f = 0.75); class 1: 2 of 4 (0.5);
+    >>> # class 2 is absent; 9 is ignored. median(0.75, 0.5) = 0.625.
+    >>> labels = [np.zeros((2, 2)), np.array([[0, 0], [1, 1]]), np.array([[9, 9]])]
+    >>> [round(float(w), 4) for w in median_frequency_weights(labels, num_classes=3, ignore_class=9)]
+    [0.8333, 1.25, 0.0]
+    """
+    from kfcn.arguments import check_integer
+
+    num_classes = check_integer("num_classes", num_classes, minimum=1)
+    if ignore_class is not None:
+        ignore_class = check_integer("ignore_class", ignore_class, minimum=0)
+    size = max(num_classes, -1 if ignore_class is None else ignore_class) + 1
+    counts = np.zeros(size, np.float64)
+    present = np.zeros(size, np.float64)  # pixels of the images that hold each class
+    for label in labels:
+        values = np.asarray(label)
+        if values.size == 0:
+            continue
+        if not np.issubdtype(values.dtype, np.integer):
+            if not np.array_equal(values, np.round(values)):
+                raise ValueError("median_frequency_weights takes integer class labels; a label holds fractions.")
+            values = values.astype(np.int64)
+        low, high = int(values.min()), int(values.max())
+        if low < 0 or high >= size or (high >= num_classes and high != ignore_class):
+            wrong = sorted(set(np.unique(values).tolist()) - set(range(num_classes)) - {ignore_class})
+            raise ValueError(
+                f"median_frequency_weights: label values {wrong[:5]} are not classes 0..{num_classes - 1}"
+                + ("" if ignore_class is None else f" nor the ignore class {ignore_class}")
+                + "; give the right num_classes and ignore_class, or map the labels to class indices."
+            )
+        per_class = np.bincount(values.ravel(), minlength=size)
+        counts += per_class
+        present += (per_class > 0) * values.size
+    if ignore_class is not None:
+        counts[ignore_class] = 0
+    counts, present = counts[:num_classes], present[:num_classes]
+    if not counts.any():
+        raise ValueError("median_frequency_weights: the labels hold no pixel of any class (all empty or ignored).")
+    frequency = counts / np.maximum(present, 1)
+    median = np.median(frequency[counts > 0])
+    return np.where(counts > 0, median / np.maximum(frequency, 1e-12), 0.0).astype(np.float32)
+
+
+def class_weight_map(weights, ignore_class: int | None = None):
+    """A per-pixel weight map from class weights, for `random_crop_pipeline(weight_map=...)`.
+
+    Each pixel gets the weight of its class (`weights[label]`); a label value beyond the
+    weights, and `ignore_class`, gets 0. The pipeline computes the map once per image
+    and crops and augments it with the label, as it does the U-Net border weights; the
+    loss then takes it as `sample_weight`, i.e. a class-weighted cross-entropy
+    (`kfcn train --class-weights`).
+
+    Args:
+        weights: one non-negative weight per class, e.g. `median_frequency_weights(...)`.
+        ignore_class: a label value whose pixels get weight 0, or None.
+
+    Returns:
+        A function `label (H, W) int array -> weights (H, W) float32`.
+
+    Example:
+    >>> to_weights = class_weight_map([0.5, 2.0], ignore_class=2)
+    >>> to_weights(np.array([[0, 1], [2, 1]])).tolist()
+    [[0.5, 2.0], [0.0, 2.0]]
+    """
+    table = np.asarray(weights, np.float32)
+    if table.ndim != 1 or not table.size or not np.all(np.isfinite(table)) or np.any(table < 0):
+        raise ValueError(f"class_weight_map takes one finite, non-negative weight per class; got {weights!r}.")
+    table = table.copy()
+    if ignore_class is not None and 0 <= ignore_class < table.size:
+        table[ignore_class] = 0.0
+    padded = np.append(table, np.float32(0))  # every other label value (the ignore class) weighs 0
+
+    def to_weights(label):
+        label = np.asarray(label)
+        index = np.where((label >= 0) & (label < table.size), label, table.size).astype(np.int64)
+        return padded[index]
+
+    return to_weights
+
+
 def recipe(name):
     """Every option of a named recipe shipped with kfcn (what `kfcn train --recipe NAME` starts from).
 
@@ -69,41 +175,6 @@ def recipe(name):
     from kfcn.recipes import recipe as load
 
     return load(name)
-
-
-def read_log(csv_path):
-    """Rows of a run's `training.csv` as `{column: np.ndarray}`, one row per epoch, numbered from 1.
-
-    A resumed run may have logged an epoch twice; the later row wins. Logs numbered from 0
-    (Keras' `CSVLogger`, kfcn before 0.2) are renumbered from 1, as the console numbers them.
-
-    Example:
-    >>> import tempfile, os
-    >>> path = os.path.join(tempfile.mkdtemp(), "log.csv")
-    >>> _ = open(path, "w").write("epoch,loss\\n0,2.0\\n1,1.5\\n1,1.4\\n")
-    >>> log = read_log(path)
-    >>> log["epoch"].tolist(), log["loss"].tolist()
-    ([1.0, 2.0], [2.0, 1.4])
-    """
-    rows = {}
-    with open(csv_path, newline="") as file:
-        for row in csv.DictReader(file):
-            if None in row:  # more values than the header names: they cannot be given names
-                raise ValueError(
-                    f"{csv_path}: the row of epoch {row.get('epoch')} has more values than the header names "
-                    f"({', '.join(k for k in row if k)}): Keras' CSVLogger appended a row with other columns to a log "
-                    "written before (a run resumed by another kfcn version). Give the header every column, in the "
-                    "row's order (epoch, then the names sorted), with NA for the rows that lack one."
-                )
-            if row.get("epoch") not in (None, "", "epoch"):
-                rows[int(row["epoch"])] = row
-    if 0 in rows:  # numbered from 0: Keras' CSVLogger
-        rows = {epoch + 1: {**row, "epoch": str(epoch + 1)} for epoch, row in rows.items()}
-    columns = {}
-    for epoch in sorted(rows):
-        for key, value in rows[epoch].items():
-            columns.setdefault(key, []).append(float(value) if value not in ("", None, "NA") else np.nan)
-    return {key: np.asarray(values) for key, values in columns.items()}
 
 
 def monitor_mode(monitor, model=None):
@@ -143,7 +214,6 @@ def standard_callbacks(run_dir, monitor, mode, patience=None, ema=False, crop_st
     >>> [type(c).__name__ for c in standard_callbacks(tempfile.mkdtemp(), "val_loss", "min", patience=5)]
     ['BestModelCheckpoint', 'LogLearningRate', 'EpochLog', 'EarlyStopping', 'Backup']
     """
-    from kfcn.checkpoints import Backup, BestModelCheckpoint, EpochLog, LogLearningRate
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)

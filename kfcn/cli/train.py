@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+from kfcn.arguments import is_integer
 from kfcn.cli.common import add_unsafe_option, write_json
 
 ZOO = ("unet", "segnet", "fcn", "plain_cnn")  # kfcn.models.FAMILIES, kept here so `kfcn --help` loads no Keras
@@ -24,7 +25,7 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 # name: (default, type, help[, choices]). Defaults apply unless --config or a flag sets the option.
 OPTIONS = {
     "output": (None, str, "run folder: model.keras, training.csv, curves.png, config.json (required)"),
-    "recipe": (None, str, "start from a named recipe shipped with kfcn (isbi2012); flags and --config override it"),
+    "recipe": (None, str, "start from a named recipe shipped with kfcn ({names}); flags and --config override it"),
     "model": ("unet", str, f"{' | '.join(ZOO)}, or a .keras file to fine-tune"),
     "filters": (16, int, "base filters of a zoo model"),
     "depth": (4, int, "poolings of a zoo model (unet, segnet)"),
@@ -63,6 +64,12 @@ OPTIONS = {
         "per-pixel weights: unet = the U-Net border weight map (binary labels)",
         ("none", "unet"),
     ),
+    "class_weights": (
+        "none",
+        "class_weights",
+        "weight each pixel's loss by its class (--label-mode index): median-frequency = SegNet's "
+        "median(f) / f_c from the training labels (the ignore class 0), or one number a class, W0,W1,...",
+    ),
     "loss": (
         "ce+j2",
         str,
@@ -95,6 +102,9 @@ OPTIONS = {
 }
 TYPE_WORDS = {float: "a number", int: "an integer", str: "text", "bool": "true or false"}
 BIT_DEPTH_FLAG = "--input-range LOW,HIGH"
+CLASS_WEIGHTS_WORDS = ("none", "median-frequency")
+# What a run records beside its options in config.json (read back by a resumed run, not an option).
+RECORDED = ("extended", "class_weight_values")
 RUN_FILES = ("model.keras", "training.csv", "curves.png", "config.json", "summary.json")
 
 
@@ -104,8 +114,12 @@ def register(commands):
         "train", help=text, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     sub.add_argument("--config", default=argparse.SUPPRESS, help="YAML or JSON file of options (flags override it)")
+    from kfcn.recipes import RECIPES
+
     for name, (default, kind, help_text, *choices) in OPTIONS.items():
         flag = "--" + name.replace("_", "-")
+        if name == "recipe":
+            help_text = help_text.format(names=", ".join(RECIPES))
         if default is not None and default != {}:  # shown, though the parser's own default is SUPPRESS
             shown = ("on" if default else "off") if kind == "bool" else default
             help_text = f"{help_text} (default: {shown})"
@@ -113,6 +127,9 @@ def register(commands):
             sub.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text)
         elif kind == "range":
             sub.add_argument(flag, type=_range_option, default=argparse.SUPPRESS, metavar="LOW,HIGH", help=help_text)
+        elif kind == "class_weights":
+            metavar = "none|median-frequency|W0,W1,..."
+            sub.add_argument(flag, default=argparse.SUPPRESS, metavar=metavar, help=help_text)
         else:
             sub.add_argument(
                 flag, type=kind, default=argparse.SUPPRESS, help=help_text, choices=choices[0] if choices else None
@@ -141,7 +158,8 @@ def read_config(path):
     if not isinstance(values, dict):
         raise ValueError(f"Config file {path} must hold a mapping of option names to values.")
     options = {}
-    values.pop("extended", None)  # a run folder's config.json records its extensions; not an option
+    for recorded in RECORDED:  # a run folder's config.json records these beside its options
+        values.pop(recorded, None)
     for key, value in values.items():
         name = str(key).replace("-", "_")
         if name not in OPTIONS:
@@ -161,9 +179,24 @@ def resolve(args):
 
         from_recipe = recipe(recipe_name)
     config = {name: spec[0] for name, spec in OPTIONS.items()} | from_recipe | from_file | given
+    if recipe_name is not None:
+        _check_recipe_data(recipe_name, config)
     _check_types(config)
     _check(config)
     return config
+
+
+def _check_recipe_data(name, config):
+    """A recipe whose data kfcn does not ship names the options that must give it."""
+    from kfcn.recipes import data_requirements
+
+    required, where = data_requirements(name)
+    if config["tfds"]:  # the data given another way; _check refuses both ways at once
+        return
+    missing = [option for option in required if not config[option]]
+    if missing:
+        flags = " ".join(f"--{option.replace('_', '-')} DIR" for option in missing)
+        raise ValueError(f"Recipe {name} trains on data kfcn does not ship: give {flags}. {where}".strip())
 
 
 def _check_types(config):
@@ -179,8 +212,13 @@ def _check_types(config):
             except ValueError:
                 raise ValueError(f"{flag} must be a number; got {value!r}.") from None
         if kind in TYPE_WORDS:
-            accepted = {float: (int, float), int: (int,), str: (str,), "bool": (bool,)}[kind]
-            if not isinstance(value, accepted) or (kind in (int, float) and isinstance(value, bool)):
+            fits = {
+                float: is_integer(value) or isinstance(value, float),
+                int: is_integer(value),
+                str: isinstance(value, str),
+                "bool": isinstance(value, bool),
+            }[kind]
+            if not fits:
                 raise ValueError(f"{flag} must be {TYPE_WORDS[kind]}; got {value!r} ({type(value).__name__}).")
 
 
@@ -199,10 +237,11 @@ def _check(config):
         raise ValueError("--label-mode binary trains one sigmoid output; for K classes use --label-mode index.")
     if config["ignore_class"] is not None and config["label_mode"] != "index":
         raise ValueError("--ignore-class applies to --label-mode index.")
+    _check_class_weights(config)
     if config["weight_map"] == "unet" and config["label_mode"] != "binary":
         raise ValueError("--weight-map unet needs --label-mode binary (0/1 masks).")
     for name in ("filters", "depth", "crop", "batch", "epochs", "steps"):
-        if not isinstance(config[name], int) or config[name] < 1:
+        if not is_integer(config[name]) or config[name] < 1:
             raise ValueError(f"--{name} must be a positive integer; got {config[name]!r}.")
     if not 0 <= config["val_fraction"] < 1:
         raise ValueError(f"--val-fraction must lie in [0, 1); got {config['val_fraction']}.")
@@ -222,6 +261,58 @@ def _check(config):
             raise ValueError(str(error)) from None
         if config["model_options"].get("input_range") is not None:
             raise ValueError("Give the pixel range once: --input-range or input_range in --model-options, not both.")
+
+
+def _check_class_weights(config):
+    """--class-weights: "none", "median-frequency" or one number a class, normalised to a list of floats."""
+    value = config["class_weights"]
+    if value == "none":
+        return
+    if config["weight_map"] == "unet":
+        raise ValueError(
+            "--class-weights and --weight-map unet do not combine: the U-Net weight map is for binary masks and "
+            "already balances the two classes (its w_c term). Drop one of them."
+        )
+    if config["label_mode"] != "index":
+        raise ValueError(
+            "--class-weights applies to --label-mode index (class-index labels); for binary masks use "
+            "--weight-map unet, whose w_c term balances the two classes."
+        )
+    if value in CLASS_WEIGHTS_WORDS:
+        return
+    config["class_weights"] = _explicit_class_weights(value, config["num_classes"])
+
+
+def _explicit_class_weights(value, num_classes):
+    """`W0,W1,...` (a flag's text, or a config file's list) as a list of `num_classes` floats."""
+    fix = f"give none, median-frequency, or {num_classes} comma-separated numbers W0,...,W{num_classes - 1}"
+    parts = [part.strip() for part in value.split(",")] if isinstance(value, str) else value
+    if isinstance(parts, (str, bytes)) or not isinstance(parts, (list, tuple)):
+        raise ValueError(f"--class-weights: {value!r} is not a list of weights; {fix}.")
+    weights = []
+    for index, part in enumerate(parts):
+        try:
+            if isinstance(part, bool):
+                raise TypeError
+            weight = float(part)
+        except (TypeError, ValueError):
+            raise ValueError(f"--class-weights: {part!r} (class {index}) is not a number; {fix}.") from None
+        if not math.isfinite(weight) or weight < 0:
+            raise ValueError(
+                f"--class-weights: the weight of class {index} is {part!r}; weights must be finite and >= 0."
+            )
+        weights.append(weight)
+    if len(weights) != num_classes:
+        raise ValueError(
+            f"--class-weights: {len(weights)} weight(s) for --num-classes {num_classes}; {fix} (one a class, the "
+            "ignore class included if it is one of them; its weight is 0 whatever is given)."
+        )
+    if not any(weights):
+        raise ValueError(
+            "--class-weights: every weight is 0, which leaves every pixel out of the loss; give at least one "
+            "positive weight."
+        )
+    return weights
 
 
 def _range_option(value):
@@ -314,6 +405,7 @@ def prepare_run_dir(config):
                     "(--model RUN/model.keras) instead."
                 )
             config["extended"] = [*before.get("extended", []), {"epochs_before": before["epochs"]}]
+            _keep_recorded_class_weights(config, before)
             return run_dir, True
         if finished and not changed:
             raise ValueError(
@@ -327,10 +419,39 @@ def prepare_run_dir(config):
                 "extends it), pass --overwrite to start again, or choose another --output."
             )
         config["extended"] = before.get("extended", [])
+        _keep_recorded_class_weights(config, before)
         return run_dir, True
     if started or (run_dir / "model.keras").exists() or (run_dir / "summary.json").exists():
         raise ValueError(f"{run_dir} holds files of another run; pass --overwrite or choose another --output.")
     return run_dir, False
+
+
+def _keep_recorded_class_weights(config, before):
+    """A resumed or extended run trains with the class weights its config.json records, not recomputed ones."""
+    if before.get("class_weight_values") is not None:
+        config["class_weight_values"] = before["class_weight_values"]
+
+
+def class_weight_values(config, train):
+    """The class weights a run applies (a list of `num_classes` floats, the ignore class 0), or None.
+
+    Explicit weights as given; "median-frequency" from the training pairs' labels only
+    (`kfcn.training.median_frequency_weights`), unless a resumed run recorded them.
+    """
+    choice = config["class_weights"]
+    if choice == "none":
+        return None
+    if config.get("class_weight_values") is not None:
+        return [float(weight) for weight in config["class_weight_values"]]
+    if choice == "median-frequency":
+        from kfcn.training import median_frequency_weights
+
+        labels = (label.numpy()[..., 0] for _, label in train)
+        weights = median_frequency_weights(labels, config["num_classes"], config["ignore_class"])
+    else:
+        weights = list(choice)
+    ignore = config["ignore_class"]
+    return [0.0 if index == ignore else float(weight) for index, weight in enumerate(weights)]
 
 
 class replace_old_run:  # noqa: N801  (a context manager used as a statement)
@@ -624,7 +745,14 @@ def _train(config, run_dir, resuming, safe_mode=True):
     from kfcn.data import random_crop_pipeline
     from kfcn.distribute import replicas
     from kfcn.inference import input_range
-    from kfcn.training import RemainingTime, monitor_mode, plot_training_curves, read_log, standard_callbacks
+    from kfcn.training import (
+        RemainingTime,
+        class_weight_map,
+        monitor_mode,
+        plot_training_curves,
+        read_log,
+        standard_callbacks,
+    )
 
     keras.utils.set_random_seed(config["seed"])
     outputs = 1 if config["label_mode"] == "binary" else config["num_classes"]
@@ -632,6 +760,12 @@ def _train(config, run_dir, resuming, safe_mode=True):
     model = build_model(config, channels, outputs, safe_mode)
     multiple = _check_crop(model, config["crop"])
     _check_image_sizes(config)
+    weight_map = None if config["weight_map"] == "none" else config["weight_map"]
+    recorded = config.get("class_weight_values") is not None
+    weights = class_weight_values(config, train)
+    if weights is not None:
+        config["class_weight_values"] = weights  # config.json records them; a resumed run reads them back
+        weight_map = class_weight_map(weights, config["ignore_class"])
     value_range = input_range(model)  # intensity augmentation scales with the model's pixel range
     if value_range is None:  # a model without input scaling: the data's range, where augmentation needs one
         value_range = _pixel_range(config) if config["augment"] in ("intensity", "full") else (0, 255)
@@ -640,7 +774,7 @@ def _train(config, run_dir, resuming, safe_mode=True):
         config["crop"],
         batch_size=config["batch"],
         augment=None if config["augment"] == "none" else config["augment"],
-        weight_map=None if config["weight_map"] == "none" else config["weight_map"],
+        weight_map=weight_map,
         seed=config["seed"],
         value_range=value_range,
     )
@@ -665,6 +799,11 @@ def _train(config, run_dir, resuming, safe_mode=True):
             + (f" (extended to {config['epochs']} epochs)" if config.get("extended") else "")
         )
         print(_held_out_description(config, validation))
+        if weights is not None:
+            choice = config["class_weights"]
+            source = "recorded in config.json" if recorded else choice if isinstance(choice, str) else "as given"
+            shown = ", ".join(f"{index}: {weight:.4g}" for index, weight in enumerate(weights))
+            print(f"class weights ({source}): {shown}")
         started = time.time()
         model.fit(
             batches,
@@ -691,6 +830,7 @@ def _train(config, run_dir, resuming, safe_mode=True):
         "best_epoch": int(log["epoch"][best]),
         "best": {key: float(column[best]) for key, column in log.items() if key != "epoch"},
         "epochs_run": len(values),
+        **({} if weights is None else {"class_weights": weights}),
         "minutes_this_session": round((time.time() - started) / 60, 2),
         "keras": keras.__version__,
         "backend": keras.backend.backend(),

@@ -3,11 +3,13 @@
 `kfcn train --recipe NAME` starts from the recipe (flags and `--config` override it), and
 the run folder's `config.json` records the result, so the file and the command that makes
 a shipped model are one thing. A path written `@samples/...` points into the data the
-package ships (`kfcn.samples`).
+package ships (`kfcn.samples`). A recipe whose data kfcn does not ship (CamVid) lists under
+`requires:` the options that must give it (e.g. `images`, `labels`) and says under `data:`
+where to find it; `kfcn train` refuses to start without them, naming the flags.
 
 Example:
 >>> sorted(RECIPES)
-['isbi2012']
+['camvid-segnet', 'camvid-unet', 'isbi2012']
 >>> options = recipe("isbi2012")
 >>> options["filters"], options["weight_map"], options["images"].endswith("isbi2012/images")
 (32, 'unet', True)
@@ -19,6 +21,7 @@ from pathlib import Path
 
 FOLDER = Path(__file__).resolve().parent
 RECIPES = tuple(sorted(path.stem for path in FOLDER.glob("*.yaml")))
+NOT_OPTIONS = ("description", "requires", "data")  # what a recipe file says beside its options
 
 
 def recipe(name):
@@ -27,12 +30,9 @@ def recipe(name):
     Raises:
         ValueError: an unknown name, listing the recipes there are.
     """
-    import yaml
-
-    if name not in RECIPES:
-        raise ValueError(f"Unknown recipe {name!r}; kfcn ships {', '.join(RECIPES)}.")
-    options = yaml.safe_load((FOLDER / f"{name}.yaml").read_text())
-    options.pop("description", None)
+    options = _read(name)
+    for key in NOT_OPTIONS:
+        options.pop(key, None)
     for key, value in options.items():
         if isinstance(value, str) and value.startswith("@samples/"):
             options[key] = str(_samples_root() / value.removeprefix("@samples/"))
@@ -41,9 +41,29 @@ def recipe(name):
 
 def describe(name):
     """The one-line description of recipe `name`."""
+    return _read(name).get("description", "")
+
+
+def data_requirements(name):
+    """`(options, where)`: the options a user must give to run recipe `name` (its data, when kfcn does
+    not ship it) and a sentence saying where that data is found; `((), "")` for a recipe with its data.
+
+    Example:
+    >>> data_requirements("camvid-unet")[0]
+    ('images', 'labels')
+    >>> data_requirements("isbi2012")
+    ((), '')
+    """
+    text = _read(name)
+    return tuple(text.get("requires") or ()), " ".join(str(text.get("data") or "").split())
+
+
+def _read(name):
     import yaml
 
-    return yaml.safe_load((FOLDER / f"{name}.yaml").read_text()).get("description", "")
+    if name not in RECIPES:
+        raise ValueError(f"Unknown recipe {name!r}; kfcn ships {', '.join(RECIPES)}.")
+    return yaml.safe_load((FOLDER / f"{name}.yaml").read_text())
 
 
 def _samples_root():
