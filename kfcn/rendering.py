@@ -82,15 +82,36 @@ def overlay(image, classes, alpha=0.35, value_range=(0, 255), outline=True, back
     ((4, 4, 3), 'uint8')
     """
     classes = np.asarray(classes)
-    base = to_display(image, value_range).astype(np.float32)
-    if classes.shape != base.shape[:2]:
-        raise ValueError(f"The class map is {classes.shape} but the image is {base.shape[:2]}; they must match.")
+    if classes.shape != np.shape(image)[:2]:
+        raise ValueError(f"The class map is {classes.shape} but the image is {np.shape(image)[:2]}; they must match.")
     if not 0 <= alpha <= 1:
         raise ValueError(f"alpha must lie in [0, 1]; got {alpha}.")
-    colours = PALETTE[classes % len(PALETTE)]
-    tinted = classes != background if background is not None else np.ones(classes.shape, bool)
-    picture = base.copy()
-    picture[tinted] = (1 - alpha) * base[tinted] + alpha * colours[tinted]
+    if value_range is None:  # the whole image's range, not each strip's
+        value_range = (float(np.nanmin(image)), float(np.nanmax(image))) if np.size(image) else (0, 1)
+    # Strip by strip, so that a large image costs its uint8 picture plus one strip's temporaries.
+    picture = np.empty((*classes.shape, 3), np.uint8)
+    height = classes.shape[0]
+    for top in range(0, height, OVERLAY_STRIP_ROWS):
+        bottom = min(top + OVERLAY_STRIP_ROWS, height)
+        above, below = max(top - 1, 0), min(bottom + 1, height)  # a row of context on each side for the outlines
+        picture[top:bottom] = _tint(
+            to_display(image[top:bottom], value_range), classes[above:below], top - above, alpha, outline, background
+        )
+    return picture
+
+
+OVERLAY_STRIP_ROWS = 512
+
+
+def _tint(display, classes, first, alpha, outline, background):
+    """`overlay` of one strip: `display` (n, W, 3) uint8, `classes` the strip's rows with their neighbours,
+    the strip's first row at `first`."""
+    rows = slice(first, first + display.shape[0])
+    own = classes[rows]
+    tinted = own != background if background is not None else np.ones(own.shape, bool)
+    colours = PALETTE[own % len(PALETTE)].astype(np.float32)
+    base = display.astype(np.float32)
+    picture = np.where(tinted[..., None], (1 - alpha) * base + alpha * colours, base)
     if outline:
         # A pixel of a tinted class that touches another class is drawn in its own colour.
         edge = np.zeros(classes.shape, bool)
@@ -98,8 +119,8 @@ def overlay(image, classes, alpha=0.35, value_range=(0, 255), outline=True, back
         edge[1:] |= classes[1:] != classes[:-1]
         edge[:, :-1] |= classes[:, :-1] != classes[:, 1:]
         edge[:, 1:] |= classes[:, 1:] != classes[:, :-1]
-        edge &= tinted
-        picture[edge] = colours[edge]
+        edge = edge[rows] & tinted
+        picture = np.where(edge[..., None], colours, picture)
     return picture.round().astype(np.uint8)
 
 
