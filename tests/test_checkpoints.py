@@ -66,16 +66,33 @@ CHILD = """
 """
 
 
-def train(data, output, kill_at=None):
-    arguments = ["train", "--images", str(data / "images"), "--labels", str(data / "labels"), "--output", str(output)]
-    arguments += ["--filters", "2", "--depth", "2", "--crop", "32", "--batch", "2", "--epochs", str(EPOCHS)]
-    arguments += ["--steps", "2", "--val-fraction", "0.2", "--augment", "geometric"]
-    environment = os.environ | {"KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3"}
-    if kill_at:
-        environment["KILL_AT"] = kill_at
+def arguments(data, output):
+    """The `kfcn train` command line every run of this module repeats."""
+    words = ["train", "--images", str(data / "images"), "--labels", str(data / "labels"), "--output", str(output)]
+    words += ["--filters", "2", "--depth", "2", "--crop", "32", "--batch", "2", "--epochs", str(EPOCHS)]
+    return words + ["--steps", "2", "--val-fraction", "0.2", "--augment", "geometric"]
+
+
+def killed(data, output, kill_at):
+    """`kfcn train` in a child process that SIGKILLs itself at `kill_at`: the run being interrupted."""
+    environment = os.environ | {"KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3", "KILL_AT": kill_at}
     return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(CHILD), *arguments], env=environment, capture_output=True, text=True
+        [sys.executable, "-c", textwrap.dedent(CHILD), *arguments(data, output)],
+        env=environment,
+        capture_output=True,
+        text=True,
     )
+
+
+def rerun(data, output, capsys):
+    """The same command again, in this process (what is tested is the kill, not a second process):
+    (exit status, stdout, stderr)."""
+    from kfcn.cli import main
+
+    capsys.readouterr()
+    code = main(arguments(data, output))
+    out, err = capsys.readouterr()
+    return code, out, err
 
 
 @pytest.fixture(scope="module")
@@ -85,21 +102,24 @@ def data(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def reference(data, tmp_path_factory):
+    """The uninterrupted run, made once for every kill point, in this process as the resumed runs are."""
+    from kfcn.cli import main
+
     run = tmp_path_factory.mktemp("reference") / "run"
-    done = train(data, run)
-    assert done.returncode == 0, done.stderr[-2000:]
+    assert main(arguments(data, run)) == 0
+    keras.backend.clear_session(free_memory=False)  # the test's own run starts from a fresh session, as the others
     return run
 
 
 # Backup weights are written once per epoch (write n is epoch n's); the state commit follows each;
 # model.keras is written at each improvement of the monitored score.
 @pytest.mark.parametrize("kill_at", ["weights:1", "weights:3", "state:2", "model:1", "model:2"])
-def test_killed_at_any_write_resumes_to_the_uninterrupted_run(data, reference, tmp_path, kill_at):
+def test_killed_at_any_write_resumes_to_the_uninterrupted_run(data, reference, tmp_path, kill_at, capsys):
     run = tmp_path / "run"
-    killed = train(data, run, kill_at)
-    assert killed.returncode == -9, (killed.returncode, killed.stderr[-2000:])
-    resumed = train(data, run)
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    done = killed(data, run, kill_at)
+    assert done.returncode == -9, (done.returncode, done.stderr[-2000:])
+    code, _, err = rerun(data, run, capsys)
+    assert code == 0, err[-2000:]
     log, expected = read_log(run / "training.csv"), read_log(reference / "training.csv")
     assert log["epoch"].tolist() == list(range(1, EPOCHS + 1))
     # The same operations on the same weights, crops and machine: the resumed epochs repeat the
@@ -118,26 +138,26 @@ def test_killed_at_any_write_resumes_to_the_uninterrupted_run(data, reference, t
     assert not any(".kfcn-partial-" in p.name for p in run.rglob("*"))
 
 
-def test_an_unreadable_last_backup_falls_back_to_the_epoch_before_and_says_so(data, reference, tmp_path):
+def test_an_unreadable_last_backup_falls_back_to_the_epoch_before_and_says_so(data, reference, tmp_path, capsys):
     run = tmp_path / "run"
-    assert train(data, run, "state:4").returncode == -9  # epochs 1-3 committed, epoch 4's weights not yet
+    assert killed(data, run, "state:4").returncode == -9  # epochs 1-3 committed, epoch 4's weights not yet
     state = json.loads((run / "backup" / "training_metadata.json").read_text())
     assert state["epoch"] == 3 and state["previous_epoch"] == 2
     (run / "backup" / state["weights"]).write_bytes(b"")  # the disk lost the newest weights
-    resumed = train(data, run)
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert "unreadable" in resumed.stdout and "resuming from epoch 2" in resumed.stdout
+    code, out, err = rerun(data, run, capsys)
+    assert code == 0, err[-2000:]
+    assert "unreadable" in out and "resuming from epoch 2" in out
     np.testing.assert_array_equal(read_log(run / "training.csv")["loss"], read_log(reference / "training.csv")["loss"])
 
 
-def test_a_backup_that_cannot_be_read_at_all_names_the_folder_and_the_fix(data, tmp_path):
+def test_a_backup_that_cannot_be_read_at_all_names_the_folder_and_the_fix(data, tmp_path, capsys):
     run = tmp_path / "run"
-    assert train(data, run, "state:2").returncode == -9
+    assert killed(data, run, "state:2").returncode == -9
     for path in (run / "backup").glob("*.weights.h5"):
         path.write_bytes(b"not hdf5")
-    failed = train(data, run)
-    assert failed.returncode == 2
-    assert "backup cannot be read" in failed.stderr and f"Delete {run / 'backup'}" in failed.stderr
+    code, _, err = rerun(data, run, capsys)
+    assert code == 2
+    assert "backup cannot be read" in err and f"Delete {run / 'backup'}" in err
 
 
 def test_the_epoch_log_numbers_from_one_replaces_a_repeated_epoch_and_renumbers_an_old_log(tmp_path):

@@ -238,17 +238,24 @@ def test_kfcn_train_on_all_devices_under_jax(tmp_path):
     write_isbi_crops(tmp_path, count=3, side=40)
     arguments = ["train", "--images", "images", "--labels", "labels", "--output", "run", "--devices", "all"]
     arguments += ["--filters", "2", "--depth", "2", "--crop", "32", "--batch", "4", "--epochs", "1", "--steps", "2"]
+    odd = [*arguments[:-6], "--batch", "3", "--epochs", "1", "--steps", "2", "--output", "odd"]
     environment = os.environ | {"KERAS_BACKEND": "jax"} | JAX_TWO_DEVICES
+    # Both commands at once: the refused one is mostly Python importing JAX and TensorFlow, on one core.
+    refused = subprocess.Popen(
+        [sys.executable, "-m", "kfcn.cli", *odd],
+        cwd=tmp_path,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     done = subprocess.run(
         [sys.executable, "-m", "kfcn.cli", *arguments], cwd=tmp_path, env=environment, capture_output=True, text=True
     )
+    _, refusal = refused.communicate()
     assert done.returncode == 0, done.stderr
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["backend"] == "jax"
-    odd = [*arguments[:-6], "--batch", "3", "--epochs", "1", "--steps", "2", "--output", "odd"]
-    done = subprocess.run(
-        [sys.executable, "-m", "kfcn.cli", *odd], cwd=tmp_path, env=environment, capture_output=True, text=True
-    )
-    assert done.returncode == 2 and "multiple of the 2 devices" in done.stderr
+    assert refused.returncode == 2 and "multiple of the 2 devices" in refusal
 
 
 JAX_WORKER = """

@@ -16,11 +16,27 @@ NOISE = ("cudart_stub", "cuInit", "cpu_feature_guard", "oneDNN", "absl::Initiali
 
 def kfcn(*arguments, backend="tensorflow"):
     """Runs `python -m kfcn.cli ...` in a fresh process; returns (exit status, stdout, stderr)."""
+    return started(*arguments, backend=backend)()
+
+
+def started(*arguments, backend="tensorflow"):
+    """Starts `python -m kfcn.cli ...` in a fresh process; returns a function that waits for it and
+    returns (exit status, stdout, stderr). Commands that do not depend on each other overlap: most
+    of each one is Python importing the backend, on one core."""
     environment = os.environ | {"KERAS_BACKEND": backend}
-    done = subprocess.run(
-        [sys.executable, "-m", "kfcn.cli", *map(str, arguments)], capture_output=True, text=True, env=environment
+    process = subprocess.Popen(
+        [sys.executable, "-m", "kfcn.cli", *map(str, arguments)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environment,
     )
-    return done.returncode, done.stdout, done.stderr
+
+    def result():
+        out, err = process.communicate()
+        return process.returncode, out, err
+
+    return result
 
 
 @pytest.fixture(scope="module")
@@ -35,18 +51,20 @@ def test_train_predict_evaluate_export_inspect_with_a_quiet_stderr(data, tmp_pat
     code, out, err = kfcn(*train)
     assert (code, err) == (0, ""), err
     assert "best val_pixel_error" in out and (run / "model.keras").is_file()
-    code, out, err = kfcn("predict", data / "images", "--model", run / "model.keras", "--output", tmp_path / "pred")
+    model, scores = run / "model.keras", tmp_path / "scores.json"
+    predicted = started("predict", data / "images", "--model", model, "--output", tmp_path / "pred")
+    evaluated = started("evaluate", data / "images", data / "labels", "--model", model, "--json", scores)
+    exported = started("export", model, "--format", "tflite", "--output", tmp_path / "m.tflite")
+    inspected = started("inspect", model)
+    code, out, err = predicted()
     assert (code, err) == (0, "") and "wrote 4 image(s)" in out
     assert len(list((tmp_path / "pred").glob("*_overlay.png"))) == 4
-    scores = tmp_path / "scores.json"
-    code, out, err = kfcn(
-        "evaluate", data / "images", data / "labels", "--model", run / "model.keras", "--json", scores
-    )
+    code, out, err = evaluated()
     assert (code, err) == (0, "") and "Rand error" in out
     assert len(json.loads(scores.read_text())["per_image"]) == 4
-    code, out, err = kfcn("export", run / "model.keras", "--format", "tflite", "--output", tmp_path / "m.tflite")
+    code, out, err = exported()
     assert (code, err) == (0, "") and (tmp_path / "m.tflite").stat().st_size > 0
-    code, out, err = kfcn("inspect", run / "model.keras")
+    code, out, err = inspected()
     assert (code, err) == (0, "") and "total stride 4" in out
 
 
