@@ -32,6 +32,27 @@ def test_weight_map_instances_touching():
     assert w[2, 2] == pytest.approx(1 + 10 * np.exp(-1 / 50), rel=1e-5)
 
 
+def _border_term_everywhere(instances, w0, sigma):
+    """Eq. 2's border term by brute force: every object's distance transform over the whole image."""
+    from scipy import ndimage
+
+    ids = np.unique(instances[instances > 0])
+    distances = np.sort([ndimage.distance_transform_edt(instances != i) for i in ids], 0)
+    return w0 * np.exp(-((distances[0] + distances[1]) ** 2) / (2 * sigma**2))
+
+
+@pytest.mark.parametrize("w0, sigma", [(10.0, 5.0), (3.0, 12.0), (10.0, 1.0)])
+def test_weight_map_equals_the_brute_force_border_term(rng, w0, sigma):
+    # Objects near and far (the computation only looks within each object's reach), sparse ids.
+    instances = np.zeros((120, 150), int)
+    for number, (row, col) in enumerate(rng.integers(5, 110, (12, 2)), start=1):
+        instances[row : row + rng.integers(3, 12), col : col + rng.integers(3, 12)] = 7 * number
+    instances[2:6, 140:148] = 999
+    expected = 1.0 + _border_term_everywhere(instances, w0, sigma)
+    weights = unet_weight_map(instances, w0=w0, sigma=sigma, class_weights=None, instances=True)
+    np.testing.assert_allclose(weights, expected.astype("float32"), rtol=1e-6, atol=1e-6)
+
+
 @pytest.mark.parametrize("sigma", [1.0, 3.0])
 def test_density_map_integrates_to_count(rng, sigma):
     points = np.concatenate([rng.uniform(0, 63, (40, 2)), [[0, 0], [63, 63], [0, 63]]])
