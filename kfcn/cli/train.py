@@ -77,6 +77,7 @@ OPTIONS = {
         ("ce+j2", "ce", "j2", "jaccard", "dice", "ce+dice"),
     ),
     "optimizer": ("adam", str, "optimizer", OPTIMIZERS),
+    "momentum": (None, float, "momentum of --optimizer sgd (SegNet: 0.9; default none)"),
     "learning_rate": (1e-3, float, "learning rate (the peak of a cosine schedule)"),
     "schedule": ("constant", str, "learning-rate schedule", ("constant", "cosine")),
     "ema": (False, "bool", "validate and keep an exponential moving average of the weights"),
@@ -243,6 +244,14 @@ def _check(config):
     for name in ("filters", "depth", "crop", "batch", "epochs", "steps"):
         if not is_integer(config[name]) or config[name] < 1:
             raise ValueError(f"--{name} must be a positive integer; got {config[name]!r}.")
+    if config["momentum"] is not None:
+        if config["optimizer"] != "sgd":
+            raise ValueError(
+                f"--momentum is for --optimizer sgd; {config['optimizer']} keeps its own moment estimates. "
+                "Drop --momentum or use --optimizer sgd."
+            )
+        if not 0 <= config["momentum"] < 1:
+            raise ValueError(f"--momentum must lie in [0, 1), e.g. 0.9; got {config['momentum']}.")
     if not 0 <= config["val_fraction"] < 1:
         raise ValueError(f"--val-fraction must lie in [0, 1); got {config['val_fraction']}.")
     if not config["learning_rate"] > 0:
@@ -629,6 +638,8 @@ def _compile(model, config, outputs):
             rate / 10, total, warmup_target=rate, warmup_steps=max(1, total // 20)
         )
     options = {"learning_rate": rate}
+    if config["momentum"] is not None:  # sgd only (checked)
+        options["momentum"] = config["momentum"]
     if config["ema"]:
         options |= {"use_ema": True, "ema_momentum": 0.99}
     optimizer = {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW, "sgd": keras.optimizers.SGD}[

@@ -17,6 +17,7 @@ def skip_decoder(
     batch_norm=False,
     concat_skips=True,
     halve_last_conv=False,
+    kernel_size=3,
     name="decoder",
 ):
     """Upsamples the bottom level by level, optionally concatenating the encoder's skips.
@@ -34,6 +35,7 @@ def skip_decoder(
         padding, batch_norm: as for `conv_block`.
         concat_skips: concatenate the encoder features at each level.
         halve_last_conv: see above.
+        kernel_size: of every convolution after the upsampling (3; SegNet-Basic: 7).
         name: prefix of the layer names.
 
     Example:
@@ -66,6 +68,7 @@ def skip_decoder(
             x,
             filters[level],
             convs[level],
+            kernel_size=kernel_size,
             padding=padding,
             batch_norm=batch_norm,
             output_filters=output_filters,

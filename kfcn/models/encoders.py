@@ -40,6 +40,7 @@ def conv_encoder(
     batch_norm=False,
     dropout=0.0,
     bottom_block=True,
+    kernel_size=3,
     name="encoder",
 ):
     """The contracting path of U-Net, SegNet and the FCN default: conv blocks and downsampling.
@@ -56,6 +57,7 @@ def conv_encoder(
         padding, batch_norm: as for `conv_block`.
         dropout: dropout after the deepest two blocks (the U-Net paper's "drop-out
             layers at the end of the contracting path").
+        kernel_size: of every convolution (3; SegNet-Basic: 7).
         name: prefix of the layer names.
 
     Example:
@@ -75,6 +77,7 @@ def conv_encoder(
             x,
             filters[level],
             convs[level],
+            kernel_size=kernel_size,
             padding=padding,
             batch_norm=batch_norm,
             dropout=dropout if deep else 0.0,

@@ -20,6 +20,8 @@ def segnet(
     filters=64,
     depth=5,
     convs_per_level=None,
+    kernel_size=3,
+    filter_growth=2,
     upsampling="indices",
     batch_norm=True,
     head=None,
@@ -42,9 +44,12 @@ def segnet(
     Args:
         input_shape: `(height, width, channels)`; sizes may be None.
         num_classes: output channels.
-        filters: filters of the first level; level k has `filters * min(2**k, 8)`.
+        filters: filters of the first level; level k has `filters * min(filter_growth**k, 8)`.
         depth: number of poolings (5 in SegNet; SegNet-Basic uses 4).
         convs_per_level: per level, shallowest first (default VGG16's 2, 2, 3, 3, 3).
+        kernel_size: of every convolution (3 in SegNet; 7 in SegNet-Basic).
+        filter_growth: factor of the filters from one level to the next (2 in SegNet, up to
+            8 x `filters`; 1 in SegNet-Basic, 64 filters at every level).
         upsampling: "indices" (SegNet), "transpose" or "replicate".
         batch_norm, head, coordinate_channels, extra_inputs, input_range, logits, name:
             as for `unet`.
@@ -56,20 +61,34 @@ def segnet(
     >>> model = segnet((360, 480, 3), num_classes=12, filters=8, depth=4)
     >>> model.output_shape
     (None, 360, 480, 12)
+    >>> basic = segnet((360, 480, 3), 11, filters=64, depth=4, convs_per_level=(1, 1, 1, 1),
+    ...                kernel_size=7, filter_growth=1)  # SegNet-Basic
+    >>> tuple(basic.get_layer("encoder4_conv1").kernel.shape)
+    (7, 7, 64, 64)
     """
     check_input_shape(input_shape, name)
     depth = check_integer("depth", depth, minimum=1, caller=name)
+    kernel_size = check_integer("kernel_size", kernel_size, minimum=1, caller=name)
+    filter_growth = check_integer("filter_growth", filter_growth, minimum=1, caller=name)
     check_choice(upsampling, UPSAMPLING, "upsampling")
     head = resolve_head(head, num_classes)
     size_rule = (1, 0, 2**depth) if upsampling == "indices" else (2**depth, 0, 2**depth)
     check_multiple(input_shape, size_rule[0], name, minimum=size_rule[2])
     convs = list(convs_per_level or (VGG16_CONVS[:depth] if depth <= 5 else VGG16_CONVS + (3,) * (depth - 5)))
-    level_filters = [filters * min(2**level, 8) for level in range(depth)]
+    level_filters = [filters * min(filter_growth**level, 8) for level in range(depth)]
     downsampling = "maxpool_argmax" if upsampling == "indices" else "maxpool"
 
     inputs, x = model_inputs(input_shape, extra_inputs, coordinate_channels, input_range, size_rule, name)
     encoded = conv_encoder(
-        x, level_filters, convs, downsampling, "same", batch_norm, bottom_block=False, name="encoder"
+        x,
+        level_filters,
+        convs,
+        downsampling,
+        "same",
+        batch_norm,
+        bottom_block=False,
+        kernel_size=kernel_size,
+        name="encoder",
     )
     x = skip_decoder(
         encoded,
@@ -80,6 +99,7 @@ def segnet(
         batch_norm,
         concat_skips=False,
         halve_last_conv=True,
+        kernel_size=kernel_size,
         name="decoder",
     )
     outputs = prediction_head(x, num_classes, head, logits=logits)

@@ -1,3 +1,4 @@
+import keras
 import numpy as np
 import pytest
 
@@ -40,3 +41,26 @@ def test_errors():
         segnet((16, 16, 3), depth=5)
     with pytest.raises(ValueError, match="multiple of 8"):
         segnet((30, 30, 3), depth=3, upsampling="replicate")
+
+
+def test_segnet_basic_parameters_and_receptive_field_by_hand():
+    # SegNet-Basic: 4 levels of one 7x7 convolution at 64 filters (batch norm, no bias), mirrored.
+    from kfcn.analysis import receptive_field
+
+    model = segnet((64, 64, 3), 11, filters=64, depth=4, convs_per_level=(1,) * 4, kernel_size=7, filter_growth=1)
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    kernels = [tuple(layer.kernel.shape) for layer in convs]
+    assert kernels[:8] == [(7, 7, 3, 64)] + [(7, 7, 64, 64)] * 7  # encoder 4, decoder 4
+    batch_norms = 8 * 4 * 64  # gamma, beta, moving mean and variance of 64 channels after each conv
+    head = 64 * 11 + 11  # the 1x1 classifier
+    assert model.count_params() == 7 * 7 * 3 * 64 + 7 * 7 * 64 * 64 * 7 + batch_norms + head
+    # Field, layer by layer: a k x k conv adds (k - 1) x jump, a 2x2 pooling adds 1 x jump and
+    # doubles the jump, unpooling halves it.
+    size, jump = 1, 1
+    for _ in range(4):  # encoder: conv 7, then 2x2 pool of stride 2
+        size, jump = size + 6 * jump, jump
+        size, jump = size + 1 * jump, jump * 2
+    for _ in range(4):  # decoder: unpool (jump / 2), then conv 7
+        jump //= 2
+        size += 6 * jump
+    assert receptive_field(model).size == (size, size)
