@@ -88,10 +88,12 @@ def _tflite(args, model, output, metadata):
         metadata=metadata,
     )
     tensor = report["input"]
+    low, high = report.get("calibration_range", (None, None))
     print(
         f"wrote {report['path']} ({report['bytes'] / 1e6:.2f} MB, {report['quantization']}); input "
         f"{tensor['name']} {tensor['dtype']} {tensor['shape']}; ops: {', '.join(report['ops'])}; "
         f"model card {report['model_card']}"
+        + (f"; int8 calibrated on pixels {low:g}-{high:g}" if (low, high) != (None, None) else "")
     )
 
 

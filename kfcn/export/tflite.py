@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -50,7 +51,10 @@ def tflite(
         - "dynamic": int8 weights, float activations.
         - "int8": full-integer ops with int8 weights and activations, calibrated on
           `representative_data`; the output stays a float32 tensor, the input is
-          `input_dtype`.
+          `input_dtype`. Activations are calibrated on the range the images cover:
+          pixels beyond it saturate in the file. The report and the model card record
+          that range (`calibration_range`), and a warning says when it leaves more
+          than a tenth of the model's `input_range` uncovered.
 
     Input type: `input_dtype="float32"` takes the raw pixels as float32;
     `"uint8"` (a model whose `input_range` lies within [0, 255]) or `"uint16"` (above
@@ -130,9 +134,36 @@ def tflite(
         temporary.write_bytes(content)
         report = {**tflite_report(temporary, quantize), "path": str(path), "model_card": str(card_path)}
         card["tflite"] = {"file": path.name, "quantization": report["quantization"], "ops": report["ops"]}
+        if quantize == "int8":
+            report["calibration_range"] = _calibration_range(samples, contract)
+            card["tflite"]["calibration_range"] = report["calibration_range"]
+            card["tflite"]["calibration_note"] = CALIBRATION_NOTE
         write_model_card(card_file, card)
     logger.info("wrote %s (%d bytes, %s): ops %s", path, report["bytes"], quantize or "float32", report["ops"])
     return report
+
+
+CALIBRATION_NOTE = (
+    "int8 activations are calibrated on images whose pixels span calibration_range; pixels outside it saturate "
+    "inside the network (the int8 result differs from the float model's there)"
+)
+
+
+def _calibration_range(samples, contract):
+    """[lowest, highest] pixel of the calibration images; a warning when they leave part of the model's
+    pixel range uncovered, since an int8 file saturates beyond what it was calibrated on."""
+    low, high = (float(min(image.min() for image in samples)), float(max(image.max() for image in samples)))
+    if contract.input_range is not None:
+        first, last = (float(v) for v in contract.input_range)
+        if (low - first) + (last - high) > 0.1 * (last - first):
+            warnings.warn(
+                f"The int8 calibration images span pixels {low:g} to {high:g} of the model's [{first:g}, {last:g}]: "
+                "in the int8 file, brighter or darker pixels saturate inside the network. Calibrate on images that "
+                "span what clients send (the range is recorded in the model card as calibration_range).",
+                UserWarning,
+                stacklevel=3,
+            )
+    return [low, high]
 
 
 def _check_input_shape(model, contract, input_shape):

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import keras
@@ -115,6 +116,29 @@ def test_quantized_tflite_files_run_in_litert_and_tensorflow(tmp_path, rng):
         assert tuple(details["quantization"]) == (1.0, 0)  # the uint8 values are the pixels themselves
         quantized = run_tflite(int8_uint8["path"], images[0], interpreter, dtype="uint8")
         assert np.abs(quantized - reference).mean() < 0.05
+
+
+def test_int8_records_its_calibration_range_and_warns_when_it_leaves_pixels_uncovered(tmp_path):
+    # One 1x1 convolution of weight 1: the output is the scaled pixel, pixel / 255. Calibrated on
+    # images of 10-100 only, a pixel of 200 saturates near 100 / 255 in the int8 file: what the card says.
+    model = plain_cnn((None, None, 1), num_layers=1, filters=1, kernel_size=1, head="regression")
+    model.set_weights([np.ones_like(w) if w.ndim == 4 else np.zeros_like(w) for w in model.get_weights()])
+    dim = [np.full((16, 16, 1), value, "float32") for value in np.linspace(10, 100, 8)]
+    with pytest.warns(UserWarning, match=r"span pixels 10 to 100 of the model's \[0, 255\]"):
+        report = tflite(model, tmp_path / "int8.tflite", quantize="int8", representative_data=dim, input_shape=(16, 16))
+    assert report["calibration_range"] == [10.0, 100.0]
+    card = json.loads(Path(report["model_card"]).read_text())
+    assert card["tflite"]["calibration_range"] == [10.0, 100.0] and "saturate" in card["tflite"]["calibration_note"]
+    for interpreter in interpreters().values():
+        inside = run_tflite(report["path"], np.full((16, 16, 1), 50.0, "float32"), interpreter)
+        np.testing.assert_allclose(inside, 50 / 255, atol=1 / 255)
+        beyond = run_tflite(report["path"], np.full((16, 16, 1), 200.0, "float32"), interpreter)
+        np.testing.assert_allclose(beyond, 100 / 255, atol=1 / 255)
+    full = [np.linspace(0, 255, 256, dtype="float32").reshape(16, 16, 1)]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tflite(model, tmp_path / "full.tflite", quantize="int8", representative_data=full, input_shape=(16, 16))
+    assert not [w for w in caught if "calibration images span" in str(w.message)]  # the range is covered
 
 
 def test_int8_from_a_tf_data_dataset_of_pairs(tmp_path, rng):
