@@ -50,14 +50,33 @@ OPTIONS = {
     "label_mode": (
         "binary",
         str,
-        "binary: 0/1 or 0/255 masks (one sigmoid output); index: class indices",
-        ("binary", "index"),
+        "binary: 0/1 or 0/255 masks (one sigmoid output); index: class indices; density: dot annotations, one "
+        "object a pure red (255,0,0) pixel of an RGB image or a non-zero pixel of a single-channel one, regressed "
+        "as density maps whose sum is the count (one linear output; loss mse, augment flips unless given)",
+        ("binary", "index", "density"),
+    ),
+    "density_sigma": (2.0, float, "Gaussian width in px of a dot's density (--label-mode density)"),
+    "density_scale": (
+        100.0,
+        float,
+        "the network learns density x this (--label-mode density); model.keras divides by it, a final Rescaling",
+    ),
+    "calibrate_counts": (
+        False,
+        "bool",
+        "after training, rescale model.keras so that its total count on the training images is right "
+        "(--label-mode density; the factor goes into summary.json)",
     ),
     "num_classes": (None, int, "classes K for --label-mode index (softmax outputs)"),
     "ignore_class": (None, int, "label value left out of the loss and scores (--label-mode index)"),
     "crop": (256, int, "side of the random training crops"),
     "batch": (4, int, "crops per batch"),
-    "augment": ("elastic", str, "paired augmentation", ("none", "geometric", "elastic", "intensity", "full")),
+    "augment": (
+        "elastic",
+        str,
+        "paired augmentation (flips: flips and 90-degree turns only, exact for density maps)",
+        ("none", "flips", "geometric", "elastic", "intensity", "full"),
+    ),
     "weight_map": (
         "none",
         str,
@@ -73,8 +92,8 @@ OPTIONS = {
     "loss": (
         "ce+j2",
         str,
-        "loss (cross-entropy + squared-denominator Jaccard by default)",
-        ("ce+j2", "ce", "j2", "jaccard", "dice", "ce+dice"),
+        "loss (cross-entropy + squared-denominator Jaccard by default; mse or mae for --label-mode density)",
+        ("ce+j2", "ce", "j2", "jaccard", "dice", "ce+dice", "mse", "mae"),
     ),
     "optimizer": ("adam", str, "optimizer", OPTIMIZERS),
     "momentum": (None, float, "momentum of --optimizer sgd (SegNet: 0.9; default none)"),
@@ -106,6 +125,9 @@ BIT_DEPTH_FLAG = "--input-range LOW,HIGH"
 CLASS_WEIGHTS_WORDS = ("none", "median-frequency")
 # What a run records beside its options in config.json (read back by a resumed run, not an option).
 RECORDED = ("extended", "class_weight_values")
+# Where --label-mode density defaults otherwise, unless a recipe, --config or a flag sets the option.
+DENSITY_DEFAULTS = {"loss": "mse", "augment": "flips"}
+DENSITY_LOSSES = ("mse", "mae")
 RUN_FILES = ("model.keras", "training.csv", "curves.png", "config.json", "summary.json")
 
 
@@ -179,7 +201,10 @@ def resolve(args):
         from kfcn.recipes import recipe
 
         from_recipe = recipe(recipe_name)
-    config = {name: spec[0] for name, spec in OPTIONS.items()} | from_recipe | from_file | given
+    chosen = from_recipe | from_file | given
+    config = {name: spec[0] for name, spec in OPTIONS.items()} | chosen
+    if config["label_mode"] == "density":
+        config |= {name: value for name, value in DENSITY_DEFAULTS.items() if name not in chosen}
     if recipe_name is not None:
         _check_recipe_data(recipe_name, config)
     _check_types(config)
@@ -232,6 +257,7 @@ def _check(config):
         raise ValueError("--images and --labels go together: the image folder and the label folder.")
     if bool(config["val_images"]) != bool(config["val_labels"]):
         raise ValueError("--val-images and --val-labels go together.")
+    _check_density(config)
     if config["label_mode"] == "index" and not config["num_classes"]:
         raise ValueError("--label-mode index needs --num-classes K (labels hold class indices 0..K-1).")
     if config["label_mode"] == "binary" and config["num_classes"] not in (None, 1, 2):
@@ -270,6 +296,48 @@ def _check(config):
             raise ValueError(str(error)) from None
         if config["model_options"].get("input_range") is not None:
             raise ValueError("Give the pixel range once: --input-range or input_range in --model-options, not both.")
+
+
+def _check_density(config):
+    """--label-mode density: dots regressed as density maps; the options of class labels are refused by name."""
+    density = config["label_mode"] == "density"
+    if not density:
+        if config["loss"] in DENSITY_LOSSES:
+            raise ValueError(
+                f"--loss {config['loss']} is for --label-mode density (density maps); masks and class labels take "
+                "ce+j2, ce, j2, jaccard, dice or ce+dice."
+            )
+        if config["calibrate_counts"]:
+            raise ValueError("--calibrate-counts applies to --label-mode density (a counting model).")
+        return
+    refused = {
+        "weight_map": (config["weight_map"] != "none", "--weight-map unet weighs the borders of binary masks"),
+        "class_weights": (config["class_weights"] != "none", "--class-weights weighs class labels"),
+        "num_classes": (config["num_classes"] is not None, "--num-classes counts classes"),
+        "ignore_class": (config["ignore_class"] is not None, "--ignore-class leaves a class out"),
+        "tfds": (bool(config["tfds"]), "--tfds reads segmentation labels"),
+    }
+    for given, why in refused.values():
+        if given:
+            raise ValueError(
+                f"{why}, but --label-mode density trains one density output from dot annotations: drop it "
+                "(density labels are folders: --images DIR --labels DIR)."
+            )
+    if config["loss"] not in DENSITY_LOSSES:
+        raise ValueError(
+            f"--loss {config['loss']} is a segmentation loss; --label-mode density regresses density maps with "
+            "--loss mse (the default there) or mae."
+        )
+    if config["augment"] in ("geometric", "elastic", "full"):
+        raise ValueError(
+            f"--augment {config['augment']} resamples the label maps by nearest neighbour (rotations, zooms, elastic "
+            "warps), which changes a density map's sum, the count; use --augment flips (flips and 90-degree turns, "
+            "the default with --label-mode density), intensity or none."
+        )
+    for name in ("density_sigma", "density_scale"):
+        value = config[name]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be a positive number; got {value!r}.")
 
 
 def _check_class_weights(config):
@@ -508,6 +576,7 @@ def _pairs(config, channels=None):
     from kfcn.data import folder_dataset
 
     label_args = (config["label_mode"], config["num_classes"], config["ignore_class"])
+    read_folders = _dot_pairs if config["label_mode"] == "density" else folder_dataset
     if config["tfds"]:
         import tensorflow_datasets as tfds
 
@@ -529,10 +598,10 @@ def _pairs(config, channels=None):
         train = load(config["split"])
         validation = load(config["val_split"]) if config["val_split"] else None
     else:
-        train = folder_dataset(config["images"], config["labels"], *label_args, channels=channels)
+        train = read_folders(config["images"], config["labels"], *label_args, channels=channels)
         validation = None
         if config["val_images"]:
-            validation = folder_dataset(config["val_images"], config["val_labels"], *label_args, channels=channels)
+            validation = read_folders(config["val_images"], config["val_labels"], *label_args, channels=channels)
     if validation is None and config["val_fraction"] > 0 and not config["val_split"]:
         count = sum(1 for _ in train)
         held_out = math.ceil(count * config["val_fraction"])
@@ -544,6 +613,66 @@ def _pairs(config, channels=None):
         train, validation = train.take(count - held_out), train.skip(count - held_out)
     image, _ = next(iter(train))
     return train, validation, int(image.shape[-1])
+
+
+def _dot_pairs(image_dir, label_dir, *label_args, channels=None):
+    """(raw float32 image, dot mask uint8 (H, W, 1)) pairs of two folders, every file read and checked up front
+    (`kfcn.data.density.dot_mask` says which pixels are dots); `folder_dataset`'s checks on the images."""
+    import numpy as np
+    import tensorflow as tf
+
+    from kfcn.data.density import dot_mask
+    from kfcn.data.folder import pair_files
+    from kfcn.image_io import ChannelConversions, as_float32, common_dtype, convert_channels, read_image
+
+    pairs = pair_files(image_dir, label_dir)
+    common_dtype([image for image, _ in pairs])
+    conversions, arrays = ChannelConversions(), []
+    for image_path, label_path in pairs:
+        image = read_image(image_path, palette_indices=False)
+        if channels is not None and image.shape[-1] != channels:
+            image = convert_channels(image, channels, image_path, conversions)
+        image = as_float32(image)
+        dots = read_image(label_path, palette_indices=False)
+        if image.shape[:2] != dots.shape[:2]:
+            raise ValueError(
+                f"Image {image_path} is {image.shape[1]}x{image.shape[0]} but its dot annotation {label_path} is "
+                f"{dots.shape[1]}x{dots.shape[0]}: an image and its dots must have the same size."
+            )
+        if not np.all(np.isfinite(image)):
+            raise ValueError(f"Image {image_path} has NaN or infinite pixel values; fix or exclude the file.")
+        if arrays and image.shape[-1] != arrays[0][0].shape[-1]:
+            raise ValueError(
+                f"{image_path} has {image.shape[-1]} channel(s) but {pairs[0][0]} has {arrays[0][0].shape[-1]}: a "
+                "model takes one channel count."
+            )
+        arrays.append((image, dot_mask(dots, label_path)[..., None]))
+    conversions.warn()
+    signature = (
+        tf.TensorSpec((None, None, arrays[0][0].shape[-1]), tf.float32),
+        tf.TensorSpec((None, None, 1), tf.uint8),
+    )
+    return tf.data.Dataset.from_generator(lambda: iter(arrays), output_signature=signature)
+
+
+def _density_targets(config):
+    """The pipeline's `target_map`: a dot mask -> its density map (`--density-sigma`), once per image."""
+    import functools
+
+    from kfcn.data.density import density_from_mask
+
+    return functools.partial(density_from_mask, sigma=float(config["density_sigma"]))
+
+
+def _with_density_targets(dataset, target_map):
+    """Whole-image (image, density map) pairs from (image, dot mask) pairs, for validation."""
+    import tensorflow as tf
+
+    def convert(image, mask):
+        density = tf.numpy_function(lambda m: target_map(m[..., 0]), [mask], tf.float32)
+        return image, tf.reshape(density, tf.shape(mask)[:2])[..., None]
+
+    return dataset.map(convert)
 
 
 def build_model(config, channels, outputs, safe_mode=True):
@@ -563,9 +692,14 @@ def build_model(config, channels, outputs, safe_mode=True):
             )
         _check_fine_tuned_range(config, model)
         return kfcn.models.with_policy(model, config["precision"])
+    model = _build_zoo_model(config, channels, outputs)
+    if config["label_mode"] == "density":
+        from kfcn.training import fold_density_scale
+
+        model = fold_density_scale(model, float(config["density_scale"]))
     if config["precision"] != "float32":
-        return kfcn.models.with_policy(_build_zoo_model(config, channels, outputs), config["precision"])
-    return _build_zoo_model(config, channels, outputs)
+        return kfcn.models.with_policy(model, config["precision"])
+    return model
 
 
 def _build_zoo_model(config, channels, outputs):
@@ -573,6 +707,8 @@ def _build_zoo_model(config, channels, outputs):
 
     name = config["model"]
     kwargs = {"filters": config["filters"], "batch_norm": config["batch_norm"]}
+    if config["label_mode"] == "density":
+        kwargs["head"] = "regression"  # linear: the network regresses density x --density-scale
     if "depth" in options(name):
         kwargs["depth"] = config["depth"]
     if "input_range" not in config["model_options"]:
@@ -647,7 +783,16 @@ def _compile(model, config, outputs):
     ](**options)
     if config["precision"] == "mixed_float16":  # float16 gradients underflow without loss scaling
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    if outputs == 1:
+    loss_weight = None
+    if config["label_mode"] == "density":
+        from kfcn.training import CountError
+
+        # The loss of the density model times scale**2 (mse) or scale (mae) is the loss of the network before its
+        # final Rescaling against targets x scale: the training of examples/count_cells.py, gradients and all.
+        scale = float(config["density_scale"])
+        loss_weight = scale**2 if config["loss"] == "mse" else scale
+        scores = [CountError()]
+    elif outputs == 1:
         scores = [metrics.PixelError(2), metrics.DiceScore(2, class_ids=[1], name="dice")]
     else:
         ignore = config["ignore_class"]
@@ -658,6 +803,7 @@ def _compile(model, config, outputs):
     model.compile(
         optimizer=optimizer,
         loss=segmentation_loss(config["loss"], outputs, config["ignore_class"]),
+        loss_weights=loss_weight,
         metrics=scores,
         jit_compile=config["jit_compile"],
     )
@@ -735,6 +881,47 @@ def _check_image_sizes(config):
             )
 
 
+def _augmentation(name):
+    """--augment as random_crop_pipeline takes it: None, a PairedAugmenter recipe, or flips_and_rot90."""
+    if name == "none":
+        return None
+    if name == "flips":
+        from kfcn.data.augment import flips_and_rot90
+
+        return flips_and_rot90
+    return name
+
+
+def _calibrate(config, run_dir, train):
+    """--calibrate-counts: model.keras rescaled so that its total count on the training images is right.
+
+    The factor is taken from the training images only (whole, as `kfcn predict` sees them) and
+    multiplies the scale of the model's final Rescaling; calibrating a calibrated model again (an
+    extended run whose best epoch did not change) applies a factor near 1. Returns what
+    summary.json records: the factor of this calibration and the final Rescaling relative to
+    1 / --density-scale (the total calibration of the network in model.keras). A model that counts
+    nothing or less on them is left as it is, with a warning and the reason in summary.json.
+    """
+    from kfcn.saving import load_model, save_model
+    from kfcn.training import calibrate_density_model
+
+    path = run_dir / "model.keras"
+    if not path.is_file():
+        raise ValueError(
+            f"--calibrate-counts: {path} was not written (no epoch was saved), so there is nothing to calibrate."
+        )
+    pairs = [(image.numpy(), int(mask.numpy().sum())) for image, mask in train]
+    try:
+        model, factor = calibrate_density_model(load_model(path), [image for image, _ in pairs], [n for _, n in pairs])
+    except ValueError as error:  # a model that counts nothing: the run stays finished, uncalibrated, and says so
+        print(f"warning: {path} left uncalibrated: {error}", file=sys.stderr)
+        return {"calibration_factor": None, "calibration_skipped": str(error)}
+    save_model(model, path)
+    total = float(model.layers[-1].scale) * float(config["density_scale"])
+    print(f"calibrated {path} on {len(pairs)} training image(s): counts x {factor:.4f} (x {total:.4f} in all)")
+    return {"calibration_factor": factor, "total_calibration": total}
+
+
 def run(args):
     config = resolve(args)
     run_dir, resuming = prepare_run_dir(config)
@@ -766,7 +953,8 @@ def _train(config, run_dir, resuming, safe_mode=True):
     )
 
     keras.utils.set_random_seed(config["seed"])
-    outputs = 1 if config["label_mode"] == "binary" else config["num_classes"]
+    density = config["label_mode"] == "density"
+    outputs = 1 if config["label_mode"] in ("binary", "density") else config["num_classes"]
     train, validation, channels = _pairs(config)
     model = build_model(config, channels, outputs, safe_mode)
     multiple = _check_crop(model, config["crop"])
@@ -777,6 +965,9 @@ def _train(config, run_dir, resuming, safe_mode=True):
     if weights is not None:
         config["class_weight_values"] = weights  # config.json records them; a resumed run reads them back
         weight_map = class_weight_map(weights, config["ignore_class"])
+    target_map = _density_targets(config) if density else None
+    if density and validation is not None:
+        validation = _with_density_targets(validation, target_map)
     value_range = input_range(model)  # intensity augmentation scales with the model's pixel range
     if value_range is None:  # a model without input scaling: the data's range, where augmentation needs one
         value_range = _pixel_range(config) if config["augment"] in ("intensity", "full") else (0, 255)
@@ -784,14 +975,15 @@ def _train(config, run_dir, resuming, safe_mode=True):
         train,
         config["crop"],
         batch_size=config["batch"],
-        augment=None if config["augment"] == "none" else config["augment"],
+        augment=_augmentation(config["augment"]),
         weight_map=weight_map,
+        target_map=target_map,
         seed=config["seed"],
         value_range=value_range,
     )
     scores = _compile(model, config, outputs)
     monitor = config["monitor"] or ("val_" if validation is not None else "") + (
-        "pixel_error" if outputs == 1 else "mean_iou"
+        "count_mae" if density else "pixel_error" if outputs == 1 else "mean_iou"
     )
     logged = ["loss", *scores] + ([f"val_{name}" for name in ("loss", *scores)] if validation is not None else [])
     if monitor not in logged:
@@ -831,6 +1023,7 @@ def _train(config, run_dir, resuming, safe_mode=True):
                 ),
             ],
         )
+    calibration = _calibrate(config, run_dir, train) if config["calibrate_counts"] else None
     log = read_log(run_dir / "training.csv")
     plot_training_curves(run_dir / "training.csv", run_dir / "curves.png", title=f"{model.name}: {run_dir.name}")
     values = log[monitor]
@@ -842,6 +1035,7 @@ def _train(config, run_dir, resuming, safe_mode=True):
         "best": {key: float(column[best]) for key, column in log.items() if key != "epoch"},
         "epochs_run": len(values),
         **({} if weights is None else {"class_weights": weights}),
+        **({} if calibration is None else calibration),
         "minutes_this_session": round((time.time() - started) / 60, 2),
         "keras": keras.__version__,
         "backend": keras.backend.backend(),

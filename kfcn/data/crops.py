@@ -18,6 +18,7 @@ def random_crop_pipeline(
     batch_size=2,
     augment=None,
     weight_map=None,
+    target_map=None,
     seed=None,
     shuffle_buffer=64,
     repeat=True,
@@ -58,6 +59,10 @@ def random_crop_pipeline(
         weight_map: None, "unet" (`unet_weight_map` with its defaults, for 0/1
             masks), or a callable `label (H, W) ndarray -> weights (H, W)`; computed
             once per full image (and cached), then cropped with it.
+        target_map: None, or a callable `label (H, W) int ndarray -> target (H, W)`
+            that replaces the label by a float map (e.g. a density map from a dot
+            annotation, `kfcn train --label-mode density`); computed once per full image
+            (and cached) like `weight_map`, then cropped and augmented as the label is.
         seed: int for a reproducible stream (shuffling, crops, augmentation).
         shuffle_buffer: images in the shuffle buffer (0 for no shuffling).
         repeat: repeat forever (use `steps_per_epoch` in `fit`); False gives one pass,
@@ -109,6 +114,12 @@ def random_crop_pipeline(
 
     max_label = one_hot - 1 if one_hot else 1 if weight_map == "unet" else None
     images = dataset.map(_checked_float_pair(max_label, one_hot), num_parallel_calls=tf.data.AUTOTUNE)
+    if target_map is not None:
+        if not callable(target_map):
+            raise ValueError(f"`target_map` must be None or a callable label -> target map; got {target_map!r}.")
+        if weight_map is not None:
+            raise ValueError("`target_map` and `weight_map` do not combine: weights are computed from class labels.")
+        images = images.map(_per_image_map(target_map, replace_label=True), num_parallel_calls=tf.data.AUTOTUNE)
     with_weights = weight_map is not None
     if with_weights:
         images = images.map(_weight_map_fn(weight_map), num_parallel_calls=tf.data.AUTOTUNE)
@@ -268,13 +279,21 @@ def _weight_map_fn(weight_map):
 
     else:
         raise ValueError(f"`weight_map` must be None, 'unet' or a callable; got {weight_map!r}.")
+    return _per_image_map(compute, replace_label=False)
 
-    def add_weights(image, maps):
-        weights = tf.numpy_function(lambda m: compute(m[..., 0].astype("int32")), [maps], tf.float32)
-        weights = tf.reshape(weights, tf.shape(maps)[:2])
-        return image, tf.concat([maps, weights[..., None]], axis=-1)
 
-    return add_weights
+def _per_image_map(compute, replace_label):
+    """A tf.data map that computes `compute(label (H, W) int32) -> (H, W)` once per full image, as NumPy, and
+    appends it to the maps (weights) or puts it in the label's place (targets)."""
+
+    def apply(image, maps):
+        values = tf.numpy_function(
+            lambda m: np.asarray(compute(m[..., 0].astype("int32")), dtype="float32"), [maps], tf.float32
+        )
+        values = tf.reshape(values, tf.shape(maps)[:2])[..., None]
+        return image, values if replace_label else tf.concat([maps, values], axis=-1)
+
+    return apply
 
 
 def _random_crop(image, maps, crop_h, crop_w, seed):

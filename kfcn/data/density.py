@@ -87,3 +87,81 @@ def dots_from_image(dot_image, color=(255, 0, 0)):
     """
     dot_image = np.asarray(dot_image)
     return np.argwhere(np.all(dot_image[..., :3] == np.asarray(color), axis=-1))
+
+
+def dot_mask(label, source="label"):
+    """Where the dots of a dot-annotation image are: a 0/1 mask, one 1 per annotated object.
+
+    One rule, whatever the file: a colour image (three or more channels that differ
+    somewhere, e.g. the VGG cells' `NNNdots.png`) marks a dot with a pure red
+    (255, 0, 0) pixel, as `dots_from_image` reads it; a single-channel or grey image
+    (every channel equal) marks a dot with any non-zero pixel. A colour image with
+    non-black pixels that are not pure red is refused: its dots cannot be told from
+    its other marks. An alpha channel is ignored.
+
+    Args:
+        label: (H, W), (H, W, 1) or (H, W, C >= 3) array of the annotation image.
+        source: the file's name, for the error message.
+
+    Returns:
+        (H, W) uint8 mask, 1 at each dot (`np.argwhere(mask)` gives the (row, column) dots).
+
+    Raises:
+        ValueError: for a colour image whose non-black pixels are not all pure red, or
+            an array of another shape.
+
+    Example:
+    >>> dots = np.zeros((3, 4, 3), np.uint8); dots[1, 2] = (255, 0, 0)
+    >>> np.argwhere(dot_mask(dots)).tolist(), np.argwhere(dot_mask(np.eye(2) * 7)).tolist()
+    ([[1, 2]], [[0, 0], [1, 1]])
+    """
+    label = np.asarray(label)
+    if label.ndim == 3 and label.shape[-1] in (2, 4):  # grey + alpha, RGB + alpha
+        label = label[..., :-1]
+    if label.ndim == 3 and label.shape[-1] == 1:
+        label = label[..., 0]
+    if label.ndim == 3 and label.shape[-1] == 3 and np.all(label == label[..., :1]):
+        label = label[..., 0]  # grey stored as RGB
+    if label.ndim == 2:
+        return (label != 0).astype(np.uint8)
+    if label.ndim != 3 or label.shape[-1] != 3:
+        raise ValueError(
+            f"Dot annotation {source} has shape {label.shape}; dot images are single-channel (a non-zero pixel "
+            "a dot) or RGB (a pure red pixel a dot)."
+        )
+    red = np.all(label == np.asarray((255, 0, 0), label.dtype), axis=-1)
+    other = np.any(label != 0, axis=-1) & ~red
+    if np.any(other):
+        row, column = np.argwhere(other)[0]
+        raise ValueError(
+            f"Dot annotation {source} is a colour image with {int(other.sum())} non-black pixel(s) that are not "
+            f"pure red (255, 0, 0), e.g. {label[row, column].tolist()} at row {row}, column {column}: a dot is "
+            "either a pure red pixel of an RGB image or a non-zero pixel of a single-channel one. Keep only the "
+            "red dots (black elsewhere), or save the dots as a single-channel image."
+        )
+    return red.astype(np.uint8)
+
+
+def density_from_mask(mask, sigma=2.0):
+    """The density map of a dot mask (`dot_mask`): `density_map` of its non-zero pixels.
+
+    What `kfcn train --label-mode density` trains towards; `random_crop_pipeline(target_map=...)`
+    computes it once per full image, before cropping, so a dot near a crop's edge is
+    shared between the crops that hold its Gaussian.
+
+    Args:
+        mask: (H, W) array, non-zero at each dot.
+        sigma: Gaussian width in pixels, > 0.
+
+    Returns:
+        (H, W) float32 map that sums to the number of dots.
+
+    Example:
+    >>> mask = np.zeros((9, 9), np.uint8); mask[4, 4] = mask[0, 8] = 1
+    >>> round(float(density_from_mask(mask, sigma=1.5).sum()), 4)
+    2.0
+    """
+    mask = np.asarray(mask)
+    if mask.ndim == 3 and mask.shape[-1] == 1:
+        mask = mask[..., 0]
+    return density_map(np.argwhere(mask != 0), mask.shape[:2], sigma=sigma)

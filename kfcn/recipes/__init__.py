@@ -3,13 +3,13 @@
 `kfcn train --recipe NAME` starts from the recipe (flags and `--config` override it), and
 the run folder's `config.json` records the result, so the file and the command that makes
 a shipped model are one thing. A path written `@samples/...` points into the data the
-package ships (`kfcn.samples`). A recipe whose data kfcn does not ship (CamVid) lists under
+package ships (`kfcn.samples`). A recipe whose data kfcn does not ship (CamVid, the VGG cells) lists under
 `requires:` the options that must give it (e.g. `images`, `labels`) and says under `data:`
 where to find it; `kfcn train` refuses to start without them, naming the flags.
 
 Example:
 >>> sorted(RECIPES)
-['camvid-segnet', 'camvid-unet', 'isbi2012']
+['camvid-segnet', 'camvid-unet', 'isbi2012', 'vgg-cells']
 >>> options = recipe("isbi2012")
 >>> options["filters"], options["weight_map"], options["images"].endswith("isbi2012/images")
 (32, 'unet', True)
