@@ -131,8 +131,8 @@ def build(name):
 
 def old_tile_size(model, image_shape, budget, batch_size):
     """The former `auto_tile_size`: a quarter of the summed layer outputs per pixel, nothing else counted."""
+    from kfcn.analysis.geometry import model_geometry
     from kfcn.inference.auto_tile import activation_bytes_per_pixel
-    from kfcn.inference.geometry import model_geometry
 
     geometry = model_geometry(model)
     per_pixel = OLD_PEAK_FRACTION * activation_bytes_per_pixel(model)

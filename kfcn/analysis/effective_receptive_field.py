@@ -9,6 +9,7 @@ import keras
 import numpy as np
 
 from kfcn.analysis.fully_convolutional import check_fully_convolutional, check_model_input
+from kfcn.analysis.geometry import input_range
 from kfcn.analysis.gradients import input_gradient
 from kfcn.analysis.receptive_field import receptive_field
 from kfcn.arguments import check_integer
@@ -109,8 +110,6 @@ def effective_receptive_field(model, input_shape, samples=8, reinitialize=False,
             raise ValueError(f"`probes` must be (N, *input_shape) = (N, {height}, {width}, ...); got {probes.shape}.")
         samples = len(probes)
     rng = np.random.default_rng(seed)
-    from kfcn.inference.geometry import input_range
-
     pixel_range = input_range(model)
 
     def random_input():

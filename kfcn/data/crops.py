@@ -9,7 +9,7 @@ import tensorflow as tf
 from kfcn.arguments import check_integer, is_integer
 from kfcn.data.augment import AUGMENTATIONS, PairedAugmenter, check_value_range
 from kfcn.layers import FRAME_INPUT_NAME
-from kfcn.models.inputs import IMAGE_INPUT_NAME
+from kfcn.names import IMAGE_INPUT_NAME
 
 
 def random_crop_pipeline(

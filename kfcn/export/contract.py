@@ -263,7 +263,7 @@ def serving_contract(model):
     >>> contract.input_name, contract.output_name, contract.multiple, contract.minimum
     ('pixels_0_255', 'probabilities', 4, 4)
     """
-    from kfcn.inference.geometry import model_geometry
+    from kfcn.analysis.geometry import model_geometry
 
     if not isinstance(model, keras.Model) or not hasattr(model, "inputs") or not model.inputs:
         raise ValueError(

@@ -1,7 +1,7 @@
 """Using FCNs: whole-image, resized and tiled (overlap-tile, blended) prediction of any image size."""
 
+from kfcn.analysis.geometry import ModelGeometry, input_range, model_geometry
 from kfcn.inference.erf_overlap import erf_overlap
-from kfcn.inference.geometry import ModelGeometry, input_range, model_geometry
 from kfcn.inference.tiling import predict_tiled
 from kfcn.inference.whole import predict, predict_resized
 

@@ -193,7 +193,7 @@ def working_bytes_per_pixel(model, frees=True):
 
 def _probe_size(model, wanted):
     """An input size near `wanted` that the model takes (its own size where it has one)."""
-    from kfcn.inference.geometry import model_geometry
+    from kfcn.analysis.geometry import model_geometry
 
     geometry = model_geometry(model)
     wanted = max(wanted, 4 * geometry.multiple + 2 * geometry.margin)
@@ -251,7 +251,7 @@ def estimate_peak_bytes(model, image_shape, tile_size=None, batch_size=1, held_b
     >>> estimate_peak_bytes(model, (2048, 2048), tile_size=512) < whole
     True
     """
-    from kfcn.inference.geometry import model_geometry
+    from kfcn.analysis.geometry import model_geometry
 
     geometry = model_geometry(model)
     height, width = image_shape[:2]
@@ -318,7 +318,7 @@ def auto_tile_size(
     >>> auto_tile_size(model, (8192, 8192), memory_budget=2**30) % 4   # a size the model takes
     0
     """
-    from kfcn.inference.geometry import model_geometry
+    from kfcn.analysis.geometry import model_geometry
 
     if not memory_budget > 0:
         raise ValueError(f"`memory_budget` is in bytes and must be positive; got {memory_budget!r}.")

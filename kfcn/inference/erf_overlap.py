@@ -45,7 +45,7 @@ def erf_overlap(model, image=None, mass_radius="radius_95", probes=4, seed=0):
     True
     """
     from kfcn.analysis import effective_receptive_field
-    from kfcn.inference.geometry import model_geometry
+    from kfcn.analysis.geometry import model_geometry
 
     if model in _measured:
         return _measured[model]

@@ -7,7 +7,7 @@ import weakref
 import keras
 import numpy as np
 
-from kfcn.inference.geometry import model_geometry
+from kfcn.analysis.geometry import model_geometry
 
 # (number of 90° rotations, flip left-right) for the dihedral test-time augmentations.
 TTA_TRANSFORMS = {

@@ -261,7 +261,7 @@ def _predict_whole(model, image, tta, extra_inputs, policy, engine, out):
 
 def _built_for_a_size_the_image_fits(model, image_size):
     """A model built for one input size predicts an image that fits it (mirrored up to it) in one call."""
-    from kfcn.inference.geometry import model_geometry
+    from kfcn.analysis.geometry import model_geometry
 
     geometry = model_geometry(model)
     fixed = geometry.input_size

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from kfcn.analysis.geometry import model_geometry
 from kfcn.arguments import normalize_pair
-from kfcn.inference.geometry import model_geometry
 from kfcn.inference.plan import AxisPlan, run_plan
 from kfcn.inference.runner import TileRunner, check_finite, check_image
 

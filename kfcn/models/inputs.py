@@ -8,9 +8,7 @@ import keras
 
 from kfcn.arguments import is_integer
 from kfcn.layers import FRAME_INPUT_NAME, CoordinateChannels, InputSizeCheck, size_problem
-
-IMAGE_INPUT_NAME = "image"
-INPUT_SCALING_NAME = "input_scaling"
+from kfcn.names import IMAGE_INPUT_NAME, INPUT_SCALING_NAME
 
 
 def check_input_shape(input_shape, model_name):

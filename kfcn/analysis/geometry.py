@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import keras
 
 from kfcn.layers import FRAME_INPUT_NAME
+from kfcn.names import IMAGE_INPUT_NAME, INPUT_SCALING_NAME
 
 
 @dataclass(frozen=True)
@@ -124,8 +125,6 @@ def input_range(model):
     >>> input_range(unet((None, None, 1), filters=4, depth=2, input_range=None)) is None
     True
     """
-    from kfcn.models.inputs import INPUT_SCALING_NAME
-
     for layer in model.layers:
         if isinstance(layer, keras.layers.Rescaling) and layer.name == INPUT_SCALING_NAME:
             scale, offset = float(layer.scale), float(layer.offset)
@@ -135,8 +134,6 @@ def input_range(model):
 
 
 def _image_input_name(model):
-    from kfcn.models.inputs import IMAGE_INPUT_NAME
-
     names = [t.name for t in model.inputs]
     if IMAGE_INPUT_NAME in names:
         return IMAGE_INPUT_NAME
