@@ -9,7 +9,6 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 BACKEND = keras.backend.backend()
-only_tensorflow = pytest.mark.skipif(BACKEND != "tensorflow", reason="needs the TensorFlow backend")
 
 
 # Modules whose tests start processes, train, convert or export: `make test-fast` leaves them out
@@ -36,6 +35,12 @@ def pytest_collection_modifyitems(config, items):
         path = item.path.relative_to(root).as_posix() if item.path.is_relative_to(root) else ""
         if path in SLOW_MODULES:
             item.add_marker(pytest.mark.slow)
+        # `@pytest.mark.tensorflow_only(reason=...)`: tf.data pipelines, TFLite conversion, processes that
+        # start their own backend; skipped, with the reason, when the suite runs on JAX or PyTorch.
+        tensorflow_only = item.get_closest_marker("tensorflow_only")
+        if tensorflow_only and BACKEND != "tensorflow":
+            reason = tensorflow_only.kwargs.get("reason", "")
+            item.add_marker(pytest.mark.skip(reason=f"needs the TensorFlow backend ({reason})"))
 
 
 @pytest.fixture

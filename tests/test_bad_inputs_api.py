@@ -1417,7 +1417,7 @@ def tensorflow_cases():
 TENSORFLOW_CASES = tensorflow_cases() if BACKEND == "tensorflow" else []
 
 
-@pytest.mark.skipif(BACKEND != "tensorflow", reason="tf.data and TensorFlow exports run on TensorFlow")
+@pytest.mark.tensorflow_only(reason="tf.data and TensorFlow exports run on TensorFlow")
 @pytest.mark.parametrize("case", TENSORFLOW_CASES, ids=lambda case: case.id)
 def test_bad_input_on_tensorflow(case, tmp_path):
     run_case(case, tmp_path)

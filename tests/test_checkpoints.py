@@ -14,7 +14,7 @@ import pytest
 from kfcn.training import read_log
 from tests.conftest import write_isbi_crops
 
-pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="tf.data pipelines")
+pytestmark = pytest.mark.tensorflow_only(reason="tf.data pipelines")
 
 EPOCHS = 4
 

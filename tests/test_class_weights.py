@@ -1,6 +1,5 @@
 """Class weights: SegNet's median-frequency rule by hand, the per-pixel map, and the weighted loss of one batch."""
 
-import keras
 import numpy as np
 import pytest
 
@@ -50,7 +49,7 @@ def test_the_weight_map_gives_each_pixel_its_class_weight_and_0_to_the_ignore_cl
             class_weight_map(wrong)
 
 
-@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="tf.data pipelines")
+@pytest.mark.tensorflow_only(reason="tf.data pipelines")
 def test_the_crop_pipeline_carries_the_class_weights_into_a_weighted_cross_entropy():
     import tensorflow as tf
 

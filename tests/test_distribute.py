@@ -8,7 +8,6 @@ import sys
 import textwrap
 import time
 
-import keras
 import numpy as np
 import pytest
 from PIL import Image
@@ -16,7 +15,7 @@ from PIL import Image
 from kfcn.distribute import parse_shard, shard
 from tests.conftest import write_isbi_crops
 
-pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="starts its own backends")
+pytestmark = pytest.mark.tensorflow_only(reason="starts its own backends")
 
 # JAX's host devices meet in XLA's CPU collectives, whose rendezvous aborts the process after 40 s;
 # under a CPU-bound job beside the tests one device can be that late. Ten minutes: a slow machine

@@ -15,7 +15,7 @@ from tests.test_shipped_model import example_module
 
 ROOT = Path(__file__).resolve().parents[1]
 VGG_CELLS = ROOT.parent / "shared" / "datasets" / "vgg_cells"
-pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="the examples use tf.data")
+pytestmark = pytest.mark.tensorflow_only(reason="the examples use tf.data")
 
 
 def run_example(name, tmp_path, *arguments):

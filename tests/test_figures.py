@@ -13,7 +13,6 @@ import shutil
 import sys
 from pathlib import Path
 
-import keras
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,7 +79,7 @@ def test_every_readme_figure_exists_and_the_makefile_says_how_it_is_made():
         assert (ROOT / script).is_file(), script
 
 
-needs_tensorflow = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="one backend is enough")
+needs_tensorflow = pytest.mark.tensorflow_only(reason="one backend is enough")
 
 
 @pytest.mark.slow

@@ -22,7 +22,6 @@ import sys
 import textwrap
 from pathlib import Path
 
-import keras
 import numpy as np
 import pytest
 from PIL import Image
@@ -157,7 +156,7 @@ SMALLER = {
     "epochs=50, steps_per_epoch=180": "epochs=1, steps_per_epoch=1",
     'glob("*.png"))[:20]': 'glob("*.png"))[:2]',
 }
-only_tensorflow = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="runs subprocesses; one backend")
+only_tensorflow = pytest.mark.tensorflow_only(reason="runs subprocesses; one backend")
 
 
 def test_every_smaller_stand_in_replaces_text_the_readme_has():

@@ -2,7 +2,6 @@
 
 import json
 
-import keras
 import pytest
 
 from kfcn.cli.train import OPTIONS
@@ -24,7 +23,7 @@ def test_an_unknown_recipe_lists_the_shipped_ones():
         recipe("isbi2013")
 
 
-@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="tf.data pipelines")
+@pytest.mark.tensorflow_only(reason="tf.data pipelines")
 def test_train_from_a_recipe_with_flags_on_top(tmp_path):
     from kfcn.cli import main
 

@@ -13,7 +13,7 @@ from kfcn.samples import shipped_model_path
 from kfcn.saving import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="one backend is enough")
+pytestmark = pytest.mark.tensorflow_only(reason="one backend is enough")
 
 
 def example_module(name):

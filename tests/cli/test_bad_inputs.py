@@ -21,7 +21,7 @@ from kfcn.cli import main
 from kfcn.models import unet
 from kfcn.saving import save_model
 
-pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="the CLI table runs on TensorFlow")
+pytestmark = pytest.mark.tensorflow_only(reason="the CLI table runs on TensorFlow")
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 
 import json
 
-import keras
 import pytest
 
 from kfcn.cli import main
@@ -10,7 +9,7 @@ from kfcn.training import read_log
 from tests.cli.test_train import command
 from tests.conftest import write_isbi_crops
 
-pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="tf.data pipelines")
+pytestmark = pytest.mark.tensorflow_only(reason="tf.data pipelines")
 
 
 def test_the_card_states_the_run_and_is_regenerated_after_an_extension(tmp_path, capsys):

@@ -15,9 +15,7 @@ from kfcn.inference import predict
 from kfcn.models import unet
 from kfcn.saving import load_model, save_model
 
-pytestmark = pytest.mark.skipif(
-    keras.backend.backend() != "tensorflow", reason="the CLI reads files with tf-based kfcn.data"
-)
+pytestmark = pytest.mark.tensorflow_only(reason="the CLI reads files with tf-based kfcn.data")
 SIZE = 32
 
 

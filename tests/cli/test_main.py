@@ -5,12 +5,11 @@ import os
 import subprocess
 import sys
 
-import keras
 import pytest
 
 from tests.conftest import write_isbi_crops
 
-pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="runs the TensorFlow CLI")
+pytestmark = pytest.mark.tensorflow_only(reason="runs the TensorFlow CLI")
 NOISE = ("cudart_stub", "cuInit", "cpu_feature_guard", "oneDNN", "absl::InitializeLog", "TF_ENABLE_ONEDNN_OPTS")
 
 

@@ -1,7 +1,6 @@
 """The pixel-value and channel rules through the command line (issue 25 §2): a model's input range comes
 from its training files' bit depth, and grayscale <-> RGB conversions are said once per run."""
 
-import keras
 import numpy as np
 import pytest
 import tifffile
@@ -14,7 +13,7 @@ from kfcn.models import unet
 from kfcn.saving import load_model, save_model
 
 pytestmark = [
-    pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="tf.data pipelines"),
+    pytest.mark.tensorflow_only(reason="tf.data pipelines"),
     pytest.mark.slow,  # trains
 ]
 

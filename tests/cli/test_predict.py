@@ -51,7 +51,7 @@ def test_a_folder_gives_probability_and_overlay_pngs_that_match_the_api(model_fi
         assert np.array_equal(grey[:, 0], image[background]) and np.array_equal(grey[:, 0], grey[:, 2])
 
 
-@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="converts in TensorFlow")
+@pytest.mark.tensorflow_only(reason="converts in TensorFlow")
 def test_engine_litert_writes_what_keras_writes(model_file, tmp_path, rng):
     model, path = model_file
     images = write_images(tmp_path / "in", rng, [(40, 52)])

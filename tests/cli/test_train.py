@@ -12,7 +12,7 @@ from kfcn.saving import load_model
 from kfcn.training import read_log
 from tests.conftest import write_isbi_crops
 
-pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="tf.data pipelines")
+pytestmark = pytest.mark.tensorflow_only(reason="tf.data pipelines")
 
 
 @pytest.fixture(scope="module")

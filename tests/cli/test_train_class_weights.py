@@ -3,7 +3,6 @@ the CamVid recipes load, name only known options and ask for the data kfcn does 
 
 import json
 
-import keras
 import numpy as np
 import pytest
 from PIL import Image
@@ -77,7 +76,7 @@ def test_class_weights_need_class_index_labels_and_do_not_combine_with_the_unet_
     assert "--class-weights and --weight-map unet do not combine" in error_of(unet, capsys)
 
 
-@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="tf.data pipelines")
+@pytest.mark.tensorflow_only(reason="tf.data pipelines")
 def test_median_frequency_weights_come_from_the_training_images_and_a_resumed_run_keeps_them(data, tmp_path, capsys):
     run = tmp_path / "run"
     # --val-fraction 0.3 holds out the last of the three images: its labels must not count.
@@ -103,7 +102,7 @@ def test_median_frequency_weights_come_from_the_training_images_and_a_resumed_ru
     assert recorded != [7.0, 8.0, 9.0]
 
 
-@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="tf.data pipelines")
+@pytest.mark.tensorflow_only(reason="tf.data pipelines")
 def test_explicit_weights_are_recorded_as_given(data, tmp_path, capsys):
     run = tmp_path / "run"
     assert main([*command(data, run, "--class-weights", "5,1,2.5", "--val-fraction", "0")]) == 0

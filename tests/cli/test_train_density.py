@@ -19,7 +19,7 @@ from kfcn.recipes import RECIPES, data_requirements, recipe
 from kfcn.saving import load_model, save_model
 from kfcn.training import fold_density_scale, read_log
 
-pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="tf.data pipelines")
+pytestmark = pytest.mark.tensorflow_only(reason="tf.data pipelines")
 
 SIDE = 16
 

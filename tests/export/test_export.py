@@ -19,7 +19,7 @@ from kfcn.inference import predict
 from kfcn.models import fcn, plain_cnn, segnet, unet
 from tests.tolerances import float16_weights_atol, reordered_network_atol
 
-pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="export tests run on TensorFlow")
+pytestmark = pytest.mark.tensorflow_only(reason="export tests run on TensorFlow")
 
 ARCHITECTURES = {
     "segnet_indices": lambda: segnet((None, None, 3), num_classes=3, filters=2, depth=2),

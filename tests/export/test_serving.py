@@ -8,7 +8,6 @@ import subprocess
 import sys
 import textwrap
 
-import keras
 import numpy as np
 import pytest
 
@@ -16,7 +15,7 @@ from kfcn.export import saved_model
 from kfcn.inference import predict
 from kfcn.models import unet
 
-pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="export tests run on TensorFlow")
+pytestmark = pytest.mark.tensorflow_only(reason="export tests run on TensorFlow")
 
 # name: (request as a NumPy expression, words the error must contain)
 MALFORMED = {

@@ -6,10 +6,10 @@ import pytest
 from kfcn.inference import predict, predict_tiled
 from kfcn.inference.litert import LiteRTCall
 from kfcn.models import unet
-from tests.conftest import only_tensorflow
 from tests.tolerances import reordered_network_atol
 
-pytestmark = only_tensorflow  # the conversion runs in TensorFlow (other backends convert in a TF child process)
+# The conversion runs in TensorFlow (other backends convert in a TensorFlow child process).
+pytestmark = pytest.mark.tensorflow_only(reason="converts in TensorFlow")
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 import gc
 import weakref
 
-import keras
 import numpy as np
 import pytest
 
@@ -12,7 +11,7 @@ from kfcn.inference.runner import _compiled_call
 from kfcn.models import unet
 
 
-@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="counts tf.function traces")
+@pytest.mark.tensorflow_only(reason="counts tf.function traces")
 def test_repeated_predictions_trace_once_per_shape(rng):
     model = unet((None, None, 1), num_classes=1, filters=2, depth=2)
     image = rng.integers(0, 256, (40, 40)).astype("uint8")

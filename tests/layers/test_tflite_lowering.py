@@ -2,13 +2,13 @@
 
 import keras
 import numpy as np
+import pytest
 
 from kfcn.layers import CoordinateChannels, CropToMatch, MaxPoolingWithArgmax2D, MaxUnpooling2D
-from tests.conftest import only_tensorflow
 from tests.tolerances import reordered_network_atol
 
 
-@only_tensorflow
+@pytest.mark.tensorflow_only(reason="converts in TensorFlow")
 def test_custom_layers_convert_with_builtin_ops_only(tmp_path, rng):
     import tensorflow as tf
 

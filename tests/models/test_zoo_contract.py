@@ -7,7 +7,6 @@ import pytest
 
 from kfcn.models import FAMILIES, build, head_of, options
 from kfcn.saving import load_model
-from tests.conftest import only_tensorflow
 from tests.tolerances import reordered_network_atol
 
 pytestmark = pytest.mark.backend
@@ -103,7 +102,7 @@ def test_an_unknown_family_names_the_zoo():
         build("resnet", (None, None, 1), 2)
 
 
-@only_tensorflow
+@pytest.mark.tensorflow_only(reason="converts in TensorFlow")
 @pytest.mark.parametrize("name", FAMILIES)
 def test_every_family_lowers_to_builtin_tflite_ops(name, tmp_path):
     import tensorflow as tf
