@@ -48,6 +48,12 @@ class LayerField:
     jump: tuple
     start: tuple
 
+    @classmethod
+    def of(cls, layer, output, field):
+        """The row of `layer`, whose (first) output tensor is `output` with the per-axis `field`."""
+        sizes, jumps, starts = (tuple(getattr(axis, name) for axis in field) for name in ("size", "jump", "start"))
+        return cls(layer.name, type(layer).__name__, tuple(output.shape[1:]), sizes, jumps, starts)
+
 
 @dataclass
 class ReceptiveField:
@@ -218,35 +224,32 @@ def _trace(model, probe_size):
         if result is not None:
             for tensor in flat_outputs:
                 fields[id(tensor)] = result
-            rows.append(
-                LayerField(
-                    layer.name,
-                    type(layer).__name__,
-                    tuple(flat_outputs[0].shape[1:]),
-                    tuple(f.size for f in result),
-                    tuple(f.jump for f in result),
-                    tuple(f.start for f in result),
-                )
-            )
+            rows.append(LayerField.of(layer, flat_outputs[0], result))
 
     clone = trace_layers(model, keras.tree.map_structure(make_probe, model.input), visit, fields)
     output = keras.tree.flatten(clone.outputs)[0]
     if id(output) not in fields:
         raise ValueError("The model's output does not depend on its image input.")
     result = fields[id(output)]
-    multiple = 1
-    for jump in (j for row in rows for j in row.jump):
-        if jump >= 1 and abs(jump - round(jump)) < 1e-9:
-            multiple = math.lcm(multiple, int(round(jump)))
     return ReceptiveField(
         size=tuple(_tidy(f.size) for f in result),
         jump=tuple(_tidy(f.jump) for f in result),
         start=tuple(_tidy(f.start) for f in result),
-        required_multiple=multiple,
+        required_multiple=_required_multiple(rows),
         probe_size=tuple(probe_size),
         layers=rows,
         strided=strided,
     )
+
+
+def _required_multiple(rows):
+    """The least common multiple of every whole-number jump (cumulative stride) in the model: the input
+    sizes that keep each pooling grid aligned are its multiples."""
+    multiple = 1
+    for jump in (j for row in rows for j in row.jump):
+        if jump >= 1 and abs(jump - round(jump)) < 1e-9:
+            multiple = math.lcm(multiple, int(round(jump)))
+    return multiple
 
 
 def _stride_info(layer, inputs, fields):

@@ -26,69 +26,88 @@ def register(commands):
     sub.add_argument("images", nargs="+", help="image files (PNG, TIFF, JPEG, BMP; raw pixel values), globs or folders")
     sub.add_argument("--output", "-o", required=True, help="folder for the outputs (created if needed)")
     add_model_option(sub)
-    sub.add_argument(
+    _add_output_options(sub.add_argument_group("outputs"))
+    _add_tiling_options(sub.add_argument_group("tiling (images larger than one call)"))
+    _add_compute_options(sub.add_argument_group("computation"))
+    sub.set_defaults(run=run)
+
+
+def _add_output_options(group):
+    group.add_argument(
         "--task",
         default="auto",
         choices=TASKS,
         help="auto: segmentation for sigmoid/softmax heads, "
         "else regression; counting prints the sum of the density map per image",
     )
-    sub.add_argument(
+    group.add_argument(
         "--format",
         default="png",
         choices=FORMATS,
         help="png: 8-bit; png16: 16-bit; tiff: float32 with every output channel",
     )
-    sub.add_argument("--labels", action="store_true", help="write class labels instead of probabilities")
-    sub.add_argument("--threshold", type=float, default=0.5, help="foreground threshold of a one-channel output")
-    sub.add_argument("--no-overlay", action="store_true", help="skip the overlay / heat-map PNG")
-    sub.add_argument("--skip-existing", action="store_true", help="leave images whose outputs exist (resume a folder)")
-    sub.add_argument(
+    group.add_argument("--labels", action="store_true", help="write class labels instead of probabilities")
+    group.add_argument("--threshold", type=float, default=0.5, help="foreground threshold of a one-channel output")
+    group.add_argument("--no-overlay", action="store_true", help="skip the overlay / heat-map PNG")
+    group.add_argument(
+        "--skip-existing", action="store_true", help="leave images whose outputs exist (resume a folder)"
+    )
+
+
+def _add_tiling_options(group):
+    group.add_argument(
         "--tile",
         type=_tile_option,
         default="auto",
         help="tile side for images larger than it; auto (default): the whole image in one call when the "
         "process's peak memory then fits --memory-gib, else the largest tile that does",
     )
-    sub.add_argument(
+    group.add_argument(
         "--memory-gib",
         type=float,
         default=4.0,
         help="peak resident memory of the whole process that --tile auto keeps within (GiB)",
     )
-    sub.add_argument(
+    group.add_argument(
         "--overlap-mode",
         default="exact",
         choices=("exact", "erf"),
         help="tile overlap when --overlap is not given: the receptive field (exact) or the effective one (cheaper)",
     )
-    sub.add_argument("--overlap", type=int, default=None, help="tile overlap (default: exact, the receptive field)")
-    sub.add_argument("--blend", default="none", choices=("none", "linear", "gaussian"))
-    sub.add_argument("--batch", type=int, default=4, help="tiles per model call")
-    sub.add_argument("--tta", default="none", choices=("none", "flips", "d4"), help="test-time augmentation")
-    sub.add_argument(
+    group.add_argument("--overlap", type=int, default=None, help="tile overlap (default: exact, the receptive field)")
+    group.add_argument(
+        "--blend",
+        default="none",
+        choices=("none", "linear", "gaussian"),
+        help="none: each tile gives only its central pixels (exact); linear, gaussian: overlapping outputs averaged",
+    )
+    group.add_argument("--batch", type=int, default=4, help="tiles per model call")
+
+
+def _add_compute_options(group):
+    group.add_argument("--tta", default="none", choices=("none", "flips", "d4"), help="test-time augmentation")
+    group.add_argument(
         "--precision",
         default="float32",
         choices=("float32", "mixed_bfloat16", "mixed_float16"),
         help="compute precision (mixed: about 2x faster on GPUs and BF16 CPUs; outputs stay float32)",
     )
-    sub.add_argument(
+    group.add_argument(
         "--engine",
         default="keras",
         choices=("keras", "litert"),
         help="litert: run a float32 TFLite conversion with XNNPACK, the fastest on CPUs (converted once per "
         "input shape, seconds each: pays off over many images or tiles)",
     )
-    sub.add_argument(
+    group.add_argument(
         "--shard",
         default=None,
         metavar="I/N",
         help="predict only worker I's share of N (files I, I+N, ...): run N workers, e.g. one per GPU or host",
     )
-    sub.add_argument(
+    group.add_argument(
         "--devices", default="one", choices=("one", "all"), help="all: spread the tiles of each image over every device"
     )
-    sub.set_defaults(run=run)
 
 
 def _tile_option(text):
@@ -283,27 +302,10 @@ def check_output_names(files, output, task, args):
 def _predict_files(args, files, output, every_file=None):
     from tqdm.auto import tqdm
 
-    from kfcn.image_io import ChannelConversions, check_bit_depth, read_model_input, stored_dtype
-    from kfcn.inference import input_range, model_geometry, predict_tiled
-    from kfcn.inference.litert import check_engine
-    from kfcn.rendering import class_map, heat_map, overlay
+    from kfcn.image_io import ChannelConversions, read_model_input
 
     model = load(args)
-    task = resolve_task(args.task, model)
-    if args.labels and task != "segmentation":
-        raise ValueError(f"--labels applies to segmentation models; this one is used for {task}.")
-    check_output_names(every_file or files, output, task, args)
-    geometry = model_geometry(model)
-    scaling = input_range(model)
-    tta = None if args.tta == "none" else args.tta
-    policy = None if args.precision == "float32" else args.precision
-    check_engine(args.engine, geometry, policy)
-    for path in files:  # from the headers, before minutes of prediction: one image of another bit depth fails now
-        try:
-            dtype = stored_dtype(path)
-        except ValueError:
-            continue  # an unreadable file: the reader below names it in its turn, after the files before it
-        check_bit_depth(dtype, scaling, path)
+    task, geometry = _check_before_predicting(args, model, files, every_file or files, output)
     done = skipped = 0
     conversions = ChannelConversions()  # said once, at the end, not per file
     bar = tqdm(files, desc="predicting", unit="image", disable=None)
@@ -312,41 +314,79 @@ def _predict_files(args, files, output, every_file=None):
         if args.skip_existing and all((output / name).is_file() for name in names):
             skipped += 1
             continue
-        image = read_model_input(path, geometry.channels, scaling, conversions)  # bit depth and channels checked
+        image = read_model_input(path, geometry.channels, geometry.input_range, conversions)  # bit depth, channels
         try:
-            # Whole or tiled: predict_tiled decides (one call when one tile covers the image).
-            prediction = predict_tiled(
-                model,
-                image,
-                args.tile,
-                memory_budget=args.memory_gib * 2**30,
-                overlap="erf" if args.overlap is None and args.overlap_mode == "erf" else args.overlap,
-                blend=args.blend,
-                batch_size=args.batch,
-                tta=tta,
-                progress=False,
-                policy=policy,
-                engine=args.engine,
-            )
+            prediction = _predict_image(args, model, image)
         except ValueError as error:
             raise ValueError(f"{path}: {error}") from None
         if task == "counting":
             count = float(prediction[..., 0].sum(dtype=np.float64))
             _update_counts(output / "counts.csv", [(path.name, count)])
             bar.write(f"{path.name}: count {count:.1f}")
-        _write(output / names[0], _main_array(prediction, task, args))
-        if not args.no_overlay:
-            picture = (
-                overlay(image, class_map(prediction, args.threshold), value_range=scaling)
-                if task == "segmentation"
-                else heat_map(prediction[..., 0])
-            )
-            _write(output / names[1], picture)
+        _write_outputs(args, [output / name for name in names], image, prediction, task, geometry.input_range)
         done += 1
-    model_name = model_path(args).name
     print(
-        f"wrote {done} image(s) to {output} with {model_name} ({task})"
+        f"wrote {done} image(s) to {output} with {model_path(args).name} ({task})"
         + (f"; {skipped} already done (--skip-existing)" if skipped else "")
     )
     if conversions.summary():
         print(f"kfcn predict: note: {conversions.summary()}", file=sys.stderr)
+
+
+def _check_before_predicting(args, model, files, every_file, output):
+    """`(task, geometry)`, once every option, output name and file header is checked: before minutes of
+    prediction, one image of another bit depth fails now."""
+    from kfcn.image_io import check_bit_depth, stored_dtype
+    from kfcn.inference import model_geometry
+    from kfcn.inference.litert import check_engine
+
+    task = resolve_task(args.task, model)
+    if args.labels and task != "segmentation":
+        raise ValueError(f"--labels applies to segmentation models; this one is used for {task}.")
+    check_output_names(every_file, output, task, args)
+    geometry = model_geometry(model)
+    check_engine(args.engine, geometry, _policy(args))
+    for path in files:
+        try:
+            dtype = stored_dtype(path)
+        except ValueError:
+            continue  # an unreadable file: the reader names it in its turn, after the files before it
+        check_bit_depth(dtype, geometry.input_range, path)
+    return task, geometry
+
+
+def _policy(args):
+    return None if args.precision == "float32" else args.precision
+
+
+def _predict_image(args, model, image):
+    from kfcn.inference import predict_tiled
+
+    # Whole or tiled: predict_tiled decides (one call when one tile covers the image).
+    return predict_tiled(
+        model,
+        image,
+        args.tile,
+        memory_budget=args.memory_gib * 2**30,
+        overlap="erf" if args.overlap is None and args.overlap_mode == "erf" else args.overlap,
+        blend=args.blend,
+        batch_size=args.batch,
+        tta=None if args.tta == "none" else args.tta,
+        progress=False,
+        policy=_policy(args),
+        engine=args.engine,
+    )
+
+
+def _write_outputs(args, paths, image, prediction, task, scaling):
+    """The main map, then (unless --no-overlay) the overlay or heat map, at `paths` (from `output_names`)."""
+    from kfcn.rendering import class_map, heat_map, overlay
+
+    _write(paths[0], _main_array(prediction, task, args))
+    if not args.no_overlay:
+        picture = (
+            overlay(image, class_map(prediction, args.threshold), value_range=scaling)
+            if task == "segmentation"
+            else heat_map(prediction[..., 0])
+        )
+        _write(paths[1], picture)

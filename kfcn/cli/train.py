@@ -940,17 +940,8 @@ def run(args):
 def _train(config, run_dir, resuming, safe_mode=True):
     import keras
 
-    from kfcn.data import random_crop_pipeline
     from kfcn.distribute import replicas
-    from kfcn.inference import input_range
-    from kfcn.training import (
-        RemainingTime,
-        class_weight_map,
-        monitor_mode,
-        plot_training_curves,
-        read_log,
-        standard_callbacks,
-    )
+    from kfcn.training import RemainingTime, monitor_mode, standard_callbacks
 
     keras.utils.set_random_seed(config["seed"])
     density = config["label_mode"] == "density"
@@ -959,54 +950,19 @@ def _train(config, run_dir, resuming, safe_mode=True):
     model = build_model(config, channels, outputs, safe_mode)
     multiple = _check_crop(model, config["crop"])
     _check_image_sizes(config)
-    weight_map = None if config["weight_map"] == "none" else config["weight_map"]
     recorded = config.get("class_weight_values") is not None
-    weights = class_weight_values(config, train)
-    if weights is not None:
-        config["class_weight_values"] = weights  # config.json records them; a resumed run reads them back
-        weight_map = class_weight_map(weights, config["ignore_class"])
+    weights, weight_map = _pixel_weights(config, train)
     target_map = _density_targets(config) if density else None
     if density and validation is not None:
         validation = _with_density_targets(validation, target_map)
-    value_range = input_range(model)  # intensity augmentation scales with the model's pixel range
-    if value_range is None:  # a model without input scaling: the data's range, where augmentation needs one
-        value_range = _pixel_range(config) if config["augment"] in ("intensity", "full") else (0, 255)
-    batches = random_crop_pipeline(
-        train,
-        config["crop"],
-        batch_size=config["batch"],
-        augment=_augmentation(config["augment"]),
-        weight_map=weight_map,
-        target_map=target_map,
-        seed=config["seed"],
-        value_range=value_range,
-    )
+    batches = _crop_batches(config, model, train, weight_map, target_map)
     scores = _compile(model, config, outputs)
-    monitor = config["monitor"] or ("val_" if validation is not None else "") + (
-        "count_mae" if density else "pixel_error" if outputs == 1 else "mean_iou"
-    )
-    logged = ["loss", *scores] + ([f"val_{name}" for name in ("loss", *scores)] if validation is not None else [])
-    if monitor not in logged:
-        hint = " (val_ quantities need validation data: --val-images/--val-labels or --val-fraction)"
-        raise ValueError(
-            f"--monitor {monitor} is not a logged quantity; choose one of {', '.join(logged)}"
-            + (hint if monitor.startswith("val_") and validation is None else "")
-            + "."
-        )
+    monitor = _monitored_quantity(config, scores, validation is not None, density, outputs)
     mode = monitor_mode(monitor, model)
     with replace_old_run(run_dir, enabled=config["overwrite"]) as old_run:  # every input is checked by now
         write_json(run_dir / "config.json", config)
         (run_dir / "summary.json").unlink(missing_ok=True)  # an extended run is unfinished until it ends again
-        print(
-            f"{'resuming' if resuming else 'training'} {model.name} ({model.count_params():,} parameters) in {run_dir}"
-            + (f" (extended to {config['epochs']} epochs)" if config.get("extended") else "")
-        )
-        print(_held_out_description(config, validation))
-        if weights is not None:
-            choice = config["class_weights"]
-            source = "recorded in config.json" if recorded else choice if isinstance(choice, str) else "as given"
-            shown = ", ".join(f"{index}: {weight:.4g}" for index, weight in enumerate(weights))
-            print(f"class weights ({source}): {shown}")
+        _announce(config, model, run_dir, resuming, validation, weights, recorded)
         started = time.time()
         model.fit(
             batches,
@@ -1024,6 +980,76 @@ def _train(config, run_dir, resuming, safe_mode=True):
             ],
         )
     calibration = _calibrate(config, run_dir, train) if config["calibrate_counts"] else None
+    _summarize(run_dir, model, monitor, mode, weights, calibration, minutes=(time.time() - started) / 60)
+
+
+def _pixel_weights(config, train):
+    """`(class weights or None, the crop pipeline's weight_map)`: the U-Net border map, or per-class
+    weights (recorded in config.json, so a resumed run reads the same ones back)."""
+    from kfcn.training import class_weight_map
+
+    weight_map = None if config["weight_map"] == "none" else config["weight_map"]
+    weights = class_weight_values(config, train)
+    if weights is not None:
+        config["class_weight_values"] = weights
+        weight_map = class_weight_map(weights, config["ignore_class"])
+    return weights, weight_map
+
+
+def _crop_batches(config, model, train, weight_map, target_map):
+    from kfcn.data import random_crop_pipeline
+    from kfcn.inference import input_range
+
+    value_range = input_range(model)  # intensity augmentation scales with the model's pixel range
+    if value_range is None:  # a model without input scaling: the data's range, where augmentation needs one
+        value_range = _pixel_range(config) if config["augment"] in ("intensity", "full") else (0, 255)
+    return random_crop_pipeline(
+        train,
+        config["crop"],
+        batch_size=config["batch"],
+        augment=_augmentation(config["augment"]),
+        weight_map=weight_map,
+        target_map=target_map,
+        seed=config["seed"],
+        value_range=value_range,
+    )
+
+
+def _monitored_quantity(config, scores, validated, density, outputs):
+    """--monitor, or the task's default (validation's when there is validation data), checked against the log."""
+    monitor = config["monitor"] or ("val_" if validated else "") + (
+        "count_mae" if density else "pixel_error" if outputs == 1 else "mean_iou"
+    )
+    logged = ["loss", *scores] + ([f"val_{name}" for name in ("loss", *scores)] if validated else [])
+    if monitor not in logged:
+        hint = " (val_ quantities need validation data: --val-images/--val-labels or --val-fraction)"
+        raise ValueError(
+            f"--monitor {monitor} is not a logged quantity; choose one of {', '.join(logged)}"
+            + (hint if monitor.startswith("val_") and not validated else "")
+            + "."
+        )
+    return monitor
+
+
+def _announce(config, model, run_dir, resuming, validation, weights, recorded):
+    print(
+        f"{'resuming' if resuming else 'training'} {model.name} ({model.count_params():,} parameters) in {run_dir}"
+        + (f" (extended to {config['epochs']} epochs)" if config.get("extended") else "")
+    )
+    print(_held_out_description(config, validation))
+    if weights is not None:
+        choice = config["class_weights"]
+        source = "recorded in config.json" if recorded else choice if isinstance(choice, str) else "as given"
+        shown = ", ".join(f"{index}: {weight:.4g}" for index, weight in enumerate(weights))
+        print(f"class weights ({source}): {shown}")
+
+
+def _summarize(run_dir, model, monitor, mode, weights, calibration, minutes):
+    """Writes summary.json (the best epoch by the monitored quantity, the machine) and curves.png."""
+    import keras
+
+    from kfcn.training import plot_training_curves, read_log
+
     log = read_log(run_dir / "training.csv")
     plot_training_curves(run_dir / "training.csv", run_dir / "curves.png", title=f"{model.name}: {run_dir.name}")
     values = log[monitor]
@@ -1036,7 +1062,7 @@ def _train(config, run_dir, resuming, safe_mode=True):
         "epochs_run": len(values),
         **({} if weights is None else {"class_weights": weights}),
         **({} if calibration is None else calibration),
-        "minutes_this_session": round((time.time() - started) / 60, 2),
+        "minutes_this_session": round(minutes, 2),
         "keras": keras.__version__,
         "backend": keras.backend.backend(),
         "machine": machine(),

@@ -102,48 +102,12 @@ def random_crop_pipeline(
     shuffle_buffer = _positive_int(shuffle_buffer, "shuffle_buffer", allow_zero=True)
     value_range = check_value_range(value_range)
     _check_pairs(dataset)
-    if isinstance(augment, str):
-        augmenter = PairedAugmenter(augment, value_range=value_range)
-    elif augment is None or callable(augment):
-        augmenter = augment
-    else:
-        raise ValueError(f"`augment` must be None, a callable or one of {AUGMENTATIONS}; got {augment!r}.")
+    augmenter = _augmenter(augment, value_range)
     if seed is not None:
         seed = check_integer("seed", seed, minimum=0, accepted="a non-negative int or None (a random stream)")
     base_seed = tf.constant(int(np.random.randint(0, 2**31 - 1)) if seed is None else int(seed), tf.int64)
-
-    max_label = one_hot - 1 if one_hot else 1 if weight_map == "unet" else None
-    images = dataset.map(_checked_float_pair(max_label, one_hot), num_parallel_calls=tf.data.AUTOTUNE)
-    if target_map is not None:
-        if not callable(target_map):
-            raise ValueError(f"`target_map` must be None or a callable label -> target map; got {target_map!r}.")
-        if weight_map is not None:
-            raise ValueError("`target_map` and `weight_map` do not combine: weights are computed from class labels.")
-        images = images.map(_per_image_map(target_map, replace_label=True), num_parallel_calls=tf.data.AUTOTUNE)
-    with_weights = weight_map is not None
-    if with_weights:
-        images = images.map(_weight_map_fn(weight_map), num_parallel_calls=tf.data.AUTOTUNE)
-    if cache:
-        images = images.cache()
-
-    # Shuffling the repeated stream with a fixed seed (not reshuffled per iterator) makes the
-    # image order a function of the seed alone, whichever iterator reads it (Keras peeks once).
-    stream = images.repeat() if repeat else images
-    if shuffle_buffer:
-        stream = stream.shuffle(shuffle_buffer, seed=int(base_seed), reshuffle_each_iteration=False)
-
-    # The first batch of each new iterator is read from `position` when the iterator starts
-    # (ResumeCropStream sets it); crop i takes its randomness from (seed, i).
-    position = tf.Variable(tf.constant(0, tf.int64), trainable=False, name="crop_stream_position")
-
-    def stream_from(first_batch):
-        first = first_batch * batch_size
-        return tf.data.Dataset.zip(tf.data.Dataset.range(first, tf.int64.max), stream.skip(first))
-
-    if repeat:
-        elements = tf.data.Dataset.range(1).map(lambda _: position.read_value()).flat_map(stream_from)
-    else:
-        elements = stream.enumerate()
+    images = _full_images(dataset, one_hot, weight_map, target_map, cache)
+    elements, position = _indexed_stream(images, repeat, shuffle_buffer, base_seed, batch_size)
 
     def crop_one(index, element):
         image, maps = element
@@ -157,7 +121,7 @@ def random_crop_pipeline(
         if one_hot:
             label = tf.one_hot(tf.cast(tf.round(label[..., 0]), tf.int32), one_hot)
         x = {IMAGE_INPUT_NAME: image, FRAME_INPUT_NAME: frame} if coordinate_frame else image
-        if with_weights:
+        if weight_map is not None:
             return x, label, tf.ensure_shape(maps[..., 1], (crop_h, crop_w))
         return x, label
 
@@ -166,6 +130,51 @@ def random_crop_pipeline(
     if repeat:
         batches._kfcn_stream_position = position
     return batches
+
+
+def _augmenter(augment, value_range):
+    if isinstance(augment, str):
+        return PairedAugmenter(augment, value_range=value_range)
+    if augment is None or callable(augment):
+        return augment
+    raise ValueError(f"`augment` must be None, a callable or one of {AUGMENTATIONS}; got {augment!r}.")
+
+
+def _full_images(dataset, one_hot, weight_map, target_map, cache):
+    """The checked float `(image, maps)` pairs, maps stacking the label (or its target map) and the weights,
+    each computed once per full image."""
+    max_label = one_hot - 1 if one_hot else 1 if weight_map == "unet" else None
+    images = dataset.map(_checked_float_pair(max_label, one_hot), num_parallel_calls=tf.data.AUTOTUNE)
+    if target_map is not None:
+        if not callable(target_map):
+            raise ValueError(f"`target_map` must be None or a callable label -> target map; got {target_map!r}.")
+        if weight_map is not None:
+            raise ValueError("`target_map` and `weight_map` do not combine: weights are computed from class labels.")
+        images = images.map(_per_image_map(target_map, replace_label=True), num_parallel_calls=tf.data.AUTOTUNE)
+    if weight_map is not None:
+        images = images.map(_weight_map_fn(weight_map), num_parallel_calls=tf.data.AUTOTUNE)
+    return images.cache() if cache else images
+
+
+def _indexed_stream(images, repeat, shuffle_buffer, base_seed, batch_size):
+    """`(elements, position)`: `(i, (image, maps))` with i the crop's index in the stream, and the variable
+    that ResumeCropStream sets to the batch a new iterator starts at (None without `repeat`)."""
+    # Shuffling the repeated stream with a fixed seed (not reshuffled per iterator) makes the
+    # image order a function of the seed alone, whichever iterator reads it (Keras peeks once).
+    stream = images.repeat() if repeat else images
+    if shuffle_buffer:
+        stream = stream.shuffle(shuffle_buffer, seed=int(base_seed), reshuffle_each_iteration=False)
+    if not repeat:
+        return stream.enumerate(), None
+    # The first batch of each new iterator is read from `position` when the iterator starts;
+    # crop i takes its randomness from (seed, i).
+    position = tf.Variable(tf.constant(0, tf.int64), trainable=False, name="crop_stream_position")
+
+    def stream_from(first_batch):
+        first = first_batch * batch_size
+        return tf.data.Dataset.zip(tf.data.Dataset.range(first, tf.int64.max), stream.skip(first))
+
+    return tf.data.Dataset.range(1).map(lambda _: position.read_value()).flat_map(stream_from), position
 
 
 class ResumeCropStream(keras.callbacks.Callback):

@@ -203,33 +203,17 @@ def predict_tiled(
     height, width = image.shape[:2]
     _check_arguments(blend, batch_size, extra_inputs, (height, width), geometry)
     outputs = [_check_tile(model, geometry, tile, axis) for axis, tile in enumerate(tiles)]
-    if isinstance(overlap, str) and overlap != "erf":
-        raise ValueError(f"`overlap` must be an int, a pair, None or 'erf'; got {overlap!r}.")
-    if overlap is not None and not isinstance(overlap, str):
-        overlaps = normalize_pair("overlap", overlap, 0, meaning="output pixels shared by adjacent tiles")
-        for tile, output, shared in zip(tiles, outputs, overlaps):
-            if shared >= output:
-                raise ValueError(
-                    f"`overlap` ({shared} px) must be smaller than a tile's output ({output} px for tile_size "
-                    f"{tile}); use a smaller overlap or larger tiles."
-                )
+    overlaps = _checked_overlap(overlap, tiles, outputs)
     if all(side + 2 * geometry.margin <= tile for side, tile in zip((height, width), tiles)):
         return _predict_whole(model, image, tta, extra_inputs, policy, engine, out)  # one tile covers it: one call
-    if isinstance(overlap, str):  # "erf": measured on the image, kept below a tile's output
+    if isinstance(overlap, str):  # "erf" (checked above): measured on the image, kept below a tile's output
         from kfcn.inference.erf_overlap import erf_overlap
 
-        shared = min(erf_overlap(model, image), min(outputs) - geometry.multiple)
-        overlaps = (shared, shared)
+        overlaps = (min(erf_overlap(model, image), min(outputs) - geometry.multiple),) * 2
     elif overlap is None:
         overlaps = _default_overlaps(geometry, outputs)
-    if not geometry.margin:  # an axis one tile covers: the smallest such tile, as whole-image prediction takes
-        tiles, outputs, overlaps = map(list, (tiles, outputs, overlaps))
-        for axis, size in enumerate((height, width)):
-            if geometry.input_size[axis] is not None:  # a fixed side: every tile has it
-                continue
-            smallest = geometry.valid_input_size(model, size, axis)
-            if smallest < tiles[axis]:
-                tiles[axis], outputs[axis], overlaps[axis] = smallest, geometry.output_size(model, smallest, axis), 0
+    if not geometry.margin:
+        tiles, outputs, overlaps = _fit_covered_axes(model, geometry, (height, width), tiles, outputs, overlaps)
     # Blending never uses the band at a tile edge that padding spoils ("same" models).
     trim = 0 if geometry.margin else min(geometry.context, max(tiles))
     rows, cols = (
@@ -237,6 +221,35 @@ def predict_tiled(
         for size, tile, output, ov in zip((height, width), tiles, outputs, overlaps)
     )
     return run_plan(runner, image, rows, cols, batch_size, extra_inputs, out, progress)
+
+
+def _checked_overlap(overlap, tiles, outputs):
+    """The overlap pair asked for, checked against the tiles' outputs; None for None or "erf" (found later)."""
+    if isinstance(overlap, str) and overlap != "erf":
+        raise ValueError(f"`overlap` must be an int, a pair, None or 'erf'; got {overlap!r}.")
+    if overlap is None or isinstance(overlap, str):
+        return None
+    overlaps = normalize_pair("overlap", overlap, 0, meaning="output pixels shared by adjacent tiles")
+    for tile, output, shared in zip(tiles, outputs, overlaps):
+        if shared >= output:
+            raise ValueError(
+                f"`overlap` ({shared} px) must be smaller than a tile's output ({output} px for tile_size "
+                f"{tile}); use a smaller overlap or larger tiles."
+            )
+    return overlaps
+
+
+def _fit_covered_axes(model, geometry, image_size, tiles, outputs, overlaps):
+    """Along an axis one tile covers, the smallest tile that covers it (as whole-image prediction takes)
+    with no overlap; a "same"-padded model's `(tiles, outputs, overlaps)`."""
+    tiles, outputs, overlaps = map(list, (tiles, outputs, overlaps))
+    for axis, size in enumerate(image_size):
+        if geometry.input_size[axis] is not None:  # a fixed side: every tile has it
+            continue
+        smallest = geometry.valid_input_size(model, size, axis)
+        if smallest < tiles[axis]:
+            tiles[axis], outputs[axis], overlaps[axis] = smallest, geometry.output_size(model, smallest, axis), 0
+    return tiles, outputs, overlaps
 
 
 def _default_overlaps(geometry, outputs):

@@ -12,6 +12,7 @@ from kfcn.cli.train import OPTIONS, class_weight_values
 from kfcn.recipes import RECIPES, data_requirements, recipe
 from kfcn.training import median_frequency_weights
 from kfcn.training import recipe as training_recipe
+from tests.cli.conftest import error_of, write_pairs
 
 VOID = 3
 
@@ -19,18 +20,16 @@ VOID = 3
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     """Three 16 x 16 RGB images with labels of classes 0-2 and void 3, drawn differently per image."""
-    root = tmp_path_factory.mktemp("class_weight_data")
     rng = np.random.default_rng(0)
-    (root / "images").mkdir()
-    (root / "labels").mkdir()
+    images, labels = [], []
     for index in range(3):
         label = np.zeros((16, 16), np.uint8)
         label[: 4 + 4 * index] = 1
         label[:, 12:] = 2 if index != 1 else 0
         label[-2:] = VOID
-        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(root / "images" / f"{index}.png")
-        Image.fromarray(label).save(root / "labels" / f"{index}.png")
-    return root
+        images.append(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8))
+        labels.append(label)
+    return write_pairs(tmp_path_factory.mktemp("class_weight_data"), images, labels)
 
 
 def command(data, output, *options):
@@ -41,11 +40,6 @@ def command(data, output, *options):
         "--epochs", "1", "--steps", "1", "--augment", "none", "--loss", "ce", "--no-jit-compile",
         *options,
     ]  # fmt: skip
-
-
-def error_of(argv, capsys):
-    assert main(argv) == 2
-    return capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -18,6 +18,7 @@ from kfcn.data.density import density_from_mask, dot_mask
 from kfcn.recipes import RECIPES, data_requirements, recipe
 from kfcn.saving import load_model, save_model
 from kfcn.training import fold_density_scale, read_log
+from tests.cli.conftest import error_of, write_pairs
 
 pytestmark = pytest.mark.tensorflow_only(reason="tf.data pipelines")
 
@@ -27,17 +28,15 @@ SIDE = 16
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     """Five 16 x 16 RGB images with RGB dot images (pure red pixels), 2-6 dots each, as the VGG cells' files."""
-    root = tmp_path_factory.mktemp("density_data")
     rng = np.random.default_rng(0)
-    (root / "images").mkdir()
-    (root / "labels").mkdir()
+    images, labels = [], []
     for index in range(5):
         dots = np.zeros((SIDE, SIDE, 3), np.uint8)
         for row, column in rng.choice(SIDE * SIDE, 2 + index, replace=False)[:, None] // [SIDE, 1] % SIDE:
             dots[row, column] = (255, 0, 0)
-        Image.fromarray(rng.integers(0, 256, (SIDE, SIDE, 3), dtype=np.uint8)).save(root / "images" / f"{index}.png")
-        Image.fromarray(dots).save(root / "labels" / f"{index}.png")
-    return root
+        images.append(rng.integers(0, 256, (SIDE, SIDE, 3), dtype=np.uint8))
+        labels.append(dots)
+    return write_pairs(tmp_path_factory.mktemp("density_data"), images, labels)
 
 
 def command(data, output, *options):
@@ -47,11 +46,6 @@ def command(data, output, *options):
         "--batch", "2", "--epochs", "1", "--steps", "2", "--no-jit-compile",
         *options,
     ]  # fmt: skip
-
-
-def error_of(argv, capsys):
-    assert main(argv) == 2
-    return capsys.readouterr().err
 
 
 def test_the_density_targets_of_a_dot_image_are_density_map_of_its_dots(data):
