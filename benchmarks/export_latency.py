@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import time
 from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -23,22 +22,13 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from ai_edge_litert.interpreter import Interpreter  # noqa: E402
+from timing import timings  # noqa: E402
 
 import kfcn  # noqa: E402
 from kfcn.inference import predict  # noqa: E402
 from kfcn.saving import load_model  # noqa: E402
 
 SAVED = Path(__file__).resolve().parents[1] / "saved_models"
-
-
-def best_of(function, repeats):
-    function()  # warm-up: tracing, allocation
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return 1000 * min(times), 1000 * float(np.median(times))
 
 
 def main():
@@ -67,7 +57,8 @@ def main():
     print(f"{'form':<46}{'best ms':>10}{'median ms':>11}{'vs bare':>9}")
     reference = None
     for name, function in forms.items():
-        best, median = best_of(function, args.repeats)
+        seconds, _ = timings(function, args.repeats)
+        best, median = 1000 * min(seconds), 1000 * float(np.median(seconds))
         reference = reference or best
         print(f"{name:<46}{best:>10.1f}{median:>11.1f}{reference / best:>8.2f}x")
 

@@ -31,20 +31,10 @@ import time  # noqa: E402
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+from timing import best_of  # noqa: E402
 
 import kfcn  # noqa: E402
 from kfcn.inference import predict, predict_tiled  # noqa: E402
-
-
-def best_of(function, repeats):
-    """Best wall time of `repeats` runs after one warm-up run (compilation, allocators)."""
-    result = function()
-    best = float("inf")
-    for _ in range(repeats):
-        started = time.perf_counter()
-        result = function()
-        best = min(best, time.perf_counter() - started)
-    return best, result
 
 
 def cpu_facts():

@@ -23,6 +23,7 @@ import tracemalloc  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import psutil  # noqa: E402
+from timing import best_of  # noqa: E402
 
 from kfcn.inference import predict_tiled  # noqa: E402
 from kfcn.models import unet  # noqa: E402
@@ -67,17 +68,6 @@ def monai_sliding_window(model, image, tile, overlap, batch):
     return result[0].permute(1, 2, 0).numpy()
 
 
-def timed(function, repeats=3):
-    """Best of `repeats` runs after a warm-up (compilation, allocator)."""
-    result = function()
-    best = float("inf")
-    for _ in range(repeats):
-        started = time.perf_counter()
-        result = function()
-        best = min(best, time.perf_counter() - started)
-    return best, result
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=2048, help="side of the comparison image")
@@ -101,18 +91,18 @@ def main():
         return float(difference.mean()), float(difference.max())
 
     rows = []
-    seconds, ours = timed(
+    seconds, ours = best_of(
         lambda: predict_tiled(
             model, image, args.tile, overlap=args.overlap, blend="gaussian", batch_size=args.batch, progress=False
         )
     )
     rows.append(("kfcn.inference.predict_tiled", seconds, error(ours)))
-    seconds, monai = timed(lambda: monai_sliding_window(model, image, args.tile, args.overlap, args.batch))
+    seconds, monai = best_of(lambda: monai_sliding_window(model, image, args.tile, args.overlap, args.batch))
     rows.append(("monai sliding_window_inference", seconds, error(monai)))
-    seconds, naive = timed(lambda: naive_loop(model, image, args.tile, args.overlap), repeats=1)
+    seconds, naive = best_of(lambda: naive_loop(model, image, args.tile, args.overlap), repeats=1)
     rows.append(("naive loop of model.predict", seconds, error(naive)))
     # kfcn's default: overlap from the receptive field (200 px here), which makes tiles exact.
-    seconds, exact = timed(
+    seconds, exact = best_of(
         lambda: predict_tiled(model, image, 2 * args.tile, batch_size=max(1, args.batch // 4), progress=False)
     )
     rows.append((f"kfcn, tile {2 * args.tile}, overlap=None", seconds, error(exact)))

@@ -33,6 +33,7 @@ from PIL import Image
 
 from kfcn.data import density_map, dots_from_image, random_crop_pipeline
 from kfcn.data.augment import flips_and_rot90
+from kfcn.training import calibrate_density_model, fold_density_scale
 
 SCALE = 100.0  # density x 100 during training: targets of order 1 instead of 0.01
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "vgg_cells"
@@ -55,29 +56,11 @@ def load(folder, sigma):
 
 
 def counting_model(filters, depth):
-    """A U-Net with a linear head, and the counter: the U-Net followed by `with_scale(net, 1)`."""
+    """A U-Net with a linear head, and the counter: the U-Net followed by Rescaling(1 / SCALE)."""
     net = kfcn.models.unet(
         (None, None, 3), num_classes=1, filters=filters, depth=depth, head="regression", name="cells"
     )
-    return net, with_scale(net, 1.0)
-
-
-def with_scale(net, factor):
-    """The counter: `net`'s output divided by the training scale and multiplied by `factor`."""
-    counts = keras.layers.Rescaling(factor / SCALE, name="density")(net.output)
-    return keras.Model(net.input, counts, name="cell_counter")
-
-
-def calibrated(net, counter, images, counts):
-    """The counter rescaled so that its total count on the training images is right.
-
-    A density network that has not fully fitted its training set tends to count low (on
-    the VGG cells, by about 2 %, on the training images as on the others); the factor is
-    taken from the training images only.
-    """
-    predicted = sum(kfcn.inference.predict(counter, image)[..., 0].sum(dtype=np.float64) for image in images)
-    factor = float(counts.sum() / predicted)
-    return with_scale(net, factor), factor
+    return net, fold_density_scale(net, SCALE)
 
 
 def train_one(images, densities, args, seed):
@@ -126,7 +109,7 @@ def main():
             train, test = order[:size], order[size:]
             started = time.time()
             net, raw = train_one(images[train], densities[train], args, seed)
-            model, factor = calibrated(net, raw, images[train], counts[train])
+            model, factor = calibrate_density_model(raw, images[train], counts[train])
             raw_errors = count_errors(raw, images[test], counts[test])
             errors = count_errors(model, images[test], counts[test])
             results.append(
