@@ -42,12 +42,12 @@ from pathlib import Path
 
 import keras
 import numpy as np
-import tensorflow as tf
 from figures import save_panels
 
 import kfcn.saving
 import kfcn.training
 from kfcn.data import folder_dataset, load_pair, pair_files, random_crop_pipeline, read_image
+from kfcn.data.augment import horizontal_flip
 from kfcn.evaluation import confusion_matrix
 from kfcn.rendering import to_display
 
@@ -81,12 +81,6 @@ def median_frequency_weights(labels):
     ignored) and void's weight 0 after them: K + 1 weights, indexable by the label value."""
     weights = kfcn.training.median_frequency_weights(labels, len(CLASSES), ignore_class=VOID)
     return np.append(weights, 0.0).astype(np.float32)
-
-
-def horizontal_flip(image, maps, seed):
-    """Flips the image and its label left-right with probability 1/2 (a `random_crop_pipeline` augment)."""
-    flip = tf.random.stateless_uniform((), seed) < 0.5
-    return tf.cond(flip, lambda: (image[:, ::-1], maps[:, ::-1]), lambda: (image, maps))
 
 
 def training_batches(root, args, class_weights):

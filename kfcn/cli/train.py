@@ -74,8 +74,9 @@ OPTIONS = {
     "augment": (
         "elastic",
         str,
-        "paired augmentation (flips: flips and 90-degree turns only, exact for density maps)",
-        ("none", "flips", "geometric", "elastic", "intensity", "full"),
+        "paired augmentation (flips: flips and 90-degree turns only, exact for density maps; hflip: left-right "
+        "mirrors only, for scenes with an up and a down such as road scenes)",
+        ("none", "hflip", "flips", "geometric", "elastic", "intensity", "full"),
     ),
     "weight_map": (
         "none",
@@ -332,7 +333,7 @@ def _check_density(config):
         raise ValueError(
             f"--augment {config['augment']} resamples the label maps by nearest neighbour (rotations, zooms, elastic "
             "warps), which changes a density map's sum, the count; use --augment flips (flips and 90-degree turns, "
-            "the default with --label-mode density), intensity or none."
+            "the default with --label-mode density), hflip, intensity or none."
         )
     for name in ("density_sigma", "density_scale"):
         value = config[name]
@@ -882,14 +883,10 @@ def _check_image_sizes(config):
 
 
 def _augmentation(name):
-    """--augment as random_crop_pipeline takes it: None, a PairedAugmenter recipe, or flips_and_rot90."""
-    if name == "none":
-        return None
-    if name == "flips":
-        from kfcn.data.augment import flips_and_rot90
+    """--augment as random_crop_pipeline takes it: None, a PairedAugmenter recipe or a kfcn.data.augment function."""
+    from kfcn.data.augment import flips_and_rot90, horizontal_flip
 
-        return flips_and_rot90
-    return name
+    return {"none": None, "flips": flips_and_rot90, "hflip": horizontal_flip}.get(name, name)
 
 
 def _calibrate(config, run_dir, train):

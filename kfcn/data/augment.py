@@ -63,6 +63,22 @@ def flips_and_rot90(image, maps, seed):
     return stacked[..., :channels], stacked[..., channels:]
 
 
+def horizontal_flip(image, maps, seed):
+    """A left-right mirror of image and maps together, with probability 1/2: for scenes that have an up and a
+    down (road scenes such as CamVid), where vertical flips and turns would show what never occurs.
+
+    Example:
+    >>> image = tf.reshape(tf.range(4.0), (1, 4, 1))
+    >>> rows = {tuple(horizontal_flip(image, image, tf.constant([0, s]))[0].numpy().ravel().tolist()) for s in range(8)}
+    >>> sorted(rows)
+    [(0.0, 1.0, 2.0, 3.0), (3.0, 2.0, 1.0, 0.0)]
+    """
+    stacked = tf.concat([image, maps], axis=-1)
+    stacked = tf.cond(_stateless_uniform(seed) < 0.5, lambda: tf.reverse(stacked, [1]), lambda: stacked)
+    channels = image.shape[-1]
+    return stacked[..., :channels], stacked[..., channels:]
+
+
 def elastic_deformation(image, maps, seed, grid=3, sigma=10.0):
     """The U-Net paper's elastic deformation: random displacements on a coarse grid.
 

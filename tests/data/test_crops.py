@@ -3,6 +3,7 @@ import pytest
 import tensorflow as tf
 
 from kfcn.data import random_crop_pipeline
+from kfcn.data.augment import flips_and_rot90, horizontal_flip
 
 
 def _dataset(images):
@@ -27,7 +28,7 @@ def _smooth_images(rng, sizes):
     return images
 
 
-@pytest.mark.parametrize("augment", [None, "geometric", "elastic", "full"])
+@pytest.mark.parametrize("augment", [None, "geometric", "elastic", "full", horizontal_flip, flips_and_rot90])
 def test_labels_stay_aligned_under_every_augmentation(rng, augment):
     images = _smooth_images(rng, [(70, 90), (64, 64), (100, 50)])
     batches = random_crop_pipeline(_dataset(images), (32, 32), batch_size=4, augment=augment, seed=3)
@@ -191,3 +192,18 @@ def test_intensity_augmentation_scales_with_the_pixel_range(rng):
     # The same windows; brightness (up to 0.1 of the range) and noise (0.02 of it) visibly change the pixels.
     change = 255.0 * (unit - plain)
     assert 1.0 < np.std(change - change.mean(axis=(1, 2, 3), keepdims=True)) < 20.0
+
+
+def test_horizontal_flip_mirrors_left_right_only_about_half_the_time():
+    image = tf.reshape(tf.range(12.0), (3, 4, 1))  # every pixel distinct: any other motion would show
+    maps = 100.0 + image
+    mirrored = image[:, ::-1]
+    flips = 0
+    for seed in range(200):
+        flipped, flipped_maps = horizontal_flip(image, maps, tf.constant([7, seed]))
+        assert np.array_equal(flipped_maps, 100.0 + flipped), "image and maps must move together"
+        if np.array_equal(flipped, mirrored):
+            flips += 1
+        else:
+            assert np.array_equal(flipped, image), "only a left-right mirror, never another motion"
+    assert 70 <= flips <= 130  # Binomial(200, 1/2): outside this range with probability < 1e-4
