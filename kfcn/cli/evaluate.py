@@ -39,7 +39,8 @@ def register(commands):
         "--task",
         default="segmentation",
         choices=TASKS,
-        help="labels: class masks | RGB dot images (red dots) | clean target images",
+        help="labels: class masks | dot images (a pure red pixel of an RGB image or a non-zero pixel of a "
+        "single-channel one per object, as kfcn train --label-mode density reads them) | clean target images",
     )
     sub.add_argument("--label-mode", default="binary", choices=("binary", "index"))
     sub.add_argument("--num-classes", type=int, default=None, help="classes K for --label-mode index")
@@ -63,7 +64,8 @@ def register(commands):
 def _read_evaluation_pair(args, image_path, label_path, channels, input_range, conversions):
     """(raw float32 image with the model's channels, label as the task needs it); the image's bit
     depth is checked against the model's input range first (`kfcn.image_io.check_bit_depth`)."""
-    from kfcn.data import dots_from_image, load_pair
+    from kfcn.data import load_pair
+    from kfcn.data.density import dot_mask
     from kfcn.image_io import as_float32, check_bit_depth, read_image, read_model_input, stored_dtype
     from kfcn.inference.runner import check_pixel_range
 
@@ -84,12 +86,7 @@ def _read_evaluation_pair(args, image_path, label_path, channels, input_range, c
         )
     if args.task == "restoration":
         return image, target
-    if target.shape[-1] < 3:
-        raise ValueError(
-            f"Counting label {label_path} has {target.shape[-1]} channel(s); counting labels are RGB dot images "
-            "with one pure red (255, 0, 0) pixel per object."
-        )
-    return image, len(dots_from_image(target))
+    return image, int(dot_mask(target, str(label_path)).sum())  # the rule kfcn train --label-mode density reads
 
 
 def _score(args, prediction, label):

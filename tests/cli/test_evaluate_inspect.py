@@ -117,16 +117,20 @@ def test_evaluate_index_labels_with_an_ignore_class(tmp_path, capsys):
     assert row["pixel_error"] == pytest.approx(np.mean(predicted[keep] != label[keep]))
 
 
-def test_evaluate_counting_sums_the_density(tmp_path):
+@pytest.mark.parametrize("kind", ["rgb", "grey"])
+def test_evaluate_counting_sums_the_density(tmp_path, kind):
     rng = np.random.default_rng(2)
     save_model(unet((None, None, 3), num_classes=1, filters=2, depth=2, head="regression"), tmp_path / "model.keras")
     counts = []
     for index in range(2):
         image = rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)
-        dots = np.zeros((SIZE, SIZE, 3), np.uint8)
-        dots[..., 0] = 200  # reddish, not pure red: not a dot
         where = rng.choice(SIZE * SIZE, size=3 + index, replace=False)
-        dots.reshape(-1, 3)[where] = (255, 0, 0)
+        if kind == "rgb":  # the VGG cells' files: pure red dots on black
+            dots = np.zeros((SIZE, SIZE, 3), np.uint8)
+            dots.reshape(-1, 3)[where] = (255, 0, 0)
+        else:  # a single-channel annotation: any non-zero pixel is a dot
+            dots = np.zeros((SIZE, SIZE), np.uint8)
+            dots.reshape(-1)[where] = 1 + np.arange(len(where))
         counts.append(3 + index)
         save_png(image, tmp_path / "images" / f"c{index}.png")
         save_png(dots, tmp_path / "dots" / f"c{index}.png")
@@ -140,6 +144,19 @@ def test_evaluate_counting_sums_the_density(tmp_path):
     errors = np.abs(np.array(sums) - counts)
     assert report["mean"]["absolute_error"] == pytest.approx(errors.mean(), rel=1e-5)
     assert report["mean"]["relative_error"] == pytest.approx(np.mean(errors / counts), rel=1e-5)
+
+
+def test_evaluate_counting_refuses_colour_marks_that_are_not_dots(tmp_path, capsys):
+    save_model(unet((None, None, 3), num_classes=1, filters=2, depth=2, head="regression"), tmp_path / "model.keras")
+    dots = np.zeros((SIZE, SIZE, 3), np.uint8)
+    dots[..., 0] = 200  # reddish everywhere: not one dot, and not to be guessed at
+    dots[3, 4] = (255, 0, 0)
+    save_png(np.zeros((SIZE, SIZE, 3), np.uint8), tmp_path / "images" / "c0.png")
+    save_png(dots, tmp_path / "dots" / "c0.png")
+    arguments = ["evaluate", str(tmp_path / "images"), str(tmp_path / "dots"), "--model", str(tmp_path / "model.keras")]
+    assert main(arguments + ["--task", "counting"]) == 2
+    err = capsys.readouterr().err
+    assert "c0.png is a colour image with" in err and "not pure red (255, 0, 0)" in err
 
 
 def identity_model():
