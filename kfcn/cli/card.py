@@ -70,7 +70,8 @@ def model_card(folder):
         f"A `{config['model']}` of {model['parameters']:,} parameters ({model['head']}, {model['outputs']} output "
         f"channel(s)), trained by `kfcn train` on {_shown(config.get('images') or config.get('tfds'))}"
         + (f" (recipe `{config['recipe']}`)" if config.get("recipe") else "")
-        + ". Input: raw pixel values of any size the strides allow; the model scales them itself.",
+        + ". Input: raw pixel values of any size the strides allow; the model scales them itself."
+        + _density_note(config, summary),
         "",
         "## How it was made",
         "",
@@ -111,6 +112,22 @@ def model_card(folder):
         "",
     ]
     return "\n".join(lines)
+
+
+def _density_note(config, summary):
+    """For a density run: what the output means, and the count calibration if one was made."""
+    if config.get("label_mode") != "density":
+        return ""
+    note = (
+        " Output: a density map (dot annotations blurred by a Gaussian of sigma "
+        f"{config.get('density_sigma')} px); its sum over an image or a region is the number of objects there."
+    )
+    factor = summary.get("calibration_factor")
+    if factor is not None:
+        note += f" Counts were calibrated on the training images: x {factor:.4f} (`--calibrate-counts`)."
+    elif summary.get("calibration_skipped"):
+        note += f" Count calibration was asked for but skipped: {summary['calibration_skipped']}"
+    return note
 
 
 def _shown(value):

@@ -254,3 +254,26 @@ def test_the_vgg_cells_recipe_trains_on_dot_folders_with_flags_on_top(data, tmp_
     assert "calibration_factor" in summary  # a number, or None with the reason when the tiny model counts <= 0
     if summary["calibration_factor"] is not None:
         assert summary["total_calibration"] == pytest.approx(summary["calibration_factor"], rel=1e-5)
+    from kfcn.cli.card import model_card
+
+    card = model_card(run)  # the card says what was done to the counts, whichever way it went
+    if summary["calibration_factor"] is not None:
+        assert f"calibrated on the training images: x {summary['calibration_factor']:.4f}" in card
+    else:
+        assert f"asked for but skipped: {summary['calibration_skipped']}" in card
+
+
+def test_the_card_of_a_density_run_states_its_counting_scores_and_settings(tiny_run, capsys):
+    from kfcn.cli.card import model_card
+
+    card = model_card(tiny_run)
+    log = read_log(tiny_run / "training.csv")
+    assert "the best by `val_count_mae` (a validation score" in card
+    assert '| label_mode | `"density"` |' in card and "| density_scale | `100.0` |" in card
+    header = next(line for line in card.splitlines() if line.startswith("| epoch |"))
+    assert "count_mae" in header and "val_count_mae" in header
+    selected = next(line for line in card.splitlines() if line.startswith("| selected:"))
+    column = header.split(" | ").index("val_count_mae")
+    assert float(selected.split(" | ")[column]) == pytest.approx(float(log["val_count_mae"][0]), abs=1e-4)
+    assert "Output: a density map (dot annotations blurred by a Gaussian of sigma 2.0 px)" in card
+    assert "calibrated" not in card  # this run was not (--calibrate-counts)
