@@ -114,6 +114,47 @@ def normalize_pair(
     raise ValueError(f"{_subject(name, meaning, caller)} must be {one} or a pair of them (rows, cols), got {given}.")
 
 
+def check_integers(
+    name: str,
+    value,
+    count: int | None = None,
+    minimum: int = 1,
+    *,
+    meaning: str | None = None,
+    caller: str | None = None,
+):
+    """Returns an int argument as a Python int, or a sequence of them (`count` of them, where given) as a list.
+
+    For arguments that take one number for every level or one per level (a U-Net's `filters`,
+    an encoder's `convs_per_level`).
+
+    Example:
+    >>> check_integers("filters", 16), check_integers("filters", (8, np.int64(16)), count=2)
+    (16, [8, 16])
+    >>> check_integers("filters", [8, True], caller="unet")
+    Traceback (most recent call last):
+    ...
+    ValueError: unet: `filters` must be an int >= 1 or a sequence of them, got [8, True]: True (bool) is not.
+    """
+    if is_integer(value):
+        return check_integer(
+            name, value, minimum, meaning=meaning, accepted=f"an int >= {minimum} or a sequence of them", caller=caller
+        )
+    subject = _subject(name, meaning, caller)
+    if isinstance(value, np.ndarray) and value.ndim == 1:
+        value = value.tolist()
+    if not isinstance(value, Sequence) or isinstance(value, (str, bytes)):
+        raise ValueError(f"{subject} must be an int >= {minimum} or a sequence of them, got {_given(value)}.")
+    for item in value:
+        if not (is_integer(item) and item >= minimum):
+            raise ValueError(
+                f"{subject} must be an int >= {minimum} or a sequence of them, got {value!r}: {_given(item)} is not."
+            )
+    if count is not None and len(value) != count:
+        raise ValueError(f"{subject} needs {count} entries (one per level), got {len(value)}: {list(value)!r}.")
+    return [int(item) for item in value]
+
+
 def _subject(name, meaning, caller):
     """The argument as a message names it: "unet: `depth`", "`min_size` (a pixel count)"."""
     prefix = f"{caller}: " if caller else ""

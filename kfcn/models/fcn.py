@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import keras
 
+from kfcn.arguments import check_integer
 from kfcn.models.blocks import check_choice, learned_upsampling
 from kfcn.models.encoders import BACKBONE_STRIDE, backbone_encoder, conv_encoder
 from kfcn.models.heads import activation_layer, resolve_head
@@ -63,6 +64,9 @@ def fcn(
     """
     check_input_shape(input_shape, "fcn")
     check_choice(variant, tuple(VARIANTS), "variant")
+    filters = check_integer("filters", filters, minimum=1, meaning="of the first level", caller=name or "fcn")
+    if fc_filters is not None:
+        fc_filters = check_integer("fc_filters", fc_filters, minimum=1, caller=name or "fcn")
     head = resolve_head(head, num_classes)
     name = name or f"fcn{variant}"
     check_multiple(input_shape, BACKBONE_STRIDE, name)

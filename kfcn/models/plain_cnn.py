@@ -50,6 +50,8 @@ def plain_cnn(
     """
     check_input_shape(input_shape, name)
     num_layers = check_integer("num_layers", num_layers, minimum=1, caller=name)
+    filters = check_integer("filters", filters, minimum=1, caller=name)
+    kernel_size = check_integer("kernel_size", kernel_size, minimum=1, caller=name)
     head = resolve_head(head, out_channels)
     inputs, x = model_inputs(input_shape, extra_inputs, coordinate_channels, input_range, model_name=name)
     if num_layers > 1:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import keras
 
-from kfcn.arguments import check_integer
+from kfcn.arguments import check_integer, check_integers
 from kfcn.models.blocks import UPSAMPLING, check_choice
 from kfcn.models.decoders import skip_decoder
 from kfcn.models.encoders import conv_encoder
@@ -70,6 +70,9 @@ def segnet(
     depth = check_integer("depth", depth, minimum=1, caller=name)
     kernel_size = check_integer("kernel_size", kernel_size, minimum=1, caller=name)
     filter_growth = check_integer("filter_growth", filter_growth, minimum=1, caller=name)
+    filters = check_integer("filters", filters, minimum=1, meaning="of the first level", caller=name)
+    if convs_per_level is not None:
+        convs_per_level = check_integers("convs_per_level", convs_per_level, depth, caller=name)
     check_choice(upsampling, UPSAMPLING, "upsampling")
     head = resolve_head(head, num_classes)
     size_rule = (1, 0, 2**depth) if upsampling == "indices" else (2**depth, 0, 2**depth)

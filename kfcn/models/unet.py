@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import keras
 
-from kfcn.arguments import check_integer
+from kfcn.arguments import check_integer, check_integers
 from kfcn.models.blocks import DOWNSAMPLING, UPSAMPLING, check_choice
 from kfcn.models.decoders import skip_decoder
 from kfcn.models.encoders import BACKBONE_STRIDE, backbone_encoder, conv_encoder
@@ -89,6 +89,7 @@ def unet(
     """
     check_input_shape(input_shape, name)
     depth = check_integer("depth", depth, minimum=1, caller=name)
+    filters = check_integers("filters", filters, None if backbone is not None else depth + 1, caller=name)
     check_choice(padding, ("same", "valid"), "padding")
     check_choice(downsampling, DOWNSAMPLING, "downsampling")
     check_choice(upsampling, UPSAMPLING, "upsampling")
@@ -114,11 +115,7 @@ def unet(
         base = filters if isinstance(filters, int) else filters[0]
         decoder_filters = [max(base // 4, 1) * 2**level for level in range(encoded.depth)]
     else:
-        level_filters = (
-            [filters * 2**level for level in range(depth + 1)] if isinstance(filters, int) else list(filters)
-        )
-        if len(level_filters) != depth + 1:
-            raise ValueError(f"`filters` needs depth + 1 = {depth + 1} entries, got {len(level_filters)}.")
+        level_filters = [filters * 2**level for level in range(depth + 1)] if isinstance(filters, int) else filters
         if padding == "same":
             check_multiple(input_shape, 2**depth, name)
         else:

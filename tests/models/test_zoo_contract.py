@@ -1,6 +1,8 @@
 """One contract for every family of the zoo (`kfcn.models.FAMILIES`), checked the same way for each,
 as segmentation_models.pytorch's BaseModelTester does: a new family passes these or is not in the zoo."""
 
+import re
+
 import keras
 import numpy as np
 import pytest
@@ -125,3 +127,20 @@ def test_the_command_line_offers_every_family():
     from kfcn.cli.train import ZOO
 
     assert ZOO == tuple(FAMILIES)
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "problem"),
+    [
+        ("unet", {"filters": True}, "unet: `filters` must be an int >= 1 or a sequence of them, got True (bool)"),
+        ("unet", {"filters": [4, 8.0, 16], "depth": 2}, "8.0 (float) is not"),
+        ("unet", {"filters": [4, 8], "depth": 2}, "`filters` needs 3 entries (one per level), got 2"),
+        ("segnet", {"filters": 0}, "segnet: `filters` (of the first level) must be an int >= 1, got 0"),
+        ("segnet", {"convs_per_level": (1, 0), "depth": 2}, "`convs_per_level` must be an int >= 1 or a sequence"),
+        ("fcn", {"filters": "8"}, "`filters` (of the first level) must be an int >= 1, got '8' (str)"),
+        ("plain_cnn", {"filters": 2.5}, "plain_cnn: `filters` must be an int >= 1, got 2.5 (float)"),
+    ],
+)
+def test_filter_counts_that_are_not_positive_integers_are_refused(name, options, problem):
+    with pytest.raises(ValueError, match=re.escape(problem)):
+        build(name, (None, None, 1), 2, **options)
