@@ -6,6 +6,12 @@ STAMP := $(VENV)/.kfcn-installed
 
 .PHONY: demo test test-fast test-tensorflow test-jax test-torch test-wheel lint clean
 
+# Tests run in WORKERS processes (pytest-xdist; CI's machine has 2 cores): while one test waits on
+# a process it started or on single-threaded Python, the other core runs the next test.
+# `make test WORKERS=0` runs them all in one process.
+WORKERS ?= 2
+PYTEST := $(PY) -m pytest -p no:cacheprovider -n $(WORKERS) --dist worksteal
+
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
@@ -23,17 +29,17 @@ test: test-tensorflow test-jax test-torch test-wheel
 # Before each commit: everything on TensorFlow but the slow modules (tests/conftest.py), lint first.
 test-fast: $(STAMP)
 	$(PY) -m ruff check kfcn tests examples benchmarks
-	KERAS_BACKEND=tensorflow $(PY) -m pytest -p no:cacheprovider -q -x -m "not slow" --durations=10
+	KERAS_BACKEND=tensorflow $(PYTEST) -q -x -m "not slow" --durations=10
 
 # --durations=30: the slowest tests of each run are printed, so growth is seen.
 test-tensorflow: $(STAMP)
-	KERAS_BACKEND=tensorflow $(PY) -m pytest -p no:cacheprovider --durations=30
+	KERAS_BACKEND=tensorflow $(PYTEST) --durations=30
 
 test-jax: $(STAMP)
-	KERAS_BACKEND=jax $(PY) -m pytest -p no:cacheprovider -m backend tests --durations=30
+	KERAS_BACKEND=jax $(PYTEST) -m backend tests --durations=30
 
 test-torch: $(STAMP)
-	KERAS_BACKEND=torch $(PY) -m pytest -p no:cacheprovider -m backend tests --durations=30
+	KERAS_BACKEND=torch $(PYTEST) -m backend tests --durations=30
 
 # Builds the wheel, installs it with its declared dependencies (from the package index) in a
 # venv of its own, and runs the quick start there from outside the repository: catches files
