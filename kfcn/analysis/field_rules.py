@@ -12,11 +12,20 @@ Two kinds of rule:
   (upsampling, transposed convolution, crops, paddings). Its rule gets the layer, the
   merged field of its inputs, its input tensors, their fields and its input size.
 
-A layer without a rule keeps the merged field of its inputs when it keeps their size
-(activations, normalisation, Add, Concatenate), sees the whole input when it pools
-globally, and otherwise is taken as a resampling by the ratio of its sizes. Rules are
-looked up along the layer's class hierarchy (a subclass of Conv2D is a window unless it
-has a rule of its own, as Conv2DTranspose has). A custom layer registers its rule:
+- **pointwise** (`register_pointwise`): the layer computes each pixel from the same pixel
+  of its inputs (activations, batch normalisation, Add, Concatenate, Dropout, Dense,
+  Rescaling); the field passes through unchanged.
+
+A layer with none of these rules sees the whole input when it pools globally. Otherwise,
+if it keeps its input's size, its field is **measured**: it is called on random inputs
+with and without a change at one central pixel, and the output pixels that change (over
+two draws) give its window, reaching an edge of the probe meaning global (so a
+GroupNormalization, whose statistics span the image, is found to be global, and a
+custom 5 x 5 filter to be a 5 x 5 window). A layer that changes the size without a rule is
+taken as a resampling by the ratio of its sizes. Both fallbacks are named in
+`ReceptiveField.measured`; a rule makes them exact. Rules are looked up along the layer's
+class hierarchy (a subclass of Conv2D is a window unless it has a rule of its own, as
+Conv2DTranspose has). A custom layer registers its rule:
 
 Example:
 >>> class Blur(keras.layers.Layer):  # a fixed 5 x 5 filter: a window of stride 1
@@ -36,8 +45,9 @@ import math
 from dataclasses import dataclass
 
 import keras
+import numpy as np
 
-from kfcn.layers import CropToMatch, MaxPoolingWithArgmax2D, MaxUnpooling2D
+from kfcn.layers import CoordinateChannels, CropToMatch, InputSizeCheck, MaxPoolingWithArgmax2D, MaxUnpooling2D
 
 GLOBAL = math.inf
 
@@ -84,6 +94,7 @@ class Window:
 
 WINDOWS = {}  # layer class -> rule(layer) -> Window
 FIELD_RULES = {}  # layer class -> rule(layer, merged, inputs, fields, in_size) -> (AxisField, AxisField)
+POINTWISE = {}  # layer class -> predicate(layer) -> whether this layer (its axis) acts pixel by pixel
 
 
 def register_window(*classes):
@@ -119,6 +130,90 @@ def register_field_rule(*classes):
         return rule
 
     return register
+
+
+def register_pointwise(*classes, when=None):
+    """Registers layer classes that compute each pixel from the same pixel of their inputs.
+
+    `when(layer) -> bool`, if given, decides per layer (a normalisation is pointwise only over
+    the channel axis).
+
+    Example:
+    >>> class Gamma(keras.layers.Layer):  # x ** 0.5, pixel by pixel
+    ...     def call(self, x):
+    ...         return keras.ops.sqrt(x)
+    >>> register_pointwise(Gamma)
+    >>> is_pointwise(Gamma())
+    True
+    >>> _ = POINTWISE.pop(Gamma)
+    """
+    for cls in classes:
+        POINTWISE[cls] = when or (lambda layer: True)
+
+
+def is_pointwise(layer):
+    """Whether the layer's class (or its nearest registered base class) is registered as pointwise for it."""
+    predicate = rule_of(layer, POINTWISE)
+    return predicate is not None and bool(predicate(layer))
+
+
+def measured_field(merged, inputs, replay, in_size):
+    """The output fields of a size-keeping layer without a rule, measured: the output pixels that a change
+    at one central input pixel reaches, over two random draws (see the module docstring).
+
+    `replay(arrays)` calls the layer on arrays in place of its tensor `inputs`; the change goes into
+    the first input of size `in_size`. Returns None where nothing can be measured (no float input of
+    that size), else the (rows, cols) fields.
+
+    Example:
+    >>> blur = keras.layers.AveragePooling2D(3, strides=1, padding="same")  # measured as if it had no rule
+    >>> x = keras.Input(batch_shape=(1, 9, 9, 1))
+    >>> rows, cols = measured_field((AxisField(1, 1, 0.0),) * 2, [x], lambda values: blur(*values), (9, 9))
+    >>> rows
+    AxisField(size=3, jump=1, start=0.0)
+    """
+    shapes = [tuple(1 if side is None else side for side in tensor.shape) for tensor in inputs]
+    target = next(
+        (
+            index
+            for index, (tensor, shape) in enumerate(zip(inputs, shapes))
+            if len(shape) == 4 and shape[1:3] == tuple(in_size) and "float" in str(tensor.dtype)
+        ),
+        None,
+    )
+    if target is None:
+        return None
+    centre = (in_size[0] // 2, in_size[1] // 2)
+    reached = np.zeros(in_size, bool)
+    for seed in (0, 1):
+        rng = np.random.default_rng(seed)
+        values = [
+            rng.normal(size=shape).astype(str(tensor.dtype)) if "float" in str(tensor.dtype) else np.zeros(shape)
+            for tensor, shape in zip(inputs, shapes)
+        ]
+        before = _first_output(replay(values))
+        values[target] = values[target].copy()
+        values[target][0, centre[0], centre[1], :] += 1.0
+        after = _first_output(replay(values))
+        if before.shape[1:3] != tuple(in_size):
+            return None
+        change = np.abs(after - before).max(axis=(0, 3))
+        reached |= change > 1e-6 * (1.0 + np.abs(before).max())
+    result = []
+    for axis, f in enumerate(merged):
+        hit = np.flatnonzero(reached.any(axis=1 - axis))
+        if hit.size == 0:  # the change reached nothing: the field passes through
+            result.append(f)
+        elif hit[0] == 0 and hit[-1] == in_size[axis] - 1 and in_size[axis] > 1:  # edge to edge: global
+            result.append(AxisField(GLOBAL, f.jump, f.start))
+        else:
+            low, high = int(hit[0]) - centre[axis], int(hit[-1]) - centre[axis]
+            result.append(AxisField(f.size + (high - low) * f.jump, f.jump, f.start + (low + high) / 2 * f.jump))
+    return tuple(result)
+
+
+def _first_output(outputs):
+    return np.asarray(keras.ops.convert_to_numpy(keras.tree.flatten(outputs)[0]), dtype="float64")
 
 
 def rule_of(layer, registry):
@@ -211,3 +306,47 @@ def _cropping(layer, merged, inputs, fields, in_size):
 @register_field_rule(layers.ZeroPadding2D)
 def _zero_padding(layer, merged, inputs, fields, in_size):
     return tuple(AxisField(f.size, f.jump, f.start - layer.padding[a][0] * f.jump) for a, f in enumerate(merged))
+
+
+def _over_channels(layer):
+    """A normalisation or softmax whose axis is the channels only (the last axis) acts pixel by pixel."""
+    axis = getattr(layer, "axis", -1)
+    axes = [axis] if isinstance(axis, int) else list(axis)
+    return all(a in (-1, 3) for a in axes)
+
+
+register_pointwise(
+    layers.InputLayer,
+    layers.Activation,
+    layers.ReLU,
+    layers.LeakyReLU,
+    layers.PReLU,
+    layers.ELU,
+    layers.Dropout,
+    layers.SpatialDropout2D,
+    layers.GaussianNoise,
+    layers.GaussianDropout,
+    layers.AlphaDropout,
+    layers.ActivityRegularization,
+    layers.Add,
+    layers.Subtract,
+    layers.Multiply,
+    layers.Average,
+    layers.Maximum,
+    layers.Minimum,
+    layers.Rescaling,
+    layers.Identity,
+    layers.Dense,
+    layers.Masking,
+    InputSizeCheck,
+    CoordinateChannels,
+)
+register_pointwise(
+    layers.BatchNormalization,
+    layers.LayerNormalization,
+    layers.UnitNormalization,
+    layers.Normalization,
+    layers.Softmax,
+    layers.Concatenate,
+    when=_over_channels,
+)

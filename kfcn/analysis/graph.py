@@ -68,7 +68,7 @@ def _check_graph(model, what):
             _check_graph(layer, what)
 
 
-def trace_layers(model, input_tensors, visit, carried):
+def trace_layers(model, input_tensors, visit, carried, with_replay=False):
     """Calls every layer of functional `model` again on `input_tensors`, reporting each call to `visit`.
 
     Nested models (a keras.applications backbone, a `keras.Sequential` block) are walked
@@ -82,6 +82,8 @@ def trace_layers(model, input_tensors, visit, carried):
         input_tensors: `keras.Input` tensors structured like `model.input`.
         visit: the function called after each leaf layer call.
         carried: dict from `id(tensor)` to the caller's value.
+        with_replay: also pass `visit` a fourth argument, `replay(arrays)`, which calls the layer
+            again on concrete arrays in place of its tensor inputs (to measure what it does).
 
     Returns:
         The clone of `model` built on `input_tensors` (its `outputs` are the traced tensors).
@@ -122,8 +124,22 @@ def trace_layers(model, input_tensors, visit, carried):
                     carried[id(new)] = carried[id(old)]
             return outputs
         outputs = layer(*args, **kwargs)
-        inputs = [t for t in keras.tree.flatten((args, kwargs)) if isinstance(t, keras.KerasTensor)]
-        visit(layer, inputs, outputs)
+        flat = keras.tree.flatten((args, kwargs))
+        positions = [index for index, value in enumerate(flat) if isinstance(value, keras.KerasTensor)]
+        inputs = [flat[index] for index in positions]
+        if with_replay:
+
+            def replay(values):
+                """The layer called again with `values` (arrays) in place of its tensor inputs, in order."""
+                new = list(flat)
+                for index, value in zip(positions, values):
+                    new[index] = value
+                new_args, new_kwargs = keras.tree.pack_sequence_as((args, kwargs), new)
+                return layer(*new_args, **new_kwargs)
+
+            visit(layer, inputs, outputs, replay)
+        else:
+            visit(layer, inputs, outputs)
         return outputs
 
     return keras.models.clone_model(

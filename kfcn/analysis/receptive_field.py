@@ -25,7 +25,16 @@ from dataclasses import dataclass, field
 
 import keras
 
-from kfcn.analysis.field_rules import FIELD_RULES, GLOBAL, AxisField, rule_of, window_of, windowed
+from kfcn.analysis.field_rules import (
+    FIELD_RULES,
+    GLOBAL,
+    AxisField,
+    is_pointwise,
+    measured_field,
+    rule_of,
+    window_of,
+    windowed,
+)
 from kfcn.analysis.fully_convolutional import (
     check_fully_convolutional,
     fixed_size_error,
@@ -68,6 +77,9 @@ class ReceptiveField:
             side must be a multiple of it (for "same" padding).
         probe_size: the input size the graph was traced at.
         layers: per-layer `LayerField` rows.
+        measured: names of the layers without a field rule whose field was measured (or, for one that
+            resamples, inferred from its size ratio); see `kfcn.analysis.field_rules`. Empty for kfcn's
+            models and keras.applications encoders.
     """
 
     size: tuple
@@ -78,6 +90,7 @@ class ReceptiveField:
     layers: list = field(default_factory=list)
     strided: list = field(default_factory=list)
     strict: bool = True
+    measured: list = field(default_factory=list)
 
     def accepts(self, size, axis=0):
         """Whether an input side `size` fits every strided layer exactly (no floor, no odd merge).
@@ -130,6 +143,13 @@ class ReceptiveField:
             f"{_pair(self.start)}, inputs must be multiples of {self.required_multiple} "
             f"(traced at {self.probe_size[0]}x{self.probe_size[1]})"
         )
+        if self.measured:
+            more = len(self.measured) - 5
+            shown = ", ".join(self.measured[:5]) + (f" and {more} more" if more > 0 else "")
+            lines.append(
+                f"measured, without a field rule: {shown} (register a rule to make them exact; see "
+                "kfcn.analysis.field_rules)"
+            )
         print_fn("\n".join(lines))
 
 
@@ -204,6 +224,7 @@ def _trace(model, probe_size):
     fields = {}
     rows = []
     strided = []
+    measured = []
 
     def make_probe(tensor):
         shape = tuple(tensor.shape[1:])
@@ -215,8 +236,8 @@ def _trace(model, probe_size):
             fields[id(probe)] = (AxisField(1, 1, 0.0), AxisField(1, 1, 0.0))
         return probe
 
-    def visit(layer, inputs, outputs):
-        result = _layer_field(layer, inputs, outputs, fields)
+    def visit(layer, inputs, outputs, replay):
+        result = _layer_field(layer, inputs, outputs, fields, replay, measured)
         stride_info = _stride_info(layer, inputs, fields)
         if stride_info is not None:
             strided.append(stride_info)
@@ -226,7 +247,7 @@ def _trace(model, probe_size):
                 fields[id(tensor)] = result
             rows.append(LayerField.of(layer, flat_outputs[0], result))
 
-    clone = trace_layers(model, keras.tree.map_structure(make_probe, model.input), visit, fields)
+    clone = trace_layers(model, keras.tree.map_structure(make_probe, model.input), visit, fields, with_replay=True)
     output = keras.tree.flatten(clone.outputs)[0]
     if id(output) not in fields:
         raise ValueError("The model's output does not depend on its image input.")
@@ -239,6 +260,7 @@ def _trace(model, probe_size):
         probe_size=tuple(probe_size),
         layers=rows,
         strided=strided,
+        measured=measured,
     )
 
 
@@ -271,7 +293,7 @@ def _spatial(tensor):
     return tuple(tensor.shape[1:3]) if len(tensor.shape) == 4 else None
 
 
-def _layer_field(layer, inputs, outputs, fields):
+def _layer_field(layer, inputs, outputs, fields, replay, measured):
     known = [(t, fields[id(t)]) for t in inputs if id(t) in fields]
     if not known:
         return None
@@ -295,9 +317,15 @@ def _layer_field(layer, inputs, outputs, fields):
             if out_size is None and not is_global_pooling(layer)
             else tuple(AxisField(GLOBAL, f.jump, f.start) for f in merged)
         )
-    if out_size == in_size or None in (out_size + in_size):
+    if in_size is None:  # a vector made an image again (a squeeze-and-excitation gate): its field carries on
         return merged
+    if is_pointwise(layer) or None in (out_size + in_size):
+        return merged
+    if out_size == in_size:  # no rule, same size: measured (see kfcn.analysis.field_rules)
+        measured.append(layer.name)
+        return measured_field(merged, inputs, replay, in_size) or merged
     # An unknown resampling layer (e.g. Resizing): infer the factor from the sizes.
+    measured.append(layer.name)
     result = []
     for axis, f in enumerate(merged):
         ratio = in_size[axis] / out_size[axis]

@@ -1,6 +1,10 @@
-"""kfcn.analysis.field_rules: a custom layer's registered rule enters the receptive field, by hand-worked numbers."""
+"""kfcn.analysis.field_rules: a custom layer's registered rule enters the receptive field, by hand-worked numbers;
+a layer without a rule is measured, and tiling built on the measurement stays exact."""
+
+import math
 
 import keras
+import numpy as np
 import pytest
 
 from kfcn.analysis import receptive_field
@@ -13,6 +17,8 @@ from kfcn.analysis.field_rules import (
     register_window,
     window_of,
 )
+from kfcn.inference import predict, predict_tiled
+from kfcn.models import FAMILIES, build
 
 
 @keras.saving.register_keras_serializable("kfcn_test")
@@ -44,8 +50,53 @@ def registry():
     FIELD_RULES.clear(), FIELD_RULES.update(rules)
 
 
-def test_an_unregistered_size_keeping_layer_keeps_the_field():
-    assert receptive_field(_model()).size == (5, 5)  # 3 + 2
+class UnregisteredBlur(keras.layers.Layer):
+    """A real 5 x 3 (rows x columns) mean filter written in keras.ops, with no field rule: its field is measured."""
+
+    def call(self, x):
+        kernel = keras.ops.ones((5, 3, x.shape[-1], 1)) / 15.0
+        return keras.ops.depthwise_conv(x, kernel, padding="same")
+
+
+def _blur_model():
+    inputs = keras.Input((None, None, 1))
+    x = keras.layers.Conv2D(2, 3, padding="same", activation="relu")(inputs)  # r 3
+    x = UnregisteredBlur(name="blur")(x)  # r 3 + 4 rows, 3 + 2 columns
+    return keras.Model(inputs, keras.layers.Conv2D(1, 3, padding="same")(x))  # + 2
+
+
+def test_an_unregistered_identity_layer_is_measured_as_pointwise():
+    field = receptive_field(_model())
+    assert field.size == (5, 5) and field.measured == ["fixed_blur"]  # 3 + 2: the stand-in passes pixels on
+
+
+def test_an_unregistered_filter_is_measured_as_the_window_it_slides():
+    field = receptive_field(_blur_model())
+    assert field.size == (9, 7) and field.start == (0, 0) and field.measured == ["blur"]
+    printed = []
+    field.summary(print_fn=printed.append)
+    assert "measured, without a field rule: blur (register a rule to make them exact" in printed[0]
+
+
+def test_tiles_on_a_measured_field_equal_the_whole_image(rng):
+    model = _blur_model()
+    image = rng.uniform(0, 255, (70, 52, 1)).astype("float32")
+    whole = predict(model, image)
+    tiled = predict_tiled(model, image, tile_size=24, progress=False)  # many tiles, overlap from the measured field
+    np.testing.assert_allclose(tiled, whole, rtol=1e-5, atol=1e-5)
+
+
+def test_a_normalisation_over_the_image_is_measured_as_global():
+    inputs = keras.Input((None, None, 1))
+    x = keras.layers.Conv2D(2, 3, padding="same")(inputs)
+    model = keras.Model(inputs, keras.layers.GroupNormalization(groups=1, name="image_norm")(x))
+    field = receptive_field(model)
+    assert math.isinf(field.size[0]) and math.isinf(field.size[1]) and field.measured == ["image_norm"]
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_every_layer_of_the_zoo_has_a_rule(name):
+    assert receptive_field(build(name, (None, None, 1), 2, filters=2)).measured == []
 
 
 def test_a_registered_window_widens_the_field_by_its_kernel(registry):
