@@ -29,7 +29,6 @@ from __future__ import annotations
 import kfcn  # noqa: F401  (first: Keras and TensorFlow then start without their C++ log)
 
 # isort: split
-import argparse
 import json
 import time
 from pathlib import Path
@@ -37,6 +36,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import tensorflow as tf
+from example_options import example_parser, shrink_if_quick
 from figures import save_panels
 from train_isbi import HELD_OUT, compile_isbi, isbi_batches, isbi_model
 
@@ -90,22 +90,21 @@ def figure(path, clean, perturbed, held_out_label, predictions, size=192):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = example_parser(
+        __doc__,
+        figure="write a PNG of labels and predictions here",
+        filters=16,
+        crop=256,
+        batch=4,
+        epochs=8,
+        steps=50,
+        learning_rate=1e-3,
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="a pair of trainings per seed")
     parser.add_argument("--shift", type=int, nargs=2, default=(1, 3), help="contour shift range, px")
     parser.add_argument("--label-seed", type=int, default=0, help="seed of the contour perturbation")
-    parser.add_argument("--filters", type=int, default=16)
-    parser.add_argument("--crop", type=int, default=256)
-    parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--steps", type=int, default=50)
-    parser.add_argument("--learning-rate", type=float, default=1e-3)
-    parser.add_argument("--report", default=None, help="write the scores as JSON here")
-    parser.add_argument("--figure", default=None, help="write a PNG of labels and predictions here")
-    parser.add_argument("--quick", action="store_true", help="tiny settings: checks that the script runs")
     args = parser.parse_args()
-    if args.quick:
-        args.filters, args.crop, args.batch, args.epochs, args.steps = 2, 64, 2, 1, 2
+    shrink_if_quick(args, filters=2, crop=64, batch=2, epochs=1, steps=2)
 
     images, labels = load_isbi()
     train_images, train_labels = images[:-HELD_OUT], labels[:-HELD_OUT]

@@ -20,7 +20,6 @@ from __future__ import annotations
 import kfcn  # noqa: F401  (first: Keras and TensorFlow then start without their C++ log)
 
 # isort: split
-import argparse
 import json
 import os
 import time
@@ -29,11 +28,12 @@ from pathlib import Path
 import keras
 import numpy as np
 import tensorflow as tf
+from example_options import example_parser, shrink_if_quick
 from PIL import Image
 
 from kfcn.data import density_map, dots_from_image, random_crop_pipeline
 from kfcn.data.augment import flips_and_rot90
-from kfcn.training import calibrate_density_model, fold_density_scale
+from kfcn.training import calibrate_density_model, fold_density_scale, make_optimizer
 
 SCALE = 100.0  # density x 100 during training: targets of order 1 instead of 0.01
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "vgg_cells"
@@ -69,8 +69,8 @@ def train_one(images, densities, args, seed):
     batches = random_crop_pipeline(pairs, args.crop, batch_size=args.batch, augment=flips_and_rot90, seed=seed)
     net, counter = counting_model(args.filters, args.depth)
     total = args.epochs * args.steps
-    schedule = keras.optimizers.schedules.CosineDecay(args.learning_rate, total)
-    net.compile(optimizer=keras.optimizers.Adam(schedule), loss="mse", jit_compile=args.jit)
+    optimizer = make_optimizer("adam", args.learning_rate, "cosine", total_steps=total, warmup_fraction=0)
+    net.compile(optimizer=optimizer, loss="mse", jit_compile=args.jit)
     net.fit(batches, epochs=args.epochs, steps_per_epoch=args.steps, verbose=2 if args.quick else 1, shuffle=False)
     return net, counter
 
@@ -81,25 +81,15 @@ def count_errors(model, images, counts):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = example_parser(__doc__, filters=32, depth=3, crop=128, batch=8, epochs=60, steps=50, learning_rate=1e-3)
     parser.add_argument("--data", default=str(DEFAULT_DATA), help="folder with images/ and dots/")
     parser.add_argument("--train", type=int, nargs="+", default=[32], help="training-set sizes N (learning curve)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--sigma", type=float, default=2.0, help="Gaussian width of a dot, px")
-    parser.add_argument("--filters", type=int, default=32)
-    parser.add_argument("--depth", type=int, default=3)
-    parser.add_argument("--crop", type=int, default=128)
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--epochs", type=int, default=60)
-    parser.add_argument("--steps", type=int, default=50)
-    parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--jit", action="store_true", help="XLA-compile the training step")
     parser.add_argument("--output", default=None, help="save the model of the first N and seed here (.keras)")
-    parser.add_argument("--report", default=None, help="write the results as JSON here")
-    parser.add_argument("--quick", action="store_true", help="tiny settings: checks that the script runs")
     args = parser.parse_args()
-    if args.quick:
-        args.train, args.filters, args.depth, args.epochs, args.steps, args.crop = [8], 4, 2, 2, 3, 64
+    shrink_if_quick(args, train=[8], filters=4, depth=2, epochs=2, steps=3, crop=64)
     images, densities, counts = load(args.data, args.sigma)
     print(f"{len(images)} images, {counts.mean():.0f} +- {counts.std():.0f} cells each")
     results = []

@@ -16,16 +16,17 @@ from __future__ import annotations
 import kfcn  # noqa: F401  (first: Keras and TensorFlow then start without their C++ log)
 
 # isort: split
-import argparse
 import json
 import time
 from pathlib import Path
 
 import keras
 import numpy as np
+from example_options import example_parser, shrink_if_quick
 from figures import save_panels
 
 from kfcn.data import bulge_disk_galaxy
+from kfcn.training import make_optimizer
 
 COMPONENTS = ("bulge", "disk")
 UNIT = 100.0  # fluxes in units of 0.01: pixel values of order 1, as networks like them
@@ -44,22 +45,21 @@ def flux_errors(model, images, components):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = example_parser(
+        __doc__,
+        figure="write one held-out galaxy and its components here (PNG)",
+        filters=16,
+        depth=3,
+        epochs=15,
+        batch=16,
+        seed=0,
+    )
     parser.add_argument("--train", type=int, default=2000, help="training galaxies")
     parser.add_argument("--test", type=int, default=200, help="held-out galaxies (other seeds)")
     parser.add_argument("--side", type=int, default=64)
     parser.add_argument("--noise", type=float, default=0.01, help="noise std, in units of each image's peak")
-    parser.add_argument("--filters", type=int, default=16)
-    parser.add_argument("--depth", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=15)
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--report", default=None, help="write the scores as JSON here")
-    parser.add_argument("--figure", default=None, help="write one held-out galaxy and its components here (PNG)")
-    parser.add_argument("--quick", action="store_true", help="tiny settings: checks that the script runs")
     args = parser.parse_args()
-    if args.quick:
-        args.train, args.test, args.filters, args.depth, args.epochs = 32, 8, 4, 2, 1
+    shrink_if_quick(args, train=32, test=8, filters=4, depth=2, epochs=1)
     keras.utils.set_random_seed(args.seed)
     images, components = galaxies(args.train, args.side, 0, args.noise)
     test_images, test_components = galaxies(args.test, args.side, 10**6, args.noise)  # seeds never trained on
@@ -73,7 +73,7 @@ def main():
         name="bulge_disk",
     )
     steps = args.epochs * -(-args.train // args.batch)
-    model.compile(optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(1e-3, steps)), loss="mse")
+    model.compile(optimizer=make_optimizer("adam", 1e-3, "cosine", total_steps=steps, warmup_fraction=0), loss="mse")
     started = time.time()
     model.fit(images, components, batch_size=args.batch, epochs=args.epochs, verbose=2 if args.quick else 1)
     minutes = (time.time() - started) / 60

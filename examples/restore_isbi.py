@@ -19,7 +19,6 @@ from __future__ import annotations
 import kfcn  # noqa: F401  (first: Keras and TensorFlow then start without their C++ log)
 
 # isort: split
-import argparse
 import json
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import tensorflow as tf
+from example_options import example_parser, shrink_if_quick
 from figures import save_panels
 from PIL import Image
 
@@ -34,6 +34,7 @@ from kfcn.data import degrade, random_crop_pipeline
 from kfcn.data.augment import flips_and_rot90
 from kfcn.evaluation import restoration_scores
 from kfcn.samples import isbi2012_dir
+from kfcn.training import make_optimizer
 
 HELD_OUT = range(20, 25)
 DEGRADATION = {"blur_sigma": (1.0, 2.0), "noise_std": (5.0, 15.0)}
@@ -59,30 +60,30 @@ def restoration_model(filters, depth):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--filters", type=int, default=16)
-    parser.add_argument("--depth", type=int, default=3)
+    parser = example_parser(
+        __doc__,
+        figure="write degraded / restored / clean crops here (PNG)",
+        filters=16,
+        depth=3,
+        crop=128,
+        batch=8,
+        epochs=20,
+        steps=40,
+        seed=0,
+    )
     parser.add_argument("--copies", type=int, default=4, help="degraded copies of each training slice")
-    parser.add_argument("--crop", type=int, default=128)
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--steps", type=int, default=40)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--report", default=None, help="write the scores as JSON here")
-    parser.add_argument("--figure", default=None, help="write degraded / restored / clean crops here (PNG)")
-    parser.add_argument("--quick", action="store_true", help="tiny settings: checks that the script runs")
     args = parser.parse_args()
     train_indices = range(20)
+    shrink_if_quick(args, filters=4, depth=2, copies=1, epochs=1, steps=3, crop=64)
     if args.quick:
-        args.filters, args.depth, args.copies, args.epochs, args.steps, args.crop = 4, 2, 1, 1, 3, 64
         train_indices = range(4)
     keras.utils.set_random_seed(args.seed)
     degraded, clean = degraded_pairs(slices(train_indices), args.copies, args.seed)
     pairs = tf.data.Dataset.from_tensor_slices((degraded, clean / 255.0))
     batches = random_crop_pipeline(pairs, args.crop, batch_size=args.batch, augment=flips_and_rot90, seed=args.seed)
     net, restorer = restoration_model(args.filters, args.depth)
-    schedule = keras.optimizers.schedules.CosineDecay(1e-3, args.epochs * args.steps)
-    net.compile(optimizer=keras.optimizers.Adam(schedule), loss="mse")
+    total = args.epochs * args.steps
+    net.compile(optimizer=make_optimizer("adam", 1e-3, "cosine", total_steps=total, warmup_fraction=0), loss="mse")
     started = time.time()
     net.fit(batches, epochs=args.epochs, steps_per_epoch=args.steps, verbose=2 if args.quick else 1, shuffle=False)
     minutes = (time.time() - started) / 60

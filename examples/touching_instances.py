@@ -29,17 +29,18 @@ from __future__ import annotations
 import kfcn  # noqa: F401  (first: Keras and TensorFlow then start without their C++ log)
 
 # isort: split
-import argparse
 import json
 import time
 from pathlib import Path
 
 import keras
 import numpy as np
+from example_options import example_parser, shrink_if_quick
 from figures import save_panels
 
 from kfcn.data import three_class_labels, touching_ellipses
 from kfcn.instances import instance_f1, instances_from_foreground, instances_from_probabilities
+from kfcn.training import make_optimizer
 
 IOU = 0.5
 MIN_SIZE = 15  # pixels: smaller predicted objects are dropped (the generator keeps objects of 20 or more)
@@ -77,8 +78,8 @@ def train(num_classes, images, labels, args):
         (None, None, 1), num_classes=num_classes, filters=args.filters, depth=args.depth, name=f"unet_{num_classes}"
     )
     steps = args.epochs * -(-len(images) // args.batch)
-    schedule = keras.optimizers.schedules.CosineDecay(args.learning_rate, steps)
-    model.compile(optimizer=keras.optimizers.Adam(schedule), loss="sparse_categorical_crossentropy")
+    optimizer = make_optimizer("adam", args.learning_rate, "cosine", total_steps=steps, warmup_fraction=0)
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy")
     sample_weight, weights = class_weight_map(labels, num_classes)
     print(f"{num_classes} classes, class weights {np.round(weights, 2).tolist()}")
     model.fit(
@@ -128,24 +129,23 @@ def touching_fraction(instances):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = example_parser(
+        __doc__,
+        figure="write one held-out image and its instances here (PNG)",
+        filters=16,
+        depth=3,
+        epochs=6,
+        batch=8,
+        learning_rate=2e-3,
+        seed=0,
+    )
     parser.add_argument("--train", type=int, default=400, help="training images")
     parser.add_argument("--test", type=int, default=100, help="held-out images (other seeds)")
     parser.add_argument("--side", type=int, default=128, help="image side (a multiple of 2**depth)")
     parser.add_argument("--noise", type=float, default=0.05, help="noise std, a fraction of the 8-bit range")
     parser.add_argument("--boundary-width", type=int, default=2, help="the boundary band's width, pixels")
-    parser.add_argument("--filters", type=int, default=16)
-    parser.add_argument("--depth", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=6)
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--learning-rate", type=float, default=2e-3)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--report", default=None, help="write the scores as JSON here")
-    parser.add_argument("--figure", default=None, help="write one held-out image and its instances here (PNG)")
-    parser.add_argument("--quick", action="store_true", help="tiny settings: checks that the script runs")
     args = parser.parse_args()
-    if args.quick:
-        args.train, args.test, args.side, args.filters, args.epochs = 16, 4, 64, 4, 1
+    shrink_if_quick(args, train=16, test=4, side=64, filters=4, epochs=1)
     images, instances = ellipse_images(args.train, args.side, 0, args.noise)
     test_images, test_instances = ellipse_images(args.test, args.side, 10**6, args.noise)  # seeds never trained on
 

@@ -1,11 +1,13 @@
 """kfcn.training: losses by name against NumPy, the log reader, the monitor direction."""
 
+import re
+
 import keras
 import numpy as np
 import pytest
 
 from kfcn import metrics
-from kfcn.training import monitor_mode, read_log, segmentation_loss
+from kfcn.training import make_optimizer, monitor_mode, read_log, segmentation_loss
 
 
 def test_ce_plus_j2_is_the_sum_of_its_parts(rng):
@@ -46,3 +48,32 @@ def test_read_log_refuses_a_row_with_more_values_than_the_header_names(tmp_path)
     path.write_text("epoch,loss,val_loss\n0,2.0,2.1\n1,0.001,1.5,1.6\n")
     with pytest.raises(ValueError, match="epoch 1 has more values than the header names"):
         read_log(path)
+
+
+def test_make_optimizer_warms_up_then_follows_the_cosine_formula():
+    rate, total = 0.1, 200
+    schedule = make_optimizer("sgd", rate, "cosine", total_steps=total, momentum=0.9)._learning_rate
+    warmup = total // 20  # kfcn train's 5 %: from a tenth of the rate up to it, linearly
+    for step in (0, 3, warmup, 50, 120, total):
+        if step < warmup:
+            expected = rate / 10 + (rate - rate / 10) * step / warmup
+        else:
+            expected = rate * 0.5 * (1 + np.cos(np.pi * min(step - warmup, total) / total))
+        assert float(schedule(step)) == pytest.approx(expected, rel=1e-5, abs=1e-7)
+    plain = make_optimizer("adam", 1e-3, "cosine", total_steps=total, warmup_fraction=0)._learning_rate
+    assert [float(plain(s)) for s in (0, 100)] == pytest.approx([1e-3, 0.5e-3], rel=1e-5)
+    assert float(make_optimizer("adamw", 2e-3).learning_rate) == pytest.approx(2e-3)
+
+
+@pytest.mark.parametrize(
+    ("options", "problem"),
+    [
+        ({"name": "rmsprop"}, "Unknown optimizer 'rmsprop'; kfcn has adam, adamw, sgd"),
+        ({"schedule": "step"}, "Unknown schedule 'step'; kfcn has cosine, constant"),
+        ({"momentum": 0.9}, "momentum applies to the sgd optimizer"),
+        ({"schedule": "cosine"}, "A cosine schedule needs total_steps >= 1"),
+    ],
+)
+def test_make_optimizer_refuses_what_it_cannot_build(options, problem):
+    with pytest.raises(ValueError, match=re.escape(problem)):
+        make_optimizer(**options)

@@ -763,27 +763,19 @@ def _validation_batches(validation, multiple, replicas=1):
 
 
 def _compile(model, config, outputs):
-    import keras
 
     from kfcn import metrics
-    from kfcn.training import segmentation_loss
+    from kfcn.training import make_optimizer, segmentation_loss
 
-    total = config["epochs"] * config["steps"]
-    rate = config["learning_rate"]
-    if config["schedule"] == "cosine":
-        rate = keras.optimizers.schedules.CosineDecay(
-            rate / 10, total, warmup_target=rate, warmup_steps=max(1, total // 20)
-        )
-    options = {"learning_rate": rate}
-    if config["momentum"] is not None:  # sgd only (checked)
-        options["momentum"] = config["momentum"]
-    if config["ema"]:
-        options |= {"use_ema": True, "ema_momentum": 0.99}
-    optimizer = {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW, "sgd": keras.optimizers.SGD}[
-        config["optimizer"]
-    ](**options)
-    if config["precision"] == "mixed_float16":  # float16 gradients underflow without loss scaling
-        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    optimizer = make_optimizer(
+        config["optimizer"],
+        config["learning_rate"],
+        config["schedule"],
+        total_steps=config["epochs"] * config["steps"],
+        momentum=config["momentum"],  # sgd only (checked)
+        ema=config["ema"],
+        loss_scaling=config["precision"] == "mixed_float16",  # float16 gradients underflow without it
+    )
     loss_weight = None
     if config["label_mode"] == "density":
         from kfcn.training import CountError
