@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from kfcn.arguments import is_integer
+
 
 def density_map(points, shape, sigma=2.0):
     """A map whose integral over any region is the number of objects in it.
@@ -32,7 +34,7 @@ def density_map(points, shape, sigma=2.0):
     2.0
     """
     height, width = _check_shape(shape)
-    if not (np.isscalar(sigma) and np.isfinite(sigma) and sigma > 0):
+    if isinstance(sigma, (bool, np.bool_)) or not (np.isscalar(sigma) and np.isfinite(sigma) and sigma > 0):
         raise ValueError(f"density_map: sigma must be a positive number of pixels, got {sigma!r}.")
     density = np.zeros((height, width), dtype="float64")
     try:
@@ -67,14 +69,12 @@ def density_map(points, shape, sigma=2.0):
 
 
 def _check_shape(shape):
-    try:
-        height, width = (int(size) for size in shape)
-        valid = all(int(size) == size for size in shape) and height > 0 and width > 0
-    except (TypeError, ValueError):
-        valid = False
-    if not valid:
-        raise ValueError(f"density_map: shape must be (height, width) with positive integers, got {shape!r}.")
-    return height, width
+    if isinstance(shape, np.ndarray):
+        shape = shape.tolist()
+    pair = isinstance(shape, (tuple, list)) and len(shape) == 2
+    if not (pair and all(is_integer(side) and side > 0 for side in shape)):
+        raise ValueError(f"density_map: shape must be (height, width), two positive ints, got {shape!r}.")
+    return int(shape[0]), int(shape[1])
 
 
 def dots_from_image(dot_image, color=(255, 0, 0)):

@@ -122,5 +122,9 @@ def test_density_map_points_edge_cases():
             density_map(outside, (4, 5))
     with pytest.raises(ValueError, match="NaN or infinite"):
         density_map([(np.nan, 1)], (4, 5))
-    with pytest.raises(ValueError, match="shape must be"):
-        density_map([(1, 1)], (0, 5))
+    for shape in [(0, 5), (4.0, 5), (True, 5), (4, 5, 3), 4]:  # floats, bools and other lengths too
+        with pytest.raises(ValueError, match=r"shape must be \(height, width\), two positive ints"):
+            density_map([(1, 1)], shape)
+    with pytest.raises(ValueError, match="sigma must be a positive number"):
+        density_map([(1, 1)], (4, 5), sigma=True)
+    assert density_map([(1, 1)], np.array([4, 5])).shape == (4, 5)
