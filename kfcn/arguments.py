@@ -122,11 +122,12 @@ def check_integers(
     *,
     meaning: str | None = None,
     caller: str | None = None,
+    count_rule: str | None = None,
 ):
     """Returns an int argument as a Python int, or a sequence of them (`count` of them, where given) as a list.
 
     For arguments that take one number for every level or one per level (a U-Net's `filters`,
-    an encoder's `convs_per_level`).
+    an encoder's `convs_per_level`); `count_rule` says where `count` comes from ("depth + 1").
 
     Example:
     >>> check_integers("filters", 16), check_integers("filters", (8, np.int64(16)), count=2)
@@ -151,7 +152,8 @@ def check_integers(
                 f"{subject} must be an int >= {minimum} or a sequence of them, got {value!r}: {_given(item)} is not."
             )
     if count is not None and len(value) != count:
-        raise ValueError(f"{subject} needs {count} entries (one per level), got {len(value)}: {list(value)!r}.")
+        needed = f"{count_rule} = {count}" if count_rule else str(count)
+        raise ValueError(f"{subject} needs {needed} entries (one per level), got {len(value)}: {list(value)!r}.")
     return [int(item) for item in value]
 
 

@@ -72,7 +72,7 @@ def segnet(
     filter_growth = check_integer("filter_growth", filter_growth, minimum=1, caller=name)
     filters = check_integer("filters", filters, minimum=1, meaning="of the first level", caller=name)
     if convs_per_level is not None:
-        convs_per_level = check_integers("convs_per_level", convs_per_level, depth, caller=name)
+        convs_per_level = check_integers("convs_per_level", convs_per_level, depth, caller=name, count_rule="depth")
     check_choice(upsampling, UPSAMPLING, "upsampling")
     head = resolve_head(head, num_classes)
     size_rule = (1, 0, 2**depth) if upsampling == "indices" else (2**depth, 0, 2**depth)

@@ -89,7 +89,8 @@ def unet(
     """
     check_input_shape(input_shape, name)
     depth = check_integer("depth", depth, minimum=1, caller=name)
-    filters = check_integers("filters", filters, None if backbone is not None else depth + 1, caller=name)
+    levels = None if backbone is not None else depth + 1
+    filters = check_integers("filters", filters, levels, caller=name, count_rule="depth + 1")
     check_choice(padding, ("same", "valid"), "padding")
     check_choice(downsampling, DOWNSAMPLING, "downsampling")
     check_choice(upsampling, UPSAMPLING, "upsampling")

@@ -134,7 +134,7 @@ def test_the_command_line_offers_every_family():
     [
         ("unet", {"filters": True}, "unet: `filters` must be an int >= 1 or a sequence of them, got True (bool)"),
         ("unet", {"filters": [4, 8.0, 16], "depth": 2}, "8.0 (float) is not"),
-        ("unet", {"filters": [4, 8], "depth": 2}, "`filters` needs 3 entries (one per level), got 2"),
+        ("unet", {"filters": [4, 8], "depth": 2}, "`filters` needs depth + 1 = 3 entries (one per level), got 2"),
         ("segnet", {"filters": 0}, "segnet: `filters` (of the first level) must be an int >= 1, got 0"),
         ("segnet", {"convs_per_level": (1, 0), "depth": 2}, "`convs_per_level` must be an int >= 1 or a sequence"),
         ("fcn", {"filters": "8"}, "`filters` (of the first level) must be an int >= 1, got '8' (str)"),
