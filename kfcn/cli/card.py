@@ -53,17 +53,6 @@ def model_card(folder):
     log = read_log(folder / "training.csv")
     model = _model_facts(folder / "model.keras")
     monitor, best = summary["monitor"], summary["best_epoch"]
-    seconds = log.get("seconds")
-    logged = [] if seconds is None else [value for value in seconds.tolist() if value == value]  # NaN: unlogged
-    total = sum(logged) if logged else None
-    unlogged = 0 if seconds is None else len(seconds) - len(logged)
-    hours = (
-        "an unlogged time (a run of kfcn < 0.2)"
-        if total is None
-        else (f"{total / 3600:.2f} h" if total >= 3600 else f"{total / 60:.1f} min")
-        + (f" (and {unlogged} epoch(s) of kfcn < 0.2, unlogged)" if unlogged else "")
-    )
-    machine = summary.get("machine", {})
     lines = [
         f"# {model['name']}: `{folder.name}`",
         "",
@@ -85,21 +74,7 @@ def model_card(folder):
             if key not in ("overwrite", "output")
         ],
         "",
-        f"Trained for {summary['epochs_run']} epoch(s) of {config['steps']} steps in {hours} "
-        f"(Keras {summary.get('keras')}, {summary.get('backend')} backend) on "
-        + (
-            f"{machine.get('processor')}, {machine.get('cores')} cores"
-            + (", AVX-512" if machine.get("avx512") else "")
-            + (", BF16" if machine.get("bf16") else "")
-            if machine
-            else "a machine it did not record"
-        )
-        + "."
-        + (
-            " Extended from " + ", then ".join(f"{e['epochs_before']}" for e in config["extended"]) + " epochs."
-            if config.get("extended")
-            else ""
-        ),
+        _training_line(config, summary, log),
         "",
         "## Scores",
         "",
@@ -112,6 +87,40 @@ def model_card(folder):
         "",
     ]
     return "\n".join(lines)
+
+
+def _training_line(config, summary, log):
+    """How long, where and with what the run trained, and how it was extended."""
+    machine = summary.get("machine", {})
+    where = (
+        f"{machine.get('processor')}, {machine.get('cores')} cores"
+        + (", AVX-512" if machine.get("avx512") else "")
+        + (", BF16" if machine.get("bf16") else "")
+        if machine
+        else "a machine it did not record"
+    )
+    extended = (
+        " Extended from " + ", then ".join(f"{e['epochs_before']}" for e in config["extended"]) + " epochs."
+        if config.get("extended")
+        else ""
+    )
+    return (
+        f"Trained for {summary['epochs_run']} epoch(s) of {config['steps']} steps in {_training_time(log)} "
+        f"(Keras {summary.get('keras')}, {summary.get('backend')} backend) on {where}.{extended}"
+    )
+
+
+def _training_time(log):
+    """The logged training time ("3.42 h", "25.1 min"), and the epochs logged without one."""
+    seconds = log.get("seconds")
+    logged = [] if seconds is None else [value for value in seconds.tolist() if value == value]  # NaN: unlogged
+    if not logged:
+        return "an unlogged time (a run of kfcn < 0.2)"
+    total = sum(logged)
+    unlogged = len(seconds) - len(logged)
+    return (f"{total / 3600:.2f} h" if total >= 3600 else f"{total / 60:.1f} min") + (
+        f" (and {unlogged} epoch(s) of kfcn < 0.2, unlogged)" if unlogged else ""
+    )
 
 
 def _density_note(config, summary):

@@ -112,40 +112,16 @@ def _columns(args):
 
 
 def run(args):
-    from tqdm.auto import tqdm
-
     from kfcn.data import pair_files
     from kfcn.evaluation import mean_scores
-    from kfcn.image_io import ChannelConversions
-    from kfcn.inference import model_geometry, predict_tiled
+    from kfcn.inference import model_geometry
 
-    if args.task == "segmentation" and args.label_mode == "index" and args.num_classes is None:
-        raise ValueError("--label-mode index needs --num-classes K (labels hold class indices 0..K-1).")
-    if args.ignore_class is not None and (args.task != "segmentation" or args.label_mode != "index"):
-        raise ValueError("--ignore-class applies to --task segmentation with --label-mode index.")
-    if not 0 < args.threshold < 1:
-        raise ValueError(f"--threshold must lie strictly between 0 and 1; got {args.threshold}.")
+    _check_options(args)
     json_path = check_json_path(args.json) if args.json else None  # before minutes of prediction, not after
     pairs = pair_files(args.images, args.labels)
     model = load(args)
-    geometry = model_geometry(model)
-    conversions = ChannelConversions()
-    # Every pair is read and checked before any prediction, so a bad file fails at once, by name.
-    data = [
-        _read_evaluation_pair(args, image, label, geometry.channels, geometry.input_range, conversions)
-        for image, label in pairs
-    ]
-    if conversions.summary():  # one line for the run, before the predictions
-        print(f"kfcn evaluate: note: {conversions.summary()}", file=sys.stderr)
-    names, rows = [], []
-    # A progress bar on a terminal only (disable=None): logs and pipes get the table alone.
-    for (image_path, _), (image, label) in tqdm(
-        list(zip(pairs, data)), desc="evaluating", unit="image", disable=None, leave=False
-    ):
-        # Whole or tiled: predict_tiled decides (one call when one tile covers the image).
-        prediction = predict_tiled(model, image, args.tile, batch_size=args.batch, tta=args.tta, progress=False)
-        names.append(image_path.name)
-        rows.append(_score(args, prediction, label))
+    data = _read_every_pair(args, pairs, model_geometry(model))
+    names, rows = _score_every_pair(args, model, pairs, data)
     mean = mean_scores(rows)
     print(table(names, rows, _columns(args), footer=("mean", mean)))
     if args.task == "segmentation" and args.label_mode == "index":
@@ -153,17 +129,60 @@ def run(args):
             values = "  ".join(f"{k}: {v:.4f}" for k, v in enumerate(mean[key]) if not np.isnan(v))
             print(f"{key.replace('_', ' ')} (mean over images): {values}")
     if json_path is not None:
-        report = {
-            "model": str(model_path(args)),
-            "images": str(args.images),
-            "labels": str(args.labels),
-            "task": args.task,
-            "options": {
-                key: getattr(args, key)
-                for key in ("label_mode", "num_classes", "ignore_class", "threshold", "border", "tta")
-            },
-            "per_image": [{"image": name, **row} for name, row in zip(names, rows)],
-            "mean": mean,
-        }
-        write_json(json_path, report)
+        write_json(json_path, _report(args, names, rows, mean))
         print(f"wrote {json_path}")
+
+
+def _check_options(args):
+    if args.task == "segmentation" and args.label_mode == "index" and args.num_classes is None:
+        raise ValueError("--label-mode index needs --num-classes K (labels hold class indices 0..K-1).")
+    if args.ignore_class is not None and (args.task != "segmentation" or args.label_mode != "index"):
+        raise ValueError("--ignore-class applies to --task segmentation with --label-mode index.")
+    if not 0 < args.threshold < 1:
+        raise ValueError(f"--threshold must lie strictly between 0 and 1; got {args.threshold}.")
+
+
+def _read_every_pair(args, pairs, geometry):
+    """Every pair read and checked before any prediction, so that a bad file fails at once, by name."""
+    from kfcn.image_io import ChannelConversions
+
+    conversions = ChannelConversions()
+    data = [
+        _read_evaluation_pair(args, image, label, geometry.channels, geometry.input_range, conversions)
+        for image, label in pairs
+    ]
+    if conversions.summary():  # one line for the run, before the predictions
+        print(f"kfcn evaluate: note: {conversions.summary()}", file=sys.stderr)
+    return data
+
+
+def _score_every_pair(args, model, pairs, data):
+    """(image names, score rows), predicting each image whole or tiled (predict_tiled decides)."""
+    from tqdm.auto import tqdm
+
+    from kfcn.inference import predict_tiled
+
+    names, rows = [], []
+    # A progress bar on a terminal only (disable=None): logs and pipes get the table alone.
+    for (image_path, _), (image, label) in tqdm(
+        list(zip(pairs, data)), desc="evaluating", unit="image", disable=None, leave=False
+    ):
+        prediction = predict_tiled(model, image, args.tile, batch_size=args.batch, tta=args.tta, progress=False)
+        names.append(image_path.name)
+        rows.append(_score(args, prediction, label))
+    return names, rows
+
+
+REPORTED_OPTIONS = ("label_mode", "num_classes", "ignore_class", "threshold", "border", "tta")
+
+
+def _report(args, names, rows, mean):
+    return {
+        "model": str(model_path(args)),
+        "images": str(args.images),
+        "labels": str(args.labels),
+        "task": args.task,
+        "options": {key: getattr(args, key) for key in REPORTED_OPTIONS},
+        "per_image": [{"image": name, **row} for name, row in zip(names, rows)],
+        "mean": mean,
+    }

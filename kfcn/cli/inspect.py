@@ -78,9 +78,9 @@ def _layer_table(model):
 
 
 def run(args):
-    from kfcn.analysis import check_fully_convolutional, effective_receptive_field, receptive_field
-    from kfcn.atomic import atomic_path, check_writable
-    from kfcn.inference import input_range, model_geometry
+    from kfcn.analysis import check_fully_convolutional, receptive_field
+    from kfcn.atomic import check_writable
+    from kfcn.inference import model_geometry
 
     erf_path = Path(args.erf) if args.erf else None
     if erf_path is not None:
@@ -97,7 +97,15 @@ def run(args):
     )
     print(_layer_table(model))
     geometry = model_geometry(model)
-    scaling = input_range(model)
+    _print_contract(model, geometry)
+    field = receptive_field(model)
+    field.summary()
+    if erf_path is not None:
+        _write_effective_field(model, geometry, field, erf_path)
+
+
+def _print_contract(model, geometry):
+    scaling = geometry.input_range
     print("\ninput contract:")
     print(f"  channels: {geometry.channels} (channels-last)")
     print(
@@ -113,19 +121,22 @@ def run(args):
         else f"  total stride {geometry.multiple}, 'same' padding (output size = input size)"
     )
     print(f"  {_accepted_sizes(model, geometry)}\n")
-    field = receptive_field(model)
-    field.summary()
-    if erf_path is not None:
-        static = tuple(model.inputs[0].shape[1:3])
-        # Traced on an input at least as large as the theoretical field (and 256 px), as the model
-        # card measures it: on a smaller one the border cuts the field and inflates the radius.
-        finite = [int(math.ceil(v)) for v in field.size if math.isfinite(v)]
-        wanted = max([256, *finite]) + 2 * geometry.margin
-        side = static if all(static) else (geometry.valid_input_size(model, wanted),) * 2
-        erf = effective_receptive_field(model, (*side, geometry.channels), samples=8)
-        with atomic_path(erf_path) as temporary:
-            erf.save_png(temporary)
-        print(
-            f"\nwrote {erf_path}: effective receptive field at {side[0]}x{side[1]}: 95 % of the gradient within "
-            f"{erf.radius_95} px of the centre ({erf.coverage:.0%} of the theoretical {erf.theoretical_size:g} px)"
-        )
+
+
+def _write_effective_field(model, geometry, field, erf_path):
+    from kfcn.analysis import effective_receptive_field
+    from kfcn.atomic import atomic_path
+
+    static = tuple(model.inputs[0].shape[1:3])
+    # Traced on an input at least as large as the theoretical field (and 256 px), as the model
+    # card measures it: on a smaller one the border cuts the field and inflates the radius.
+    finite = [int(math.ceil(v)) for v in field.size if math.isfinite(v)]
+    wanted = max([256, *finite]) + 2 * geometry.margin
+    side = static if all(static) else (geometry.valid_input_size(model, wanted),) * 2
+    erf = effective_receptive_field(model, (*side, geometry.channels), samples=8)
+    with atomic_path(erf_path) as temporary:
+        erf.save_png(temporary)
+    print(
+        f"\nwrote {erf_path}: effective receptive field at {side[0]}x{side[1]}: 95 % of the gradient within "
+        f"{erf.radius_95} px of the centre ({erf.coverage:.0%} of the theoretical {erf.theoretical_size:g} px)"
+    )
