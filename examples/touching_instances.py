@@ -64,7 +64,7 @@ def targets(instances, num_classes, boundary_width):
     return np.stack([three_class_labels(one, boundary_width) for one in instances])
 
 
-def class_weight_map(labels, num_classes):
+def inverse_sqrt_frequency_weights(labels, num_classes):
     """Per-pixel weights, class c weighing 1 / sqrt(frequency of c), 1 on average."""
     frequency = np.bincount(labels.ravel(), minlength=num_classes) / labels.size
     weights = 1.0 / np.sqrt(np.maximum(frequency, 1e-6))
@@ -80,7 +80,7 @@ def train(num_classes, images, labels, args):
     steps = args.epochs * -(-len(images) // args.batch)
     optimizer = make_optimizer("adam", args.learning_rate, "cosine", total_steps=steps, warmup_fraction=0)
     model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy")
-    sample_weight, weights = class_weight_map(labels, num_classes)
+    sample_weight, weights = inverse_sqrt_frequency_weights(labels, num_classes)
     print(f"{num_classes} classes, class weights {np.round(weights, 2).tolist()}")
     model.fit(
         images,
