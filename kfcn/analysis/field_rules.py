@@ -187,9 +187,10 @@ def measured_field(merged, inputs, replay, in_size):
     reached = np.zeros(in_size, bool)
     for seed in (0, 1):
         rng = np.random.default_rng(seed)
+        dtypes = [str(tensor.dtype) for tensor in inputs]
         values = [
-            rng.normal(size=shape).astype(str(tensor.dtype)) if "float" in str(tensor.dtype) else np.zeros(shape)
-            for tensor, shape in zip(inputs, shapes)
+            rng.normal(size=shape).astype(dtype) if "float" in dtype else np.zeros(shape, dtype)
+            for dtype, shape in zip(dtypes, shapes)
         ]
         before = _first_output(replay(values))
         values[target] = values[target].copy()
