@@ -78,7 +78,7 @@ def test_every_python_block_is_self_contained(tmp_path):
 
 # Shell variables of the bash blocks, as the examples would set them.
 SHELL_VALUES = {"$i": "0", "$SLURM_PROCID": "0", "$SLURM_NTASKS": "4", "$PWD": "/work"}
-VERBS = ("train", "predict", "evaluate", "export", "inspect", "card")
+VERBS = ("train", "predict", "evaluate", "export", "inspect", "card", "serve-web")
 
 
 def kfcn_commands(code):

@@ -7,6 +7,7 @@
     kfcn export runs/cells/model.keras --format tflite --output cells.tflite
     kfcn inspect runs/cells/model.keras --erf erf.png
     kfcn card runs/cells                                      # runs/cells/MODEL_CARD.md
+    kfcn export runs/cells/model.keras --format web --output page && kfcn serve-web page
 
 `kfcn VERB --help` describes each verb. Images are read as raw pixel values (kfcn's input
 contract); the model scales them. Errors are one line on stderr with exit status 2 and
@@ -19,9 +20,9 @@ import argparse
 import sys
 
 from kfcn import __version__
-from kfcn.cli import card, evaluate, export, inspect, predict, train
+from kfcn.cli import card, evaluate, export, inspect, predict, serve_web, train
 
-VERBS = (train, predict, evaluate, export, inspect, card)
+VERBS = (train, predict, evaluate, export, inspect, card, serve_web)
 
 
 def build_parser():

@@ -1,4 +1,4 @@
-"""`kfcn export MODEL --format saved_model|tflite|onnx --output PATH`: deployable forms, written atomically."""
+"""`kfcn export MODEL --format saved_model|tflite|onnx|web --output PATH`: deployable forms, written atomically."""
 
 from __future__ import annotations
 
@@ -9,17 +9,37 @@ from kfcn.cli.common import add_unsafe_option, load
 
 
 def register(commands):
-    text = "export a model for TF Serving (SavedModel), TFLite or ONNX"
+    text = "export a model for TF Serving (SavedModel), TFLite, ONNX or a web page (TFLite in the browser)"
     sub = commands.add_parser("export", help=text, description=text)
     sub.add_argument("model", help="a .keras file")
     add_unsafe_option(sub)
     sub.add_argument("--format", required=True, choices=tuple(EXPORTERS))
     sub.add_argument(
-        "--output", required=True, help="SavedModel: the base folder (versions go inside); else the file to write"
+        "--output",
+        required=True,
+        help="SavedModel: the base folder (versions go inside); web: the page's folder; else the file to write",
     )
-    sub.add_argument("--quantize", default=None, choices=("float16", "dynamic", "int8"), help="TFLite only")
+    sub.add_argument(
+        "--quantize",
+        default=None,
+        choices=("float16", "dynamic", "int8", "float32"),
+        help="TFLite (default float32) and web (default float16)",
+    )
     sub.add_argument("--representative", default=None, help="folder of raw images to calibrate int8 on")
-    sub.add_argument("--input-size", type=int, nargs=2, default=None, metavar=("HEIGHT", "WIDTH"))
+    sub.add_argument(
+        "--input-size",
+        type=int,
+        nargs=2,
+        default=None,
+        metavar=("HEIGHT", "WIDTH"),
+        help="TFLite: a fixed input size; web: the page's tile (default 512 512)",
+    )
+    sub.add_argument(
+        "--runtime",
+        default=None,
+        help="web: a node_modules folder with @litertjs/core (default: kfcn's vendored copy, or web/node_modules "
+        "of a source checkout; `make web-runtime` makes both)",
+    )
     sub.add_argument("--version", type=int, default=None, help="SavedModel version (default: next free)")
     sub.add_argument("--overwrite", action="store_true", help="replace an existing version or file")
     sub.add_argument("--metadata", default=None, help="JSON object stored in the model card")
@@ -54,6 +74,12 @@ def run(args):
         raise ValueError(f"--metadata: {error}") from None
     _refuse_options_of_other_formats(args)
     check_writable(output if args.format == "saved_model" else output.parent, "output folder")
+    if args.format == "web":  # before the model loads: the runtime and the folder
+        from kfcn.export.web import runtime_files
+
+        runtime_files(args.runtime)
+        if output.exists() and not args.overwrite:
+            raise FileExistsError(f"{output} exists; pass --overwrite to replace it.")
     model = load(args)
     exporter, _ = EXPORTERS[args.format]
     exporter(args, model, output, metadata)
@@ -80,7 +106,7 @@ def _tflite(args, model, output, metadata):
     report = export.tflite(
         model,
         output,
-        args.quantize,
+        None if args.quantize == "float32" else args.quantize,
         representative,
         input_shape=input_shape,
         overwrite=args.overwrite,
@@ -104,14 +130,44 @@ def _onnx(args, model, output, metadata):
     print(f"wrote {report['path']} ({report['bytes'] / 1e6:.2f} MB); model card {report['model_card']}")
 
 
+def _web(args, model, output, metadata):
+    from kfcn.export.web import web
+
+    representative = _representative_images(args.representative, model) if args.representative else None
+    report = web(
+        model,
+        output,
+        args.quantize or "float16",
+        args.input_size,
+        representative,
+        runtime=args.runtime,
+        overwrite=args.overwrite,
+        metadata=metadata,
+    )
+    tflite = report["tflite"]
+    print(
+        f"wrote {report['folder']} ({report['bytes'] / 1e6:.1f} MB): {tflite['quantization']} TFLite "
+        f"({tflite['bytes'] / 1e6:.2f} MB) on {report['tile'][0]}x{report['tile'][1]} tiles, overlap "
+        f"{report['overlap'][0]} px; open it with `kfcn serve-web {output}`"
+    )
+
+
 # format -> (the function that writes it, the format-specific options it reads besides
 # --output, --overwrite and --metadata, which every format takes).
 EXPORTERS = {
     "saved_model": (_saved_model, ("version", "input_dtype")),
     "tflite": (_tflite, ("quantize", "representative", "input_size", "input_dtype")),
     "onnx": (_onnx, ()),
+    "web": (_web, ("quantize", "representative", "input_size", "runtime")),
 }
-_DEFAULTS = {"version": None, "input_dtype": "float32", "quantize": None, "representative": None, "input_size": None}
+_DEFAULTS = {
+    "version": None,
+    "input_dtype": "float32",
+    "quantize": None,
+    "representative": None,
+    "input_size": None,
+    "runtime": None,
+}
 
 
 def _refuse_options_of_other_formats(args):
@@ -125,8 +181,13 @@ def _refuse_options_of_other_formats(args):
         one = len(given) == 1
         raise ValueError(
             f"{flags} {'does' if one else 'do'} not apply to --format {args.format} (only to "
-            f"{' and '.join(takers)}); drop {'it' if one else 'them'} or export to {' or '.join(takers)}."
+            f"{_listed(takers, 'and')}); drop {'it' if one else 'them'} or export to {_listed(takers, 'or')}."
         )
+
+
+def _listed(names, conjunction):
+    """'a', 'a and b', 'a, b and c'."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} {conjunction} {names[-1]}"
 
 
 def _representative_images(folder, model):

@@ -318,12 +318,12 @@ CASES = [
     CliCase(
         "export-quantize-for-saved-model",
         export("model", "saved_model", "serving3", "--quantize", "int8"),
-        r"--quantize does not apply to --format saved_model \(only to tflite\)",
+        r"--quantize does not apply to --format saved_model \(only to tflite and web\)",
     ),
     CliCase(
         "export-tflite-options-for-onnx",
         export("model", "onnx", "m.onnx", "--input-size", "32", "32", "--input-dtype", "uint8"),
-        r"--input-dtype, --input-size do not apply to --format onnx \(only to saved_model and tflite\)",
+        r"--input-dtype, --input-size do not apply to --format onnx \(only to saved_model, tflite and web\)",
     ),
     CliCase(
         "export-version-for-tflite",
