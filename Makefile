@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.kfcn-installed
 
-.PHONY: demo test test-fast test-tensorflow test-jax test-torch test-wheel lint clean
+.PHONY: demo test test-fast test-tensorflow test-jax test-torch test-wheel lint clean web-runtime web test-web
 
 # Tests run in WORKERS processes (pytest-xdist; CI's machine has 2 cores): while one test waits on
 # a process it started or on single-threaded Python, the other core runs the next test.
@@ -86,8 +86,36 @@ figures: $(STAMP)
 	if [ -d $(SHARED_DATA)/camvid ]; then $(FIGURE_PY) examples/camvid_figure.py --data $(SHARED_DATA)/camvid; \
 	else echo "kept docs/images/camvid_predictions.png: no $(SHARED_DATA)/camvid"; fi
 
+# The web page (`kfcn export MODEL --format web`). Its runtime, LiteRT.js (@litertjs/core), comes from
+# the npm registry at the versions pinned in web/package-lock.json (with playwright-core, which drives
+# the browser test), and is vendored into kfcn/export/web_assets/litert/ (ignored by git, ~19 MB of
+# WebAssembly): exports then need no Node.js, and a wheel built afterwards carries it.
+NODE_MODULES := web/node_modules/.package-lock.json
+
+$(NODE_MODULES): web/package.json web/package-lock.json
+	cd web && npm ci --ignore-scripts --no-audit --no-fund
+
+web-runtime: $(STAMP) $(NODE_MODULES)
+	$(PY) -c "from kfcn.export.web import vendor_runtime; print('vendored', vendor_runtime('web/node_modules'))"
+
+# The pages of the shipped ISBI U-Net and cell counter, with their held-out scores:
+# build/web/isbi and build/web/counter (`kfcn serve-web build/web/isbi` serves one).
+web: web-runtime
+	KERAS_BACKEND=tensorflow $(PY) examples/web_pages.py --output build/web
+
+# The browser test (about a minute on 2 cores; not part of `make test`, whose Node.js smoke of the
+# page's rules is tests/export/test_web.py): Debian's Chromium, installed here where missing, driven
+# headless by playwright-core from web/node_modules.
+CHROMIUM ?= /usr/bin/chromium
+
+test-web: $(STAMP) $(NODE_MODULES)
+	[ -x $(CHROMIUM) ] || { if [ "$$(id -u)" = 0 ]; then apt-get update && apt-get install -y chromium; \
+	else sudo apt-get update && sudo apt-get install -y chromium; fi; }
+	CHROMIUM=$(CHROMIUM) KFCN_BROWSER_TESTS=1 KERAS_BACKEND=tensorflow $(PY) -m pytest -p no:cacheprovider \
+	tests/browser --durations=10
+
 lint: $(STAMP)
 	$(PY) -m ruff check kfcn tests examples benchmarks
 
 clean:
-	rm -rf $(VENV) .pytest_cache build dist $(WHEEL_VENV)
+	rm -rf $(VENV) .pytest_cache build dist $(WHEEL_VENV) web/node_modules kfcn/export/web_assets/litert

@@ -163,6 +163,7 @@ async function predictFile(file, page, model) {
   const probabilities = toProbabilities(values, page.output.head, page.output.channels);
   const views = render(image.rgba, image.width, image.height, probabilities, page);
   paint("map", views.map);
+  $("map-caption").textContent = page.output.head === "regression" ? "density map (scaled to its maximum)" : "probability map";
   paint("overlay", views.overlay);
   const stem = file.name.replace(/\.[^.]*$/, "");
   await maskLink(views.mask, image.width, image.height, page.output.head === "regression" ? `${stem}_density.png` : `${stem}_mask.png`);
