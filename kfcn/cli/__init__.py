@@ -58,7 +58,8 @@ def main(argv=None):
     resume = "; rerun the same command to resume" if args.command == "train" else ""
     try:
         with _sigterm_as_interrupt():
-            quiet_backend_import(args.verbose, tensorflow=getattr(args, "needs_tensorflow", False))
+            if getattr(args, "needs_backend", True):  # `kfcn serve-web` serves files: no Keras, no wait
+                quiet_backend_import(args.verbose, tensorflow=getattr(args, "needs_tensorflow", False))
             return args.run(args) or 0
     except (ValueError, FileNotFoundError, FileExistsError, OSError, RuntimeError, ImportError) as error:
         if args.verbose:

@@ -20,7 +20,7 @@ def register(commands):
         "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; 0.0.0.0 exposes it to the network)"
     )
     sub.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free port)")
-    sub.set_defaults(run=run)
+    sub.set_defaults(run=run, needs_backend=False)
 
 
 def run(args):

@@ -87,20 +87,21 @@ def isbi(tmp_path_factory):
     rgba = np.dstack([tinted, np.where(np.arange(512)[:, None] < 256, 255, 128).repeat(512, 1).astype("uint8")])
     Image.fromarray(rgba, "RGBA").save(images / "transparent.png")  # wrong channels: see-through alpha
     Image.fromarray(slices[0]).save(images / "slice_tiff.tif")
+    Image.fromarray(slices[3]).save(images / "jpeg.jpg", quality=90)  # the browser's JPEG decoder against PIL's
     model = keras.saving.load_model(shipped_model_path())
     page = folder / "page"
     web(model, page, quantize="float32", runtime=NODE_MODULES)
-    order = ["slice", "tiled", "small", "rgb", "sixteen", "transparent", "slice_tiff"]
-    paths = [images / (name + (".tif" if name.endswith("tiff") else ".png")) for name in order]
+    names = ["slice", "tiled", "small", "rgb", "sixteen", "transparent", "slice_tiff", "jpeg"]
+    paths = [next(images.glob(f"{name}.*")) for name in names]
     reports = _drive(page, folder / "out", paths)
     return model, images, folder / "out", reports
 
 
-def test_page_equals_predict_on_a_slice_and_on_a_tiled_image(isbi):
+def test_page_equals_predict_on_a_slice_a_tiled_image_and_a_jpeg(isbi):
     model, images, output, reports = isbi
-    for stem in ("slice", "tiled"):
+    for stem in ("slice", "tiled", "jpeg"):
         assert reports[stem]["state"] == "done", reports[stem]["message"]
-        image = read_model_input(images / f"{stem}.png", 1, (0, 255))
+        image = read_model_input(next(images.glob(f"{stem}.*")), 1, (0, 255))
         reference = predict(model, image)
         page = _page_values(output, stem, reference.shape)
         np.testing.assert_allclose(page, reference, atol=reordered_network_atol(model, reference))
@@ -182,6 +183,24 @@ def test_counter_page_shows_the_density_sum_and_equals_predict(tmp_path):
         expected = np.clip(page[..., 0] / np.abs(page).max(), 0, 1) * 255
         assert np.abs(density.astype("float32") - expected).max() <= 0.5 + 1e-3
     assert "from grayscale to RGB" in reports["slice_20"]["message"]
+
+
+def test_int8_page_computes_what_litert_computes_in_python(tmp_path):
+    """int8 by choice: the page's LiteRT.js (WebAssembly) gives the int8 file's own output, as LiteRT's
+    Python interpreter does (the int8 file's distance from Keras is in saved_models/README.md)."""
+    from kfcn.export.tflite import interpreter_class
+
+    model = keras.saving.load_model(shipped_model_path())
+    calibration = [np.asarray(Image.open(path)) for path in sorted((isbi2012_dir() / "images").glob("*.png"))[:8]]
+    web(model, tmp_path / "page", quantize="int8", representative_data=calibration, runtime=NODE_MODULES)
+    path = isbi2012_dir() / "images" / "slice_22.png"
+    reports = _drive(tmp_path / "page", tmp_path / "out", [path])
+    assert reports["slice_22"]["state"] == "done", reports["slice_22"]["message"]
+    image = read_model_input(path, 1, (0, 255)).astype("float32")
+    runner = interpreter_class()(model_path=str(tmp_path / "page" / "model.tflite")).get_signature_runner()
+    reference = runner(pixels_0_255=image[None])["probabilities"][0]
+    page = _page_values(tmp_path / "out", "slice_22", reference.shape)
+    np.testing.assert_allclose(page, reference, atol=reordered_network_atol(model, reference))
 
 
 @pytest.fixture(autouse=True, scope="module")

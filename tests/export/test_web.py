@@ -7,6 +7,7 @@ The page in a real browser: tests/browser/test_web_page.py (`make test-web`).
 import json
 import shutil
 import subprocess
+import sys
 import textwrap
 import threading
 import urllib.request
@@ -184,6 +185,20 @@ def test_serve_web_binds_localhost_and_serves_the_page(tmp_path):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_kfcn_serve_web_starts_at_once_on_localhost(tmp_path):
+    (tmp_path / "model.json").write_text('{"kfcn_page": 1}')
+    command = [sys.executable, "-m", "kfcn", "serve-web", str(tmp_path), "--port", "0"]
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    try:
+        line = server.stdout.readline()  # printed once bound; no Keras is imported first
+        assert line.startswith(f"serving {tmp_path} at http://127.0.0.1:")
+        with urllib.request.urlopen(line.split(" at ")[1].split()[0] + "model.json", timeout=10) as response:
+            assert json.loads(response.read()) == {"kfcn_page": 1}
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
 
 
 # The page's rules in Node.js (no browser; a second each): what CI runs of the web page on every commit.
