@@ -6,17 +6,19 @@ page needs of the contract) and the LiteRT.js runtime (`@litertjs/core`, its Jav
 and WebAssembly), so the page works offline from any static server
 (`kfcn serve-web FOLDER`, kfcn/cli/serve_web.py).
 
-LiteRT.js runs a TFLite file only at the input shape stored in it, so the file takes
-one fixed tile (`tile_size`, 512x512 by default) and the page predicts every image
-tile by tile by `kfcn.inference`'s rule for "same"-padded models, with `blend="none"`
-and the receptive-field overlap: tiles start at multiples of the stride, the last one
-flush with the image mirrored (reflect) up to the next multiple of the stride, and
-each keeps its centre away from the overlap. An image that fits in one tile is
-mirrored up to the tile. For an image of the tile's size (a 512x512 ISBI slice with
-the default tile), or of a multiple of the stride at least as large as the tile,
-that is exactly `kfcn.inference.predict`; for a smaller or off-stride image, the
-pixels within a receptive field of the bottom or right border see more mirrored
-context than `predict` pads.
+LiteRT.js (2.5.3) runs a TFLite file only at the input shape stored in it: it refuses a
+dynamic-size input, and a file whose input shape is patched to another size is refused
+too, since the in-graph padding makes its tensors dynamic. So the file takes one fixed
+tile (`tile_size`, 512x512 by default) and the page predicts every image tile by tile
+by `kfcn.inference`'s rule for "same"-padded models, with `blend="none"` and the
+receptive-field overlap: tiles start at multiples of the stride, the last one flush
+with the image mirrored (reflect) up to the next multiple of the stride, and each
+keeps its centre away from the overlap. An image that fits in one tile is mirrored up
+to the tile. For an image at least a tile high and wide, or one that the tile's size
+rounds up to the next multiple of the stride (a 512x512 ISBI slice with the default
+tile; a 480x360 CamVid frame with `tile_size=(368, 480)`), that is exactly
+`kfcn.inference.predict`; in a smaller image, the pixels within a receptive field of
+the bottom or right border see more mirrored context than `predict` pads.
 
 The runtime is about 20 MB of WebAssembly, too much to ship in kfcn's package or
 repository: `web` copies it from an npm install of the version pinned in the

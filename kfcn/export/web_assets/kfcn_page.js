@@ -4,7 +4,7 @@
 import {loadLiteRt, loadAndCompile, Tensor} from "./litert/core.js";
 import {Refusal, checkBitDepth, grayPng, modelInput, predictTiled, sniff} from "./kfcn_plan.js";
 
-const MAX_PIXELS = 64 * 1024 * 1024; // larger images: kfcn predict (bounded memory on disk)
+const MAX_PIXELS = 16 * 1024 * 1024; // larger images: kfcn predict (bounded memory, output on disk)
 const $ = (id) => document.getElementById(id);
 const state = (window.kfcn = {state: "loading", result: null, message: ""});
 
@@ -24,7 +24,11 @@ function describeContract(page) {
     ["model", `${page.model_name} (${page.quantization} TFLite, ${card.parameters.toLocaleString()} parameters)`],
     ["input", `${input.channels === 1 ? "gray (1 channel)" : "RGB (3 channels)"}, ${range}, any size`],
     ["output", card.output.meaning],
-    ["tiles", `${page.tile.join("x")} px, overlap ${page.overlap.join("x")} px (kfcn.inference's rule)`],
+    [
+      "tiles",
+      `${page.tile.join("x")} px, overlap ${page.overlap.join("x")} px (kfcn.inference's rule); a smaller image is ` +
+        "mirrored up to a tile",
+    ],
     ["runtime", `${page.runtime.package} ${page.runtime.version}, on this device`],
   ];
   for (const [key, value] of Object.entries(card.metadata || {})) {
@@ -163,7 +167,12 @@ async function predictFile(file, page, model) {
   const probabilities = toProbabilities(values, page.output.head, page.output.channels);
   const views = render(image.rgba, image.width, image.height, probabilities, page);
   paint("map", views.map);
-  $("map-caption").textContent = page.output.head === "regression" ? "density map (scaled to its maximum)" : "probability map";
+  $("map-caption").textContent =
+    page.output.head === "regression"
+      ? "density map (scaled to its maximum)"
+      : page.output.channels > 1
+        ? "probability of the most likely class"
+        : "probability map";
   paint("overlay", views.overlay);
   const stem = file.name.replace(/\.[^.]*$/, "");
   await maskLink(views.mask, image.width, image.height, page.output.head === "regression" ? `${stem}_density.png` : `${stem}_mask.png`);
@@ -189,6 +198,7 @@ async function main() {
   const model = await loadAndCompile(page.model_file, {accelerator: "wasm"});
   const picker = $("file");
   const handle = async (file) => {
+    if (state.state === "busy") return; // one prediction at a time: LiteRT.js runs one model call at once
     try {
       await predictFile(file, page, model);
     } catch (error) {
