@@ -131,8 +131,9 @@ def test_a_failed_export_leaves_nothing_and_an_existing_page_needs_overwrite(tmp
 def test_runtime_is_found_or_its_absence_explained(tmp_path, runtime, monkeypatch):
     files = runtime_files(runtime)
     assert set(files) == set(RUNTIME_FILES) and runtime_files(runtime.parent) == files  # the folder above works
-    monkeypatch.setattr("kfcn.export.web.VENDORED_RUNTIME", tmp_path / "vendored")
-    monkeypatch.setattr("kfcn.export.web.CHECKOUT_NODE_MODULES", tmp_path / "no_checkout")
+    module = sys.modules["kfcn.export.web"]  # `kfcn.export.web` is the function, as `kfcn.export.tflite` is
+    monkeypatch.setattr(module, "VENDORED_RUNTIME", tmp_path / "vendored")
+    monkeypatch.setattr(module, "CHECKOUT_NODE_MODULES", tmp_path / "no_checkout")
     with pytest.raises(FileNotFoundError, match=r"make web-runtime.*npm install @litertjs/core@" + RUNTIME_VERSION):
         runtime_files()
     vendor_runtime(runtime, tmp_path / "vendored")
