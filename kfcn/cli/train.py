@@ -88,7 +88,8 @@ OPTIONS = {
         "none",
         "class_weights",
         "weight each pixel's loss by its class (--label-mode index): median-frequency = SegNet's "
-        "median(f) / f_c from the training labels (the ignore class 0), or one number a class, W0,W1,...",
+        "median(f) / f_c from the training labels (the ignore class 0); sqrt-median-frequency = its square "
+        "root, which keeps rare classes up without painting large ones as rare; or one number a class, W0,W1,...",
     ),
     "loss": (
         "ce+j2",
@@ -123,7 +124,7 @@ OPTIONS = {
 }
 TYPE_WORDS = {float: "a number", int: "an integer", str: "text", "bool": "true or false"}
 BIT_DEPTH_FLAG = "--input-range LOW,HIGH"
-CLASS_WEIGHTS_WORDS = ("none", "median-frequency")
+CLASS_WEIGHTS_WORDS = ("none", "median-frequency", "sqrt-median-frequency")
 # What a run records beside its options in config.json (read back by a resumed run, not an option).
 RECORDED = ("extended", "class_weight_values")
 # Where --label-mode density defaults otherwise, unless a recipe, --config or a flag sets the option.
@@ -152,7 +153,7 @@ def register(commands):
         elif kind == "range":
             sub.add_argument(flag, type=_range_option, default=argparse.SUPPRESS, metavar="LOW,HIGH", help=help_text)
         elif kind == "class_weights":
-            metavar = "none|median-frequency|W0,W1,..."
+            metavar = "none|[sqrt-]median-frequency|W0,W1,..."
             sub.add_argument(flag, default=argparse.SUPPRESS, metavar=metavar, help=help_text)
         else:
             sub.add_argument(
@@ -342,7 +343,7 @@ def _check_density(config):
 
 
 def _check_class_weights(config):
-    """--class-weights: "none", "median-frequency" or one number a class, normalised to a list of floats."""
+    """--class-weights: "none", "[sqrt-]median-frequency" or one number a class, normalised to a list of floats."""
     value = config["class_weights"]
     if value == "none":
         return
@@ -363,7 +364,10 @@ def _check_class_weights(config):
 
 def _explicit_class_weights(value, num_classes):
     """`W0,W1,...` (a flag's text, or a config file's list) as a list of `num_classes` floats."""
-    fix = f"give none, median-frequency, or {num_classes} comma-separated numbers W0,...,W{num_classes - 1}"
+    fix = (
+        "give none, median-frequency, sqrt-median-frequency, or "
+        f"{num_classes} comma-separated numbers W0,...,W{num_classes - 1}"
+    )
     parts = [part.strip() for part in value.split(",")] if isinstance(value, str) else value
     if isinstance(parts, (str, bytes)) or not isinstance(parts, (list, tuple)):
         raise ValueError(f"--class-weights: {value!r} is not a list of weights; {fix}.")
@@ -513,19 +517,21 @@ def _keep_recorded_class_weights(config, before):
 def class_weight_values(config, train):
     """The class weights a run applies (a list of `num_classes` floats, the ignore class 0), or None.
 
-    Explicit weights as given; "median-frequency" from the training pairs' labels only
-    (`kfcn.training.median_frequency_weights`), unless a resumed run recorded them.
+    Explicit weights as given; "median-frequency" (and its square root) from the training
+    pairs' labels only (`kfcn.training.median_frequency_weights`), unless a resumed run
+    recorded them.
     """
     choice = config["class_weights"]
     if choice == "none":
         return None
     if config.get("class_weight_values") is not None:
         return [float(weight) for weight in config["class_weight_values"]]
-    if choice == "median-frequency":
+    if choice in ("median-frequency", "sqrt-median-frequency"):
         from kfcn.training import median_frequency_weights
 
         labels = (label.numpy()[..., 0] for _, label in train)
-        weights = median_frequency_weights(labels, config["num_classes"], config["ignore_class"])
+        power = 0.5 if choice.startswith("sqrt") else 1.0
+        weights = median_frequency_weights(labels, config["num_classes"], config["ignore_class"], power)
     else:
         weights = list(choice)
     ignore = config["ignore_class"]

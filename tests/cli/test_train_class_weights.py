@@ -58,7 +58,7 @@ def test_wrong_explicit_weights_are_refused_naming_the_problem_and_the_fix(data,
     err = error_of(command(data, tmp_path / "run", "--class-weights", value), capsys)
     assert f"--class-weights: {problem}" in err
     if "number" in problem or "weight(s)" in problem:
-        assert "give none, median-frequency, or 3 comma-separated numbers W0,...,W2" in err
+        assert "give none, median-frequency, sqrt-median-frequency, or 3 comma-separated numbers W0,...,W2" in err
     assert not (tmp_path / "run" / "config.json").exists()
 
 
@@ -139,3 +139,20 @@ def test_the_help_lists_every_recipe(capsys, monkeypatch):
         main(["train", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert all(name in text for name in RECIPES) and "--class-weights" in text
+
+
+class _Tensor:
+    def __init__(self, array):
+        self.array = array
+
+    def numpy(self):
+        return self.array
+
+
+def test_sqrt_median_frequency_is_the_square_root_of_segnets_rule():
+    labels = [np.array([[0, 0, 0, 1]]), np.array([[2, 2, 0, VOID]])]
+    train = [(None, _Tensor(label[..., None])) for label in labels]
+    config = {"class_weights": "sqrt-median-frequency", "num_classes": 3, "ignore_class": VOID}
+    full = median_frequency_weights(labels, 3, ignore_class=VOID)
+    np.testing.assert_allclose(class_weight_values(config, train), np.sqrt(full), rtol=1e-6)
+    assert "sqrt-median-frequency" in OPTIONS["class_weights"][2]
