@@ -15,7 +15,7 @@ PYTEST := $(PY) -m pytest -p no:cacheprovider -n $(WORKERS) --dist worksteal
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[jax,torch,test,deploy,onnx,cv]"
+	$(PY) -m pip install --quiet -e ".[jax,torch,test,deploy,onnx,hub]"
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -71,6 +71,8 @@ test-wheel: $(STAMP) $(WHEEL_STAMP)
 #   isbi_restoration.png (restore_isbi.py, ~10 min), galaxy_components.png
 #   (galaxy_decomposition.py, ~16 min), touching_instances.png (touching_instances.py, ~14 min),
 #   contour_robustness.png (contour_robustness.py --seeds 0 1, ~50 min).
+# Nor the browser page's screenshot, web_page.png, which needs the LiteRT.js runtime and Chromium
+# (`make web-runtime`, then benchmarks/web_latency.py --screenshot docs/images/web_page.png).
 SHARED_DATA ?= ../shared/datasets
 FIGURE_PY := KERAS_BACKEND=tensorflow $(PY)
 

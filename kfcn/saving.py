@@ -10,6 +10,7 @@ from pathlib import Path
 import keras
 
 from kfcn.atomic import atomic_path
+from kfcn.optional import import_keras_hub
 
 _CONFIG = "config.json"
 _VERBS_WITH_UNSAFE = "kfcn predict, evaluate, export, inspect, receptive-field and train"
@@ -80,6 +81,7 @@ def load_model(path, safe_mode=True, compile=False, custom_objects=None, max_con
             "Copy or save it again."
         )
     _check_config_size(path, max_config_bytes)
+    _register_keras_hub_if_named(path)
     try:
         return keras.saving.load_model(path, custom_objects=custom_objects, compile=compile, safe_mode=safe_mode)
     except (ValueError, TypeError) as error:
@@ -89,6 +91,17 @@ def load_model(path, safe_mode=True, compile=False, custom_objects=None, max_con
         raise ValueError(f"Cannot load {path}: {_keras_reason(error)}") from error
     except (zipfile.BadZipFile, KeyError, OSError) as error:
         raise ValueError(f"{path} is not a valid .keras file ({error}). Copy or save it again.") from error
+
+
+def _register_keras_hub_if_named(path):
+    """Imports keras-hub when the file names its layers (a keras-hub encoder): they register on its import."""
+    config = _read_config(path)
+    if not any(str(node.get("registered_name", "")).startswith("keras_hub>") for node, _ in _walk(config)):
+        return
+    try:
+        import_keras_hub()
+    except ImportError as error:
+        raise ValueError(f"{path} holds keras-hub layers (a keras-hub encoder): {error}") from None
 
 
 def _check_config_size(path, limit):

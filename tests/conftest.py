@@ -25,6 +25,7 @@ SLOW_MODULES = {
     "tests/cli/test_card.py",
     "tests/cli/test_pixel_rules.py",
     "tests/export/test_export.py",
+    "tests/export/test_hub_export.py",
     "tests/export/test_serving.py",
     "tests/export/test_web.py",
 }

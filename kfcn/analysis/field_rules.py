@@ -47,7 +47,14 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
-from kfcn.layers import CoordinateChannels, CropToMatch, InputSizeCheck, MaxPoolingWithArgmax2D, MaxUnpooling2D
+from kfcn.layers import (
+    ChannelAffine,
+    CoordinateChannels,
+    CropToMatch,
+    InputSizeCheck,
+    MaxPoolingWithArgmax2D,
+    MaxUnpooling2D,
+)
 
 GLOBAL = math.inf
 
@@ -341,6 +348,7 @@ register_pointwise(
     layers.Masking,
     InputSizeCheck,
     CoordinateChannels,
+    ChannelAffine,
 )
 register_pointwise(
     layers.BatchNormalization,

@@ -26,6 +26,11 @@ _HINT = (
     "(e.g. a 1x1 Conv2D with one filter per class in place of the Flatten/Dense or global-pooling layers)."
 )
 
+_TOKEN_HINT = (
+    "Attention over the tokens sees the whole image, and such models are built for one input size: call the "
+    "model itself (model.predict) on images of that size, or resize to it."
+)
+
 
 def image_input(model: keras.Model) -> keras.KerasTensor | None:
     """The first (batch, height, width, channels) input of a functional model, or None.
@@ -82,7 +87,8 @@ def check_fully_convolutional(model: keras.Model, what: str = "kfcn's analysis a
     if reason is not None:
         raise ValueError(
             f"This model is not fully convolutional ({reason}); {what} needs an image-to-image model, whose "
-            f"output is a (batch, height, width, channels) map of its image input. {_HINT}"
+            f"output is a (batch, height, width, channels) map of its image input. "
+            f"{_TOKEN_HINT if 'sequence of tokens' in reason else _HINT}"
         )
     return graph
 
@@ -141,6 +147,11 @@ def _what_layer_does(layer, source, output):
         return f"layer {layer.name!r} flattens the image"
     if is_global_pooling(layer):
         return f"layer {layer.name!r} ({type(layer).__name__}) pools the whole image into one value per channel"
+    if len(output.shape) == 3:
+        return (
+            f"layer {layer.name!r} ({type(layer).__name__}) turns the image map {tuple(source.shape)} into a "
+            f"sequence of tokens {tuple(output.shape)}, as a vision transformer's patch embedding does"
+        )
     return (
         f"layer {layer.name!r} ({type(layer).__name__}) turns the image map {tuple(source.shape)} into shape "
         f"{tuple(output.shape)}"

@@ -134,9 +134,18 @@ def serving_signatures(contract):
 def write_saved_model(model, folder, endpoints):
     """Writes `model` as a SavedModel to `folder` with `endpoints` (`{signature name: tf.function}`)."""
     import keras
+    import tensorflow as tf
 
     archive = keras.export.ExportArchive()
     archive.track(model)
-    for name, function in endpoints.items():
-        archive.add_endpoint(name, function)
+    try:
+        for name, function in endpoints.items():
+            archive.add_endpoint(name, function)
+    except tf.errors.OperatorNotAllowedInGraphError as error:
+        raise ValueError(
+            f"{model.name} cannot be exported for images of any size: one of its layers decides in Python from "
+            f"the input's size ({str(error).split('.')[0].strip()}), which a SavedModel of free height and width "
+            "does not know. Export it as TFLite with a fixed input_shape=(height, width) (kfcn export --format "
+            "tflite --input-size H W), or build the model for a fixed size."
+        ) from None
     archive.write_out(str(folder), verbose=False)

@@ -184,7 +184,7 @@ def _compiled_call(model):
     """A compiled inference call. On TensorFlow a `tf.function` traced once per tile
     shape: Keras' own `predict_on_batch` relaxes shapes to None on the second shape
     (`reduce_retracing`), which models that compute sizes in Python (keras-cv's
-    DeepLabV3Plus) cannot take. Elsewhere, and inside a TensorFlow strategy of several
+    DeepLabV3Plus did) cannot take. Elsewhere, and inside a TensorFlow strategy of several
     replicas (`kfcn.distribute.data_parallel`), Keras' `predict_on_batch`, which splits
     the tiles among the devices (JAX: the active `keras.distribution`)."""
     if keras.backend.backend() == "tensorflow":

@@ -1,5 +1,6 @@
 """kfcn's custom layers, written with `keras.ops` so they run on every backend."""
 
+from kfcn.layers.channel_affine import ChannelAffine
 from kfcn.layers.coordinate_channels import FRAME_INPUT_NAME, CoordinateChannels, whole_image_frame
 from kfcn.layers.crop_to_match import CropToMatch
 from kfcn.layers.input_size_check import InputSizeCheck, size_problem
@@ -8,6 +9,7 @@ from kfcn.layers.max_unpooling2d import MaxUnpooling2D
 
 __all__ = [
     "FRAME_INPUT_NAME",
+    "ChannelAffine",
     "CoordinateChannels",
     "CropToMatch",
     "InputSizeCheck",

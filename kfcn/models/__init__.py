@@ -1,6 +1,6 @@
 """Model builders: every architecture is a Keras functional graph made from shared blocks."""
 
-from kfcn.models.encoders import BACKBONES
+from kfcn.models.backbones import BACKBONES, encoder_of, resolve_backbone, set_encoder_freeze
 from kfcn.models.fcn import fcn
 from kfcn.models.plain_cnn import plain_cnn
 from kfcn.models.precision import with_policy
@@ -29,13 +29,16 @@ __all__ = [
     "BACKBONES",
     "FAMILIES",
     "build",
+    "encoder_of",
     "head_of",
     "options",
     "output_activation",
     "fcn",
     "plain_cnn",
     "required_multiple",
+    "resolve_backbone",
     "segnet",
+    "set_encoder_freeze",
     "unet",
     "with_policy",
     "unet_valid_input_size",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import keras
+import keras  # noqa: F401  (the examples use it)
 
 from kfcn.models.blocks import conv_block, downsample
 
@@ -16,7 +16,7 @@ class EncoderOutput:
     Attributes:
         skips: `skips[k]` is the deepest feature map at stride `2**k` (the encoder's
             output before its k-th downsampling), or None where the encoder has none
-            (a backbone has no stride-1 features).
+            (a backbone has no stride-1 features; see `kfcn.models.backbones`).
         bottom: the deepest feature map, at stride `2**len(skips)`.
         pool_indices: `pool_indices[k]` are the argmax indices of the k-th pooling
             (for SegNet-style unpooling), or None.
@@ -88,89 +88,3 @@ def conv_encoder(
             x, level_indices = downsample(x, downsampling, filters[level], padding, name=f"{name}{level + 1}_down")
             indices.append(level_indices)
     return EncoderOutput(skips=skips, bottom=x, pool_indices=indices)
-
-
-BACKBONES = {
-    "vgg16": "VGG16",
-    "vgg19": "VGG19",
-    "resnet50": "ResNet50",
-    "resnet50v2": "ResNet50V2",
-    "resnet101": "ResNet101",
-    "mobilenet": "MobileNet",
-    "mobilenet_v2": "MobileNetV2",
-    "mobilenet_v3_small": "MobileNetV3Small",
-    "mobilenet_v3_large": "MobileNetV3Large",
-    "efficientnetb0": "EfficientNetB0",
-    "efficientnetb1": "EfficientNetB1",
-    "efficientnetv2b0": "EfficientNetV2B0",
-    "densenet121": "DenseNet121",
-    "convnext_tiny": "ConvNeXtTiny",
-}
-BACKBONE_STRIDE = 32
-_feature_names_cache: dict = {}
-
-
-def _application(name):
-    if name not in BACKBONES:
-        raise ValueError(
-            f"Unknown backbone {name!r}. kfcn knows the keras.applications networks {', '.join(sorted(BACKBONES))}."
-        )
-    return getattr(keras.applications, BACKBONES[name])
-
-
-def _feature_layer_names(name, channels):
-    """Names of the last layer at each stride 2, 4, 8, 16, 32, found on a 224x224 probe."""
-    key = (name, channels)
-    if key not in _feature_names_cache:
-        probe_size = 224
-        probe = _application(name)(include_top=False, weights=None, input_shape=(probe_size, probe_size, channels))
-        names = {}
-        for layer in probe.layers:
-            shape = layer.output.shape if not isinstance(layer.output, (list, tuple)) else None
-            if shape is None or len(shape) != 4 or shape[1] is None:
-                continue
-            stride = probe_size // shape[1]
-            if shape[1] * stride == probe_size and stride in (2, 4, 8, 16, 32):
-                names[stride] = layer.name  # layers are in topological order: keep the last
-        missing = [s for s in (2, 4, 8, 16, 32) if s not in names]
-        if missing:
-            raise ValueError(f"Backbone {name!r} has no feature map at stride(s) {missing}.")
-        _feature_names_cache[key] = names
-        del probe
-    return _feature_names_cache[key]
-
-
-def backbone_encoder(x, name, weights=None, trainable=True):
-    """A keras.applications classification network as encoder, features at strides 2 … 32.
-
-    The network is built without its top on `x`; for each stride 2, 4, 8, 16 the last
-    layer at that resolution is a skip, the stride-32 output is the bottom (found
-    once per backbone on a 224x224 probe, so any keras.applications network works).
-    Its input must be preprocessed as that network expects
-    (`keras.applications.<family>.preprocess_input`); EfficientNet rescales inside.
-
-    Args:
-        x: input tensor; spatial size a multiple of 32.
-        name: a key of `BACKBONES`, e.g. "mobilenet_v2", "resnet50", "efficientnetb0".
-        weights: None (random) or "imagenet" (needs 3 input channels and network access
-            on first use, or the weights in ~/.keras/models).
-        trainable: False freezes the backbone.
-
-    Example:
-    >>> out = backbone_encoder(keras.Input((64, 64, 3)), "mobilenet_v2")
-    >>> [None if s is None else s.shape[1] for s in out.skips], out.bottom.shape[1]
-    ([None, 32, 16, 8, 4], 2)
-    """
-    application = _application(name)
-    channels = x.shape[-1]
-    if weights is not None and channels != 3:
-        raise ValueError(
-            f"Backbone {name!r} with weights={weights!r} needs 3 input channels, got {channels}. "
-            "Use backbone_weights=None, or map your channels to 3 first."
-        )
-    names = _feature_layer_names(name, channels)
-    backbone = application(include_top=False, weights=weights, input_shape=tuple(x.shape[1:]))
-    backbone.trainable = trainable
-    outputs = [backbone.get_layer(names[stride]).output for stride in (2, 4, 8, 16, 32)]
-    features = keras.Model(backbone.inputs, outputs, name=f"{name}_encoder")(x)
-    return EncoderOutput(skips=[None, *features[:4]], bottom=features[4])

@@ -5,13 +5,15 @@ from __future__ import annotations
 import keras
 
 from kfcn.arguments import check_integer
+from kfcn.models.backbones import backbone_encoder, backbone_for, check_no_backbone_options
 from kfcn.models.blocks import check_choice, learned_upsampling
-from kfcn.models.encoders import BACKBONE_STRIDE, backbone_encoder, conv_encoder
+from kfcn.models.encoders import conv_encoder
 from kfcn.models.heads import activation_layer, resolve_head
 from kfcn.models.inputs import check_input_shape, check_multiple, model_inputs
 from kfcn.models.segnet import VGG16_CONVS
 
 VARIANTS = {"32s": 0, "16s": 1, "8s": 2}
+STRIDE = 32  # of the encoder's deepest features, where fc6 and fc7 classify
 
 
 def fcn(
@@ -21,8 +23,10 @@ def fcn(
     filters=32,
     fc_filters=None,
     backbone=None,
-    backbone_weights=None,
-    backbone_trainable=True,
+    backbone_weights="default",
+    encoder_freeze=False,
+    channel_adapter="repeat",
+    encoder_preprocessing="auto",
     batch_norm=False,
     dropout=0.5,
     head=None,
@@ -34,10 +38,11 @@ def fcn(
 ):
     """Builds FCN-32s, -16s or -8s: a classification network made fully convolutional.
 
-    The encoder (a small VGG16-like network by default, or a keras.applications
-    backbone) reaches stride 32; "fc6" (7x7) and "fc7" (1x1) convolutions and a 1x1
-    scoring layer classify there. FCN-32s upsamples the scores by 32 with a transposed
-    convolution initialised to bilinear interpolation; FCN-16s first upsamples by 2 and
+    The encoder (a small VGG16-like network by default, or a keras.applications or
+    keras-hub backbone whose deepest features are at stride 32) reaches stride 32;
+    "fc6" (7x7) and "fc7" (1x1) convolutions and a 1x1 scoring layer classify there.
+    FCN-32s upsamples the scores by 32 with a transposed convolution initialised to
+    bilinear interpolation; FCN-16s first upsamples by 2 and
     adds scores from the stride-16 features ("pool4"), FCN-8s also from stride 8
     ("pool3"), then upsamples by 16 or 8. Padding is "same" throughout, so inputs are
     multiples of 32 (Long et al. padded by 100 and cropped instead).
@@ -48,8 +53,9 @@ def fcn(
         variant: "32s", "16s" or "8s".
         filters: first-level filters of the default encoder (VGG16 has 64).
         fc_filters: filters of fc6/fc7 (default `16 * filters`; VGG16's is 4096).
-        backbone, backbone_weights, backbone_trainable: a keras.applications encoder
-            instead of the default (see `unet`).
+        backbone, backbone_weights, encoder_freeze, channel_adapter, encoder_preprocessing:
+            a keras.applications or keras-hub encoder instead of the default (see `unet`);
+            it needs features at strides 8 and 16 for FCN-8s and -16s.
         batch_norm: batch normalisation in the default encoder.
         dropout: dropout after fc6 and fc7.
         head, coordinate_channels, extra_inputs, input_range, logits: as for `unet`.
@@ -69,12 +75,22 @@ def fcn(
         fc_filters = check_integer("fc_filters", fc_filters, minimum=1, caller=name or "fcn")
     head = resolve_head(head, num_classes)
     name = name or f"fcn{variant}"
-    check_multiple(input_shape, BACKBONE_STRIDE, name)
+    check_multiple(input_shape, STRIDE, name)
+    if backbone is not None:
+        spec = backbone_for(backbone, input_shape, backbone_weights, encoder_preprocessing, input_range, name)
+        if spec.stride != STRIDE:
+            raise ValueError(
+                f"{name}: FCN classifies at stride {STRIDE}, but backbone {spec.name!r} ends at stride {spec.stride}; "
+                "use unet(backbone=...), whose decoder takes any depth."
+            )
+    else:
+        check_no_backbone_options(name, backbone_weights, encoder_freeze, channel_adapter, encoder_preprocessing)
 
-    size_rule = (BACKBONE_STRIDE, 0, BACKBONE_STRIDE)
+    size_rule = (STRIDE, 0, STRIDE)
     inputs, x = model_inputs(input_shape, extra_inputs, coordinate_channels, input_range, size_rule, name)
     if backbone is not None:
-        encoded = backbone_encoder(x, backbone, backbone_weights, backbone_trainable)
+        pixel_scale = None if input_range is None else 255.0
+        encoded = backbone_encoder(x, spec, encoder_freeze, channel_adapter, pixel_scale)
     else:
         level_filters = [filters * min(2**level, 8) for level in range(5)]
         encoded = conv_encoder(
@@ -92,6 +108,8 @@ def fcn(
         stride //= 2
         # Encoder features at this stride: skips[k] is at stride 2**k.
         features = encoded.skips[stride.bit_length() - 1]
+        if features is None:
+            raise ValueError(f"{name}: the encoder has no features at stride {stride} for FCN-{variant}.")
         scores = learned_upsampling(scores, num_classes, 2, name=f"upsample_to_stride{stride}")
         skip_scores = keras.layers.Conv2D(num_classes, 1, kernel_initializer="zeros", name=f"score_stride{stride}")(
             features

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from kfcn.layers import CoordinateChannels, CropToMatch, MaxPoolingWithArgmax2D, MaxUnpooling2D
+from kfcn.layers import ChannelAffine, CoordinateChannels, CropToMatch, MaxPoolingWithArgmax2D, MaxUnpooling2D
 from tests.tolerances import reordered_network_atol
 
 
@@ -13,7 +13,8 @@ def test_custom_layers_convert_with_builtin_ops_only(tmp_path, rng):
     import tensorflow as tf
 
     inputs = keras.Input((45, 60, 3))
-    features = keras.layers.Conv2D(4, 3, padding="same")(inputs)
+    features = ChannelAffine([1.0, 2.0, 0.5], [-1.0, 0.0, 3.0], reverse_channels=True)(inputs)
+    features = keras.layers.Conv2D(4, 3, padding="same")(features)
     features = CoordinateChannels()(features)
     pooled, indices = MaxPoolingWithArgmax2D(2)(features)
     restored = MaxUnpooling2D(2)([pooled, indices, features])

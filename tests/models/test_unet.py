@@ -111,7 +111,9 @@ def test_errors_name_the_problem():
         unet((None, None, 3), backbone="resnet5")
     with pytest.raises(ValueError, match="channel count"):
         unet((64, 64, 0))
-    with pytest.raises(ValueError, match="needs 3 input channels"):
-        unet((None, None, 1), backbone="mobilenet_v2", backbone_weights="imagenet")
+    with pytest.raises(ValueError, match="channel_adapter='learned'"):
+        unet((None, None, 2), backbone="mobilenet_v2")
+    with pytest.raises(ValueError, match="encoder_freeze applies to a backbone encoder"):
+        unet((None, None, 1), encoder_freeze=True)
     with pytest.raises(ValueError, match="padding='same'"):
         unet((None, None, 1), padding="valid", upsampling="indices")
