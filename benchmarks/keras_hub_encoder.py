@@ -94,7 +94,7 @@ def train(name, extra, args):
 
 def val_scores(model_path, data):
     """Global accuracy, class average accuracy, mIoU and per-class IoU over the whole val split."""
-    from kfcn.evaluation import confusion_matrix
+    from kfcn.evaluation import confusion_matrix, confusion_scores
     from kfcn.inference import predict
     from kfcn.saving import load_model
 
@@ -104,14 +104,13 @@ def val_scores(model_path, data):
         image = np.asarray(Image.open(image_path))
         label = np.asarray(Image.open(Path(data) / "val/labels" / image_path.name))
         predicted = predict(model, image).argmax(-1)
-        confusion += confusion_matrix(predicted, label, CLASSES, VOID)[:CLASSES, :CLASSES]
-    true_positive = np.diag(confusion)
-    iou = true_positive / (confusion.sum(0) + confusion.sum(1) - true_positive)
+        confusion += confusion_matrix(predicted, label, CLASSES, VOID)
+    scores = confusion_scores(confusion)
     return {
-        "global": float(true_positive.sum() / confusion.sum()),
-        "class_average": float(np.mean(true_positive / confusion.sum(1))),
-        "mean_iou": float(np.mean(iou)),
-        "iou": [round(float(v), 4) for v in iou],
+        "global": scores["global_accuracy"],
+        "class_average": scores["class_accuracy"],
+        "mean_iou": scores["mean_iou"],
+        "iou": [round(value, 4) for value in scores["iou_per_class"]],
         "parameters": model.count_params(),
     }
 

@@ -48,7 +48,7 @@ import kfcn.saving
 import kfcn.training
 from kfcn.data import folder_dataset, load_pair, pair_files, random_crop_pipeline, read_image
 from kfcn.data.augment import horizontal_flip
-from kfcn.evaluation import confusion_matrix
+from kfcn.evaluation import confusion_matrix, confusion_scores
 from kfcn.rendering import to_display
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "camvid"
@@ -123,17 +123,15 @@ def train(family, batches, args):
 
 def scores_from_confusion(confusion):
     """Global accuracy, class-average accuracy, mIoU (%) and per-class IoU of a [truth, predicted] matrix."""
-    confusion = confusion.astype(np.float64)
-    hits, in_truth, in_prediction = np.diag(confusion), confusion.sum(1), confusion.sum(0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        accuracy = hits / in_truth
-        iou = hits / (in_truth + in_prediction - hits)
+    scores = confusion_scores(confusion)
     return {
-        "global_accuracy": 100 * float(hits.sum() / confusion.sum()),
-        "class_accuracy": 100 * float(np.nanmean(accuracy)),
-        "mean_iou": 100 * float(np.nanmean(iou)),
-        "iou_per_class": {name: round(100 * float(value), 2) for name, value in zip(CLASSES, iou)},
-        "accuracy_per_class": {name: round(100 * float(value), 2) for name, value in zip(CLASSES, accuracy)},
+        "global_accuracy": 100 * scores["global_accuracy"],
+        "class_accuracy": 100 * scores["class_accuracy"],
+        "mean_iou": 100 * scores["mean_iou"],
+        "iou_per_class": {name: round(100 * value, 2) for name, value in zip(CLASSES, scores["iou_per_class"])},
+        "accuracy_per_class": {
+            name: round(100 * value, 2) for name, value in zip(CLASSES, scores["accuracy_per_class"])
+        },
     }
 
 

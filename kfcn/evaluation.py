@@ -115,6 +115,59 @@ def confusion_matrix(predicted, label, num_classes, ignore_class=None):
     return np.bincount(pairs, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
 
 
+def confusion_scores(confusion, ignore_class=None):
+    """The scores of a confusion matrix: of one image, or of a whole set as one matrix summed over its images.
+
+    Summed over a set, this is how CamVid results are reported (SegNet, Badrinarayanan et al.
+    2015; FCN, Long et al. 2015): "global accuracy" is the fraction of all the set's labelled
+    pixels predicted right, "class_accuracy" the mean over classes of each class's recall, and
+    "mean_iou" the mean over classes of TP / (TP + FP + FN), each class counted over every
+    pixel of the set. That differs from the mean over images of per-image scores, where a class
+    seen in a few pixels of one image weighs as much as a whole image of road.
+
+    A class absent from both truth and prediction has NaN IoU and Dice (and NaN accuracy when
+    absent from the truth) and is left out of the means; `ignore_class`, when it is one of the
+    matrix's classes, is NaN everywhere.
+
+    Args:
+        confusion: (K, K) counts `[true class, predicted class]` (`confusion_matrix`, or their sum).
+        ignore_class: a class index whose row and column are no class of the scores.
+
+    Returns:
+        A dict: "pixel_error", "global_accuracy", "class_accuracy", "mean_iou" (floats) and
+        "iou_per_class", "dice_per_class", "accuracy_per_class", "pixels_per_class" (lists).
+
+    Example:
+    >>> scores = confusion_scores(np.array([[3, 1], [0, 4]]))
+    >>> scores["global_accuracy"], scores["iou_per_class"], scores["class_accuracy"]
+    (0.875, [0.75, 0.8], 0.875)
+    """
+    confusion = np.asarray(confusion, dtype="float64")
+    if confusion.ndim != 2 or confusion.shape[0] != confusion.shape[1]:
+        raise ValueError(f"A confusion matrix is square (K, K); got shape {confusion.shape}.")
+    num_classes = confusion.shape[0]
+    true_positive = np.diag(confusion)
+    in_truth, in_prediction = confusion.sum(1), confusion.sum(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        iou = true_positive / (in_truth + in_prediction - true_positive)
+        dice = 2 * true_positive / (in_truth + in_prediction)
+        accuracy = true_positive / in_truth
+    if ignore_class is not None and 0 <= ignore_class < num_classes:  # an ignored class has no score
+        iou[ignore_class] = dice[ignore_class] = accuracy[ignore_class] = math.nan
+    total = confusion.sum()
+    correct = float(true_positive.sum() / total) if total else math.nan
+    return {
+        "pixel_error": 1 - correct,
+        "global_accuracy": correct,
+        "class_accuracy": _nanmean(accuracy),
+        "mean_iou": _nanmean(iou),
+        "iou_per_class": [float(v) for v in iou],
+        "dice_per_class": [float(v) for v in dice],
+        "accuracy_per_class": [float(v) for v in accuracy],
+        "pixels_per_class": [int(v) for v in in_truth],
+    }
+
+
 def rand_and_vi(predicted_segments, true_segments):
     """Adapted Rand error and variation of information (split, merge) of two segmentations.
 
@@ -223,6 +276,41 @@ def _binary_label(label):
     return label
 
 
+def _classified(probability, label, label_mode, num_classes, ignore_class, threshold):
+    """(probability, predicted classes, label, K) of one image, checked as `segmentation_scores` says."""
+    label = _two_d(label)
+    if label_mode == "binary":
+        if ignore_class is not None:
+            raise ValueError("ignore_class needs label_mode='index' (a binary label holds only 0 and 1).")
+        num_classes = 2
+        label = _binary_label(label)
+        probability = _check_probability(probability)
+        if probability.shape[-1] == 2:  # a two-class softmax: channel 1 is the foreground
+            probability = probability[..., 1:]
+    elif label_mode == "index":
+        if not is_integer(num_classes) or num_classes < 2:
+            raise ValueError(f"label_mode='index' needs num_classes >= 2; got {num_classes!r}.")
+    else:
+        raise ValueError(f"label_mode must be 'binary' or 'index'; got {label_mode!r}.")
+    predicted = predicted_classes(probability, num_classes, threshold)
+    if predicted.shape != label.shape:
+        raise ValueError(f"The prediction {predicted.shape} and the label {label.shape} differ in size.")
+    return probability, predicted, label, num_classes
+
+
+def segmentation_confusion(probability, label, label_mode="binary", num_classes=None, ignore_class=None, threshold=0.5):
+    """The confusion matrix of one image's prediction, classified as `segmentation_scores` classifies it.
+
+    Sum it over a set and pass the sum to `confusion_scores` for the whole set's scores.
+
+    Example:
+    >>> segmentation_confusion(np.array([[[0.9], [0.2], [0.1]]]), np.array([[1, 1, 0]])).tolist()
+    [[1, 0], [1, 1]]
+    """
+    _, predicted, label, num_classes = _classified(probability, label, label_mode, num_classes, ignore_class, threshold)
+    return confusion_matrix(predicted, label, num_classes, ignore_class)
+
+
 def segmentation_scores(
     probability,
     label,
@@ -269,37 +357,12 @@ def segmentation_scores(
     >>> scores["pixel_error"], round(scores["dice"], 4), round(scores["jaccard"], 4)
     (0.25, 0.6667, 0.5)
     """
-    label = _two_d(label)
-    if label_mode == "binary":
-        if ignore_class is not None:
-            raise ValueError("ignore_class needs label_mode='index' (a binary label holds only 0 and 1).")
-        num_classes = 2
-        label = _binary_label(label)
-        probability = _check_probability(probability)
-        if probability.shape[-1] == 2:  # a two-class softmax: channel 1 is the foreground
-            probability = probability[..., 1:]
-    elif label_mode == "index":
-        if not is_integer(num_classes) or num_classes < 2:
-            raise ValueError(f"label_mode='index' needs num_classes >= 2; got {num_classes!r}.")
-    else:
-        raise ValueError(f"label_mode must be 'binary' or 'index'; got {label_mode!r}.")
-    predicted = predicted_classes(probability, num_classes, threshold)
-    if predicted.shape != label.shape:
-        raise ValueError(f"The prediction {predicted.shape} and the label {label.shape} differ in size.")
-    confusion = confusion_matrix(predicted, label, num_classes, ignore_class).astype("float64")
-    true_positive = np.diag(confusion)
-    in_truth, in_prediction = confusion.sum(1), confusion.sum(0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        jaccard = true_positive / (in_truth + in_prediction - true_positive)
-        dice = 2 * true_positive / (in_truth + in_prediction)
-        accuracy = true_positive / in_truth
-    if ignore_class is not None and 0 <= ignore_class < num_classes:  # an ignored class has no score
-        jaccard[ignore_class] = dice[ignore_class] = accuracy[ignore_class] = math.nan
-    scores = {
-        "pixel_error": float(1 - true_positive.sum() / confusion.sum()) if confusion.sum() else math.nan,
-        "mean_iou": _nanmean(jaccard),
-        "class_accuracy": _nanmean(accuracy),
-    }
+    probability, predicted, label, num_classes = _classified(
+        probability, label, label_mode, num_classes, ignore_class, threshold
+    )
+    pooled = confusion_scores(confusion_matrix(predicted, label, num_classes, ignore_class), ignore_class)
+    scores = {key: pooled[key] for key in ("pixel_error", "mean_iou", "class_accuracy")}
+    jaccard, dice = pooled["iou_per_class"], pooled["dice_per_class"]
     if label_mode == "binary":
         scores.update(dice=float(dice[1]), jaccard=float(jaccard[1]))
         scores.update(rand_and_vi(segments(predicted, border), segments(label)))
@@ -309,8 +372,8 @@ def segmentation_scores(
         scores.update(
             dice=_nanmean(dice),
             jaccard=_nanmean(jaccard),
-            dice_per_class=[float(v) for v in dice],
-            jaccard_per_class=[float(v) for v in jaccard],
+            dice_per_class=dice,
+            jaccard_per_class=jaccard,
         )
         # Class maps as segments: shift by one so that class 0 is a segment and 0 marks ignored pixels.
         truth = label.astype("int64") + 1

@@ -8,6 +8,7 @@ import pytest
 from kfcn.evaluation import (
     best_rand_error,
     confusion_matrix,
+    confusion_scores,
     counting_scores,
     data_range,
     mean_scores,
@@ -71,6 +72,26 @@ def test_index_scores_by_hand_and_the_ignore_class_counts_nowhere(rng):
     assert again.keys() == scores.keys()
     for key in scores:
         np.testing.assert_allclose(again[key], scores[key], err_msg=key)
+
+
+def test_whole_set_scores_pool_the_pixels_of_every_image():
+    """Summed confusion matrices give CamVid's scores over the set, not the mean of per-image scores."""
+    first = np.array([[90, 10, 0], [0, 0, 0], [0, 0, 0]])  # an image of class 0
+    second = np.array([[0, 0, 0], [0, 1, 1], [0, 0, 2]])  # a few pixels of classes 1 and 2
+    scores = confusion_scores(first + second)
+    iou = [90 / 100, 1 / 12, 2 / 3]  # class 1: TP 1, FP 10, FN 1; class 2: TP 2, FP 1
+    assert scores["iou_per_class"] == pytest.approx(iou)
+    assert scores["mean_iou"] == pytest.approx(np.mean(iou))
+    assert scores["global_accuracy"] == pytest.approx(93 / 104)
+    assert scores["class_accuracy"] == pytest.approx(np.mean([0.9, 0.5, 1.0]))
+    assert scores["pixels_per_class"] == [100, 2, 2]
+    per_image = np.nanmean([confusion_scores(first)["mean_iou"], confusion_scores(second)["mean_iou"]])
+    # The mean over images differs: image 1 scores class 1 IoU 0 (10 false pixels), image 2 has no class 0.
+    assert per_image == pytest.approx(((0.9 + 0) / 2 + (1 / 2 + 2 / 3) / 2) / 2)
+    ignored = confusion_scores(first + second, ignore_class=1)
+    assert np.isnan(ignored["iou_per_class"][1]) and ignored["mean_iou"] == pytest.approx(np.mean([0.9, 2 / 3]))
+    with pytest.raises(ValueError, match="square"):
+        confusion_scores(np.zeros((2, 3)))
 
 
 def test_confusion_matrix_is_a_bincount():

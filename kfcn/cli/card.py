@@ -19,6 +19,14 @@ def register(commands):
         "folder", metavar="RUN", help="a kfcn train run folder (config.json, summary.json, training.csv, model.keras)"
     )
     sub.add_argument("--output", default=None, help="the card's path (default: RUN/MODEL_CARD.md)")
+    sub.add_argument(
+        "--evaluation",
+        action="append",
+        default=[],
+        metavar="JSON",
+        help="a `kfcn evaluate --json` report of the run's model.keras on held-out data, shown as the card's "
+        "held-out table (repeat for several sets); refused if it scored another file",
+    )
     sub.set_defaults(run=run)
 
 
@@ -27,17 +35,29 @@ def run(args):
 
     folder = Path(args.folder)
     output = Path(args.output) if args.output else folder / "MODEL_CARD.md"
-    text = model_card(folder)
+    text = model_card(folder, evaluations=args.evaluation)
     with atomic_path(output) as temporary:
         temporary.write_text(text)
     print(f"wrote {output}")
 
 
-def model_card(folder):
+def model_card(folder, evaluations=()):
     """The Markdown model card of the run folder `folder`.
 
+    Args:
+        folder: a `kfcn train` run folder.
+        evaluations: paths of `kfcn evaluate --json` reports of the folder's `model.keras` on
+            held-out data, each shown as a table (for segmentation with the whole set's scores
+            per class).
+
     Raises:
-        ValueError: a folder that is not a finished run, naming the missing file.
+        ValueError: a folder that is not a finished run, naming the missing file; a report that
+            is not `kfcn evaluate`'s or that scored another model file (a stale one, after the run
+            was extended).
+
+    Example (a finished run folder `runs/cells`):
+        kfcn evaluate held_out/images held_out/labels --model runs/cells/model.keras --json held_out.json
+        kfcn card runs/cells --evaluation held_out.json
     """
     from kfcn.training import read_log
 
@@ -52,6 +72,7 @@ def model_card(folder):
     summary = json.loads((folder / "summary.json").read_text())
     log = read_log(folder / "training.csv")
     model = _model_facts(folder / "model.keras")
+    held_out = [_held_out_section(Path(path), folder / "model.keras") for path in evaluations]
     monitor, best = summary["monitor"], summary["best_epoch"]
     lines = [
         f"# {model['name']}: `{folder.name}`",
@@ -85,6 +106,7 @@ def model_card(folder):
         "",
         "![training curves](curves.png)" if (folder / "curves.png").is_file() else "",
         "",
+        *held_out,
     ]
     return "\n".join(lines)
 
@@ -177,3 +199,57 @@ def _model_facts(path):
         "outputs": int(model.outputs[0].shape[-1]),
         "head": head_description(model),
     }
+
+
+def _held_out_section(path, model_file):
+    """Markdown of one `kfcn evaluate --json` report, checked to be of `model_file`."""
+    from kfcn.cli.common import file_sha256
+
+    try:
+        report = json.loads(path.read_text())
+        task, mean, per_image = report["task"], report["mean"], report["per_image"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ValueError(
+            f"--evaluation {path}: not a `kfcn evaluate --json` report ({error}). Write one with "
+            "kfcn evaluate IMAGES LABELS --model RUN/model.keras --json FILE."
+        ) from None
+    if report.get("model_sha256") != file_sha256(model_file):
+        raise ValueError(
+            f"--evaluation {path} scored {report.get('model')!r}, not this run's {model_file.name} (another file, "
+            "or the run has changed since: it was extended or retrained). Rerun kfcn evaluate on "
+            f"{_shown(str(model_file.resolve()))} and pass the new report."
+        )
+    options = ", ".join(f"{key} {value}" for key, value in report.get("options", {}).items() if value is not None)
+    lines = [
+        f"## Held-out scores: `{_shown(report.get('images'))}`",
+        "",
+        f"`kfcn evaluate` ({task}; {options}) on {len(per_image)} image(s) the model did not train on. "
+        "Means over images:",
+        "",
+        "| " + " | ".join(key for key, value in mean.items() if not isinstance(value, list)) + " |",
+        "|---" * sum(not isinstance(value, list) for value in mean.values()) + "|",
+        "| " + " | ".join(_number(value) for value in mean.values() if not isinstance(value, list)) + " |",
+        "",
+    ]
+    whole = report.get("whole_set")
+    if whole:
+        lines += [
+            f"The whole set as one confusion matrix (as CamVid results are published): global accuracy "
+            f"**{whole['global_accuracy']:.4f}**, class average **{whole['class_accuracy']:.4f}**, mIoU "
+            f"**{whole['mean_iou']:.4f}**.",
+            "",
+            "| class | IoU | accuracy | pixels |",
+            "|---|---|---|---|",
+            *[
+                f"| {name} | {_number(iou)} | {_number(accuracy)} | {pixels:,} |"
+                for name, iou, accuracy, pixels in zip(
+                    whole["class_names"], whole["iou_per_class"], whole["accuracy_per_class"], whole["pixels_per_class"]
+                )
+            ],
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def _number(value):
+    return "-" if value is None or value != value else f"{value:.4f}"

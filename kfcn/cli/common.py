@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -66,6 +67,23 @@ def quiet_backend_import(verbose, tensorflow=False):
             if keras.backend.backend() != "tensorflow":
                 tf.config.set_visible_devices([], "GPU")  # tf.data only: leave the GPUs to JAX or PyTorch
             tf.config.list_logical_devices()  # the device set-up logs now, while stderr is silenced
+
+
+def file_sha256(path):
+    """The SHA-256 of a file's bytes, in hex: which model file a report was made from.
+
+    Example:
+    >>> import tempfile
+    >>> with tempfile.NamedTemporaryFile() as file:
+    ...     _ = file.write(b"abc"); file.flush()
+    ...     file_sha256(file.name)[:16]
+    'ba7816bf8f01cfea'
+    """
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def table(names, rows, columns, first="image", footer=None):

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import sys
 
-import numpy as np
-
-from kfcn.cli.common import add_model_option, check_json_path, load, model_path, table, write_json
+from kfcn.cli.common import add_model_option, check_json_path, file_sha256, load, model_path, table, write_json
 
 TASKS = ("segmentation", "counting", "restoration")
 SEGMENTATION_COLUMNS = [
@@ -46,6 +44,11 @@ def register(commands):
     sub.add_argument("--num-classes", type=int, default=None, help="classes K for --label-mode index")
     sub.add_argument("--ignore-class", type=int, default=None, help="label value left out of every score")
     sub.add_argument("--threshold", type=float, default=0.5, help="foreground threshold of a one-channel output")
+    sub.add_argument(
+        "--class-names",
+        default=None,
+        help="comma-separated names of the classes 0..K-1, for the per-class table (e.g. CamVid's sky,building,...)",
+    )
     sub.add_argument(
         "--border",
         default="singletons",
@@ -113,7 +116,7 @@ def _columns(args):
 
 def run(args):
     from kfcn.data import pair_files
-    from kfcn.evaluation import mean_scores
+    from kfcn.evaluation import confusion_scores, mean_scores
     from kfcn.inference import model_geometry
 
     _check_options(args)
@@ -121,16 +124,42 @@ def run(args):
     pairs = pair_files(args.images, args.labels)
     model = load(args)
     data = _read_every_pair(args, pairs, model_geometry(model))
-    names, rows = _score_every_pair(args, model, pairs, data)
+    names, rows, confusion = _score_every_pair(args, model, pairs, data)
     mean = mean_scores(rows)
     print(table(names, rows, _columns(args), footer=("mean", mean)))
-    if args.task == "segmentation" and args.label_mode == "index":
-        for key in ("jaccard_per_class", "dice_per_class"):
-            values = "  ".join(f"{k}: {v:.4f}" for k, v in enumerate(mean[key]) if not np.isnan(v))
-            print(f"{key.replace('_', ' ')} (mean over images): {values}")
+    whole_set = None
+    if args.task == "segmentation":
+        whole_set = confusion_scores(confusion, args.ignore_class)
+        print(_whole_set_text(whole_set, _class_names(args)))
     if json_path is not None:
-        write_json(json_path, _report(args, names, rows, mean))
+        write_json(json_path, _report(args, names, rows, mean, whole_set, confusion))
         print(f"wrote {json_path}")
+
+
+def _class_names(args):
+    classes = 2 if args.label_mode == "binary" else args.num_classes
+    if args.class_names is None:
+        return [str(index) for index in range(classes)]
+    return [name.strip() for name in args.class_names.split(",")]
+
+
+def _whole_set_text(scores, class_names):
+    """The whole set's scores (one confusion matrix summed over the images) and a table per class."""
+    lines = [
+        "",
+        "whole set (one confusion matrix over every labelled pixel, as CamVid results are reported): "
+        f"global accuracy {scores['global_accuracy']:.4f}, class average {scores['class_accuracy']:.4f}, "
+        f"mIoU {scores['mean_iou']:.4f}",
+    ]
+    rows = [
+        {"iou": iou, "accuracy": accuracy, "pixels": pixels}
+        for iou, accuracy, pixels in zip(
+            scores["iou_per_class"], scores["accuracy_per_class"], scores["pixels_per_class"]
+        )
+    ]
+    columns = [("IoU", "iou", ".4f"), ("accuracy", "accuracy", ".4f"), ("pixels", "pixels", ",d")]
+    lines.append(table(class_names, rows, columns, first="class"))
+    return "\n".join(lines)
 
 
 def _check_options(args):
@@ -140,6 +169,16 @@ def _check_options(args):
         raise ValueError("--ignore-class applies to --task segmentation with --label-mode index.")
     if not 0 < args.threshold < 1:
         raise ValueError(f"--threshold must lie strictly between 0 and 1; got {args.threshold}.")
+    if args.class_names is not None:
+        if args.task != "segmentation":
+            raise ValueError("--class-names applies to --task segmentation.")
+        classes = 2 if args.label_mode == "binary" else args.num_classes
+        names = [name.strip() for name in args.class_names.split(",")]
+        if len(names) != classes or not all(names):
+            raise ValueError(
+                f"--class-names gives {len(names)} name(s) ({args.class_names!r}) for {classes} classes: give one "
+                "non-empty name per class 0..K-1, comma-separated."
+            )
 
 
 def _read_every_pair(args, pairs, geometry):
@@ -157,12 +196,14 @@ def _read_every_pair(args, pairs, geometry):
 
 
 def _score_every_pair(args, model, pairs, data):
-    """(image names, score rows), predicting each image whole or tiled (predict_tiled decides)."""
+    """(image names, score rows, the confusion matrix summed over the images or None), predicting each
+    image whole or tiled (predict_tiled decides)."""
     from tqdm.auto import tqdm
 
+    from kfcn.evaluation import segmentation_confusion
     from kfcn.inference import predict_tiled
 
-    names, rows = [], []
+    names, rows, confusion = [], [], None
     # A progress bar on a terminal only (disable=None): logs and pipes get the table alone.
     for (image_path, _), (image, label) in tqdm(
         list(zip(pairs, data)), desc="evaluating", unit="image", disable=None, leave=False
@@ -170,15 +211,21 @@ def _score_every_pair(args, model, pairs, data):
         prediction = predict_tiled(model, image, args.tile, batch_size=args.batch, tta=args.tta, progress=False)
         names.append(image_path.name)
         rows.append(_score(args, prediction, label))
-    return names, rows
+        if args.task == "segmentation":
+            one = segmentation_confusion(
+                prediction, label, args.label_mode, args.num_classes, args.ignore_class, args.threshold
+            )
+            confusion = one if confusion is None else confusion + one
+    return names, rows, confusion
 
 
 REPORTED_OPTIONS = ("label_mode", "num_classes", "ignore_class", "threshold", "border", "tta")
 
 
-def _report(args, names, rows, mean):
-    return {
+def _report(args, names, rows, mean, whole_set, confusion):
+    report = {
         "model": str(model_path(args)),
+        "model_sha256": file_sha256(model_path(args)),
         "images": str(args.images),
         "labels": str(args.labels),
         "task": args.task,
@@ -186,3 +233,6 @@ def _report(args, names, rows, mean):
         "per_image": [{"image": name, **row} for name, row in zip(names, rows)],
         "mean": mean,
     }
+    if whole_set is not None:
+        report["whole_set"] = {"class_names": _class_names(args), **whole_set, "confusion": confusion.tolist()}
+    return report

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from kfcn.cli import main
+from kfcn.cli.common import file_sha256
 from kfcn.training import read_log
 from tests.cli.test_train import command
 from tests.conftest import write_isbi_crops
@@ -26,14 +27,49 @@ def test_the_card_states_the_run_and_is_regenerated_after_an_extension(tmp_path,
     assert f"{summary['machine']['cores']} cores" in card and f"in {log['seconds'].sum() / 60:.1f} min" in card
     assert str(tmp_path) not in card  # no absolute path of the machine
     assert "![training curves](curves.png)" in card
+    # A held-out table from kfcn evaluate's report of this very model.keras.
+    held_out = write_isbi_crops(tmp_path / "held_out", count=2, side=40)
+    report_path = tmp_path / "held_out.json"
+    evaluate = ["evaluate", str(held_out / "images"), str(held_out / "labels"), "--model", str(run / "model.keras")]
+    assert main(evaluate + ["--class-names", "membrane,cell", "--json", str(report_path)]) == 0
+    report = json.loads(report_path.read_text())
+    assert main(["card", str(run), "--evaluation", str(report_path)]) == 0
+    card = (run / "MODEL_CARD.md").read_text()
+    whole = report["whole_set"]
+    assert "## Held-out scores" in card and "on 2 image(s) the model did not train on" in card
+    assert f"global accuracy **{whole['global_accuracy']:.4f}**" in card
+    assert f"| cell | {whole['iou_per_class'][1]:.4f} | {whole['accuracy_per_class'][1]:.4f} |" in card
+    assert f"{report['mean']['pixel_error']:.4f}" in card
+    assert str(tmp_path) not in card
     assert main(command(data, run, "--epochs", "3")) == 0  # extended
     assert main(["card", str(run)]) == 0
     card = (run / "MODEL_CARD.md").read_text()
     assert "Trained for 3 epoch(s)" in card and "Extended from 2 epochs." in card
+    # The extension rewrote model.keras, so the report made before it is stale and refused; the card stays.
+    assert report["model_sha256"] != file_sha256(run / "model.keras")
+    capsys.readouterr()
+    assert main(["card", str(run), "--evaluation", str(report_path)]) == 2
+    assert "Rerun kfcn evaluate" in capsys.readouterr().err
+    assert "Extended from 2 epochs." in (run / "MODEL_CARD.md").read_text()
     # The card's command: the run's own config.json trains again (extensions are history, not options).
     assert (
         main(["train", "--config", str(run / "config.json"), "--output", str(tmp_path / "again"), "--epochs", "1"]) == 0
     )
+
+
+def test_a_report_that_is_not_kfcn_evaluate_s_is_refused(tmp_path, capsys):
+    data = write_isbi_crops(tmp_path / "data", count=5, side=48)
+    run = tmp_path / "run"
+    assert main(command(data, run, "--epochs", "1")) == 0
+    (tmp_path / "other.json").write_text('{"scores": 1}')
+    assert main(["card", str(run), "--evaluation", str(tmp_path / "other.json")]) == 2
+    assert "not a `kfcn evaluate --json` report" in capsys.readouterr().err
+    # A report of another model file (its hash differs) is refused too: the card would show its scores as this one's.
+    report = {"task": "segmentation", "mean": {}, "per_image": [], "model": "elsewhere.keras", "model_sha256": "0" * 64}
+    (tmp_path / "stale.json").write_text(json.dumps(report))
+    assert main(["card", str(run), "--evaluation", str(tmp_path / "stale.json")]) == 2
+    assert "scored 'elsewhere.keras', not this run's model.keras" in capsys.readouterr().err
+    assert not (run / "MODEL_CARD.md").exists()
 
 
 def test_a_folder_that_is_no_finished_run_is_named(tmp_path, capsys):

@@ -104,7 +104,7 @@ def test_evaluate_index_labels_with_an_ignore_class(tmp_path, capsys):
         str(tmp_path / "s.json"),
     ]
     assert main(arguments) == 0
-    assert "jaccard per class" in capsys.readouterr().out
+    assert "whole set" in capsys.readouterr().out
     row = json.loads((tmp_path / "s.json").read_text())["per_image"][0]
     predicted = predict(load_model(tmp_path / "model.keras"), image).argmax(-1)
     keep = label != 9
@@ -115,6 +115,59 @@ def test_evaluate_index_labels_with_an_ignore_class(tmp_path, capsys):
     assert row["jaccard_per_class"] == pytest.approx(iou, nan_ok=True)
     assert row["mean_iou"] == pytest.approx(np.nanmean(iou))
     assert row["pixel_error"] == pytest.approx(np.mean(predicted[keep] != label[keep]))
+
+
+def test_evaluate_whole_set_scores_pool_every_pixel_of_the_set(tmp_path, capsys):
+    """The whole set's global accuracy, class average and mIoU come from one confusion matrix over
+    all images (CamVid's convention), not from the mean of per-image scores: recomputed here from
+    the predictions with NumPy, on two images of different sizes where the two disagree."""
+    rng = np.random.default_rng(2)
+    save_model(unet((None, None, 1), num_classes=3, filters=2, depth=2), tmp_path / "model.keras")
+    labels = {}
+    for name, size in (("a.png", (32, 48)), ("b.png", (16, 16))):
+        save_png(rng.integers(0, 256, size, dtype=np.uint8), tmp_path / "images" / name)
+        labels[name] = rng.integers(0, 3, size).astype(np.uint8)
+        labels[name][:2] = 7  # void
+        save_png(labels[name], tmp_path / "labels" / name)
+    arguments = [
+        "evaluate",
+        str(tmp_path / "images"),
+        str(tmp_path / "labels"),
+        "--model",
+        str(tmp_path / "model.keras"),
+    ]
+    arguments += ["--label-mode", "index", "--num-classes", "3", "--ignore-class", "7"]
+    arguments += ["--class-names", "sky, road,car", "--json", str(tmp_path / "s.json")]
+    assert main(arguments) == 0
+    out = capsys.readouterr().out
+    report = json.loads((tmp_path / "s.json").read_text())
+    model = load_model(tmp_path / "model.keras")
+    truth, predicted = [], []
+    for name in ("a.png", "b.png"):
+        keep = labels[name] != 7
+        truth.append(labels[name][keep])
+        predicted.append(predict(model, read(tmp_path / "images" / name)).argmax(-1)[keep])
+    truth, predicted = np.concatenate(truth), np.concatenate(predicted)
+    iou = [np.sum((truth == k) & (predicted == k)) / np.sum((truth == k) | (predicted == k)) for k in range(3)]
+    recall = [np.mean(predicted[truth == k] == k) for k in range(3)]
+    whole = report["whole_set"]
+    assert whole["class_names"] == ["sky", "road", "car"]
+    assert whole["global_accuracy"] == pytest.approx(np.mean(truth == predicted))
+    assert whole["iou_per_class"] == pytest.approx(iou)
+    assert whole["mean_iou"] == pytest.approx(np.mean(iou))
+    assert whole["class_accuracy"] == pytest.approx(np.mean(recall))
+    assert whole["pixels_per_class"] == [int(np.sum(truth == k)) for k in range(3)]
+    assert np.sum(whole["confusion"]) == truth.size  # the void pixels counted nowhere
+    summary = next(line for line in out.splitlines() if line.startswith("whole set"))
+    assert f"mIoU {np.mean(iou):.4f}" in summary and f"global accuracy {np.mean(truth == predicted):.4f}" in summary
+    road = next(line for line in out.splitlines() if line.startswith("road "))
+    assert f"{iou[1]:.4f}" in road and f"{recall[1]:.4f}" in road
+
+
+def test_evaluate_refuses_class_names_that_do_not_match_the_classes(binary, capsys):
+    arguments = ["evaluate", str(binary / "images"), str(binary / "labels"), "--model", str(binary / "model.keras")]
+    assert main(arguments + ["--class-names", "membrane,cell,extra"]) == 2
+    assert "--class-names gives 3 name(s)" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("kind", ["rgb", "grey"])
