@@ -265,6 +265,103 @@ def best_rand_error(probability, label, thresholds=RAND_THRESHOLDS, border="sing
     return best
 
 
+def isbi2012_original_scores(probabilities, labels, thresholds=RAND_THRESHOLDS):
+    """A stack's "pixel error" and "Rand error" as the ISBI 2012 challenge first ranked entries.
+
+    These are the scores of the challenge's leaderboard from 2012 until its 2015 revision,
+    and the ones the U-Net paper reports (Ronneberger et al. 2015, Table 1: pixel error
+    0.0611, Rand error 0.0382, warping error 0.000353). Both are *1 - the maximal F-score*
+    over thresholds, with true and false positives summed over the slices of the stack
+    (Fiji's `trainableSegmentation.metrics` `PixelError` and `RandError`, used by the
+    challenge's scoring script), so neither is the fraction of misclassified pixels:
+
+    - "pixel_error": 1 - the F-score (Dice) of the cell interior (the label's 1) at the best
+      threshold.
+    - "rand_error": 1 - the F-score of the foreground-restricted Rand index at the best
+      threshold: pairs of pixels of the truth's cells (its membrane left out), "positive"
+      when in one segment (4-connected components); a predicted membrane pixel is in no
+      segment, as "singletons" in `segments` (Fiji leaves the prediction's zero component out
+      of the pairs). Pairs are counted within a slice, with Fiji's n (n - 1) / 2.
+
+    For a set too large to hold, sum `isbi2012_original_counts` over its images and pass the
+    sum to `isbi2012_scores_from_counts`.
+
+    Args:
+        probabilities: a stack (S, H, W) or (S, H, W, 1), or a list of (H, W[, 1]) maps, of
+            interior probabilities.
+        labels: the matching 0/1 masks (1 = cell interior).
+        thresholds: the thresholds searched (the challenge's script used a grid of 0.1 steps).
+
+    Returns:
+        `{"pixel_error", "pixel_threshold", "rand_error", "rand_threshold"}`.
+
+    Example:
+    >>> label = np.array([[1, 1, 0, 1, 1]])
+    >>> scores = isbi2012_original_scores([np.array([[0.9, 0.9, 0.6, 0.9, 0.9]])], [label], thresholds=(0.5, 0.7))
+    >>> scores["pixel_error"], scores["rand_error"], scores["rand_threshold"]
+    (0.0, 0.0, 0.7)
+    """
+    if len(probabilities) != len(labels) or not len(labels):
+        raise ValueError(f"Give one label per probability map; got {len(probabilities)} maps and {len(labels)} labels.")
+    counts = sum(isbi2012_original_counts(p, label, thresholds) for p, label in zip(probabilities, labels))
+    return isbi2012_scores_from_counts(counts, thresholds)
+
+
+def isbi2012_original_counts(probability, label, thresholds=RAND_THRESHOLDS):
+    """One image's counts behind `isbi2012_original_scores`, one row per threshold: interior
+    pixels right, predicted, true; pixel pairs in one segment in both, in the prediction, in
+    the truth. Sum them over a set.
+
+    Example:
+    >>> isbi2012_original_counts(np.array([[0.9, 0.2, 0.9]]), np.array([[1, 1, 0]]), (0.5,)).tolist()
+    [[1.0, 2.0, 2.0, 0.0, 0.0, 1.0]]
+    """
+    probability = _check_probability(probability)
+    if probability.shape[-1] == 2:  # a two-class softmax: channel 1 is the interior
+        probability = probability[..., 1:]
+    if probability.shape[-1] != 1:
+        raise ValueError(f"The ISBI 2012 scores take a one-channel interior probability; got {probability.shape}.")
+    truth = _binary_label(label)
+    if probability.shape[:2] != truth.shape:
+        raise ValueError(f"The prediction {probability.shape[:2]} and its label {truth.shape} differ in size.")
+    cells = segments(truth)
+    rows = []
+    for threshold in thresholds:
+        interior = probability[..., 0] > threshold
+        pixels = [np.sum(interior & (truth == 1)), interior.sum(), truth.sum()]
+        rows.append([*pixels, *_foreground_rand_pairs(cells, segments(interior))])
+    return np.array(rows, dtype="float64")
+
+
+def isbi2012_scores_from_counts(counts, thresholds=RAND_THRESHOLDS):
+    """`isbi2012_original_scores` from the sum of `isbi2012_original_counts` over a set."""
+    best = {"pixel_error": math.nan, "pixel_threshold": math.nan, "rand_error": math.nan, "rand_threshold": math.nan}
+    for threshold, row in zip(thresholds, np.asarray(counts, dtype="float64")):
+        for kind, (hits, predicted, true) in (("pixel", row[:3]), ("rand", row[3:])):
+            error = 1 - 2 * hits / (predicted + true) if predicted + true else math.nan
+            if not math.isnan(error) and (math.isnan(best[f"{kind}_error"]) or error < best[f"{kind}_error"]):
+                best[f"{kind}_error"], best[f"{kind}_threshold"] = float(error), float(threshold)
+    return best
+
+
+def _foreground_rand_pairs(truth, predicted):
+    """(pairs in one segment in both, in one predicted segment, in one true segment) over the
+    pixels of the truth's segments; predicted 0 (membrane) is in no segment."""
+    keep = truth > 0
+    true_ids, predicted_ids = truth[keep].astype("int64"), predicted[keep].astype("int64")
+    table = np.unique(true_ids * (predicted_ids.max() + 1) + predicted_ids, return_counts=True)
+    joint_predicted = table[0] % (predicted_ids.max() + 1)
+    both = table[1][joint_predicted > 0]
+    in_predicted = np.bincount(predicted_ids)[1:]
+    in_true = np.bincount(true_ids)[1:]
+
+    def pairs(counts):
+        counts = counts.astype("float64")
+        return float(np.sum(counts * (counts - 1) / 2))
+
+    return np.array([pairs(both), pairs(in_predicted), pairs(in_true)])
+
+
 def _binary_label(label):
     label = _two_d(label)
     values = np.unique(label)

@@ -11,6 +11,7 @@ from kfcn.evaluation import (
     confusion_scores,
     counting_scores,
     data_range,
+    isbi2012_original_scores,
     mean_scores,
     rand_and_vi,
     restoration_scores,
@@ -92,6 +93,45 @@ def test_whole_set_scores_pool_the_pixels_of_every_image():
     assert np.isnan(ignored["iou_per_class"][1]) and ignored["mean_iou"] == pytest.approx(np.mean([0.9, 2 / 3]))
     with pytest.raises(ValueError, match="square"):
         confusion_scores(np.zeros((2, 3)))
+
+
+def _brute_force_isbi2012(probabilities, labels, threshold):
+    """1 - F of interior pixels and of foreground-restricted Rand pairs, counted pair by pair."""
+    from scipy import ndimage
+
+    hits = predicted = true = pair_hits = pair_predicted = pair_true = 0
+    for probability, label in zip(probabilities, labels):
+        interior = probability > threshold
+        hits, predicted, true = hits + np.sum(interior & (label == 1)), predicted + interior.sum(), true + label.sum()
+        cells, _ = ndimage.label(label)  # 4-connected
+        parts, _ = ndimage.label(interior)
+        pixels = list(zip(*np.nonzero(cells)))  # the truth's cells only
+        for a in range(len(pixels)):
+            for b in range(a + 1, len(pixels)):
+                same_true = cells[pixels[a]] == cells[pixels[b]]
+                same_predicted = parts[pixels[a]] != 0 and parts[pixels[a]] == parts[pixels[b]]
+                pair_hits += same_true and same_predicted
+                pair_predicted += same_predicted
+                pair_true += same_true
+    return 1 - 2 * hits / (predicted + true), 1 - 2 * pair_hits / (pair_predicted + pair_true)
+
+
+def test_isbi2012_original_scores_equal_a_pair_by_pair_count(rng):
+    """The challenge's original pixel and Rand errors (1 - the best F-score, counts summed over the
+    stack), against counting every pair of pixels of two small random slices."""
+    labels = [(rng.random((9, 11)) > 0.3).astype(int) for _ in range(2)]
+    labels[0][4, :] = 0  # a membrane across: two cells at least
+    probabilities = [np.clip(label * 0.6 + rng.random(label.shape) * 0.5, 0, 1) for label in labels]
+    thresholds = (0.3, 0.5, 0.7)
+    scores = isbi2012_original_scores(probabilities, labels, thresholds)
+    by_threshold = {t: _brute_force_isbi2012(probabilities, labels, t) for t in thresholds}
+    assert scores["pixel_error"] == pytest.approx(min(pixel for pixel, _ in by_threshold.values()))
+    assert scores["rand_error"] == pytest.approx(min(rand for _, rand in by_threshold.values()))
+    assert by_threshold[scores["rand_threshold"]][1] == pytest.approx(scores["rand_error"])
+    perfect = isbi2012_original_scores([label.astype(float) for label in labels], labels, thresholds)
+    assert perfect["pixel_error"] == 0 and perfect["rand_error"] == 0
+    with pytest.raises(ValueError, match="one label per probability map"):
+        isbi2012_original_scores(probabilities, labels[:1])
 
 
 def test_confusion_matrix_is_a_bincount():

@@ -36,6 +36,8 @@ def test_held_out_scores_match_the_model_card():
     for name, row in measured["per_slice"].items():
         for key, value in row.items():
             assert value == pytest.approx(stated["plain"]["per_slice"][name][key], abs=2e-4), (name, key)
+    for key, value in measured["isbi2012_original"].items():
+        assert value == pytest.approx(stated["plain"]["isbi2012_original"][key], abs=2e-4), key
 
 
 VGG_CELLS = ROOT.parent / "shared" / "datasets" / "vgg_cells"

@@ -116,7 +116,7 @@ def _columns(args):
 
 def run(args):
     from kfcn.data import pair_files
-    from kfcn.evaluation import confusion_scores, mean_scores
+    from kfcn.evaluation import confusion_scores, isbi2012_scores_from_counts, mean_scores
     from kfcn.inference import model_geometry
 
     _check_options(args)
@@ -124,12 +124,14 @@ def run(args):
     pairs = pair_files(args.images, args.labels)
     model = load(args)
     data = _read_every_pair(args, pairs, model_geometry(model))
-    names, rows, confusion = _score_every_pair(args, model, pairs, data)
+    names, rows, confusion, isbi2012_counts = _score_every_pair(args, model, pairs, data)
     mean = mean_scores(rows)
     print(table(names, rows, _columns(args), footer=("mean", mean)))
     whole_set = None
     if args.task == "segmentation":
         whole_set = confusion_scores(confusion, args.ignore_class)
+        if args.label_mode == "binary":
+            whole_set["isbi2012_original"] = isbi2012_scores_from_counts(isbi2012_counts)
         print(_whole_set_text(whole_set, _class_names(args)))
     if json_path is not None:
         write_json(json_path, _report(args, names, rows, mean, whole_set, confusion))
@@ -159,6 +161,14 @@ def _whole_set_text(scores, class_names):
     ]
     columns = [("IoU", "iou", ".4f"), ("accuracy", "accuracy", ".4f"), ("pixels", "pixels", ",d")]
     lines.append(table(class_names, rows, columns, first="class"))
+    original = scores.get("isbi2012_original")
+    if original:
+        lines.append(
+            "as the ISBI 2012 challenge ranked entries until 2015 and the U-Net paper reports them (1 - the best "
+            f"F-score over thresholds, counts pooled over the images): pixel error {original['pixel_error']:.4f} "
+            f"(at {original['pixel_threshold']:g}), Rand error {original['rand_error']:.4f} "
+            f"(at {original['rand_threshold']:g})"
+        )
     return "\n".join(lines)
 
 
@@ -200,10 +210,10 @@ def _score_every_pair(args, model, pairs, data):
     image whole or tiled (predict_tiled decides)."""
     from tqdm.auto import tqdm
 
-    from kfcn.evaluation import segmentation_confusion
+    from kfcn.evaluation import isbi2012_original_counts, segmentation_confusion
     from kfcn.inference import predict_tiled
 
-    names, rows, confusion = [], [], None
+    names, rows, confusion, isbi2012_counts = [], [], None, 0
     # A progress bar on a terminal only (disable=None): logs and pipes get the table alone.
     for (image_path, _), (image, label) in tqdm(
         list(zip(pairs, data)), desc="evaluating", unit="image", disable=None, leave=False
@@ -216,7 +226,9 @@ def _score_every_pair(args, model, pairs, data):
                 prediction, label, args.label_mode, args.num_classes, args.ignore_class, args.threshold
             )
             confusion = one if confusion is None else confusion + one
-    return names, rows, confusion
+            if args.label_mode == "binary":
+                isbi2012_counts = isbi2012_counts + isbi2012_original_counts(prediction, label)
+    return names, rows, confusion, isbi2012_counts
 
 
 REPORTED_OPTIONS = ("label_mode", "num_classes", "ignore_class", "threshold", "border", "tta")

@@ -11,6 +11,7 @@ from scipy import ndimage
 from skimage.metrics import adapted_rand_error
 
 from kfcn.cli import main
+from kfcn.evaluation import RAND_THRESHOLDS, isbi2012_original_scores
 from kfcn.inference import predict
 from kfcn.models import unet
 from kfcn.saving import load_model, save_model
@@ -69,6 +70,22 @@ def test_evaluate_segmentation_matches_an_independent_computation(binary, tmp_pa
         assert [row[key] for row in report["per_image"]] == pytest.approx(values, abs=1e-9), key
         assert report["mean"][key] == pytest.approx(np.mean(values)), key
     assert all(row["rand_error_best"] <= row["adapted_rand_error"] + 1e-12 for row in report["per_image"])
+    # The whole set: one confusion matrix, and the challenge's original pixel error (1 - the best
+    # Dice of the interior over thresholds, counts pooled over the images), recomputed here.
+    maps = [predict(model, read(binary / "images" / f"s{i}.png"))[..., 0] for i in range(3)]
+    truths = [read(binary / "labels" / f"s{i}.png") == 255 for i in range(3)]
+    wrong = sum(np.sum((p > 0.5) != t) for p, t in zip(maps, truths))
+    assert report["whole_set"]["pixel_error"] == pytest.approx(wrong / sum(t.size for t in truths))
+    dice = [
+        2
+        * sum(np.sum((p > th) & t) for p, t in zip(maps, truths))
+        / sum(np.sum(p > th) + t.sum() for p, t in zip(maps, truths))
+        for th in RAND_THRESHOLDS
+    ]
+    original = report["whole_set"]["isbi2012_original"]
+    assert original["pixel_error"] == pytest.approx(1 - max(dice))
+    assert original["rand_error"] == pytest.approx(isbi2012_original_scores(maps, truths)["rand_error"])
+    assert f"pixel error {original['pixel_error']:.4f}" in out
     lines = out.splitlines()
     header = next(line for line in lines if line.startswith("image"))
     assert "pixel error" in header and "Rand error" in header and "VI split" in header
