@@ -126,9 +126,11 @@ def _training_line(config, summary, log):
         if config.get("extended")
         else ""
     )
+    used = config.get("precision_used") or {"precision": config["precision"], "jit_compile": config["jit_compile"]}
     return (
         f"Trained for {summary['epochs_run']} epoch(s) of {config['steps']} steps in {_training_time(log)} "
-        f"(Keras {summary.get('keras')}, {summary.get('backend')} backend) on {where}.{extended}"
+        f"(Keras {summary.get('keras')}, {summary.get('backend')} backend) on {where}, computing in "
+        f"{used['precision']} with XLA {'on' if used['jit_compile'] else 'off'}.{extended}"
     )
 
 

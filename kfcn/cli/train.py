@@ -109,8 +109,10 @@ OPTIONS = {
     "precision": (
         "float32",
         str,
-        "compute precision; mixed: float32 weights, bfloat16/float16 compute (GPUs, BF16 CPUs)",
-        ("float32", "mixed_bfloat16", "mixed_float16"),
+        "compute precision; mixed: float32 weights, bfloat16/float16 compute (GPUs, BF16 CPUs); auto: "
+        "mixed_bfloat16 without XLA on a CPU with native BF16 (avx512_bf16 or amx_bf16) and no GPU, else float32 "
+        "with --jit-compile as set (recorded in config.json as precision_used, and kept when the run resumes)",
+        ("float32", "mixed_bfloat16", "mixed_float16", "auto"),
     ),
     "jit_compile": (False, "bool", "compile the training step with XLA (faster on CPU with TensorFlow)"),
     "seed": (0, int, "seed of the crops, the augmentation and the initial weights"),
@@ -126,7 +128,7 @@ TYPE_WORDS = {float: "a number", int: "an integer", str: "text", "bool": "true o
 BIT_DEPTH_FLAG = "--input-range LOW,HIGH"
 CLASS_WEIGHTS_WORDS = ("none", "median-frequency", "sqrt-median-frequency")
 # What a run records beside its options in config.json (read back by a resumed run, not an option).
-RECORDED = ("extended", "class_weight_values")
+RECORDED = ("extended", "class_weight_values", "precision_used")
 # Where --label-mode density defaults otherwise, unless a recipe, --config or a flag sets the option.
 DENSITY_DEFAULTS = {"loss": "mse", "augment": "flips"}
 DENSITY_LOSSES = ("mse", "mae")
@@ -509,9 +511,43 @@ def prepare_run_dir(config):
 
 
 def _keep_recorded_class_weights(config, before):
-    """A resumed or extended run trains with the class weights its config.json records, not recomputed ones."""
+    """A resumed or extended run trains with the class weights and the precision its config.json records, not
+    ones recomputed (on another machine, `--precision auto` could choose otherwise)."""
     if before.get("class_weight_values") is not None:
         config["class_weight_values"] = before["class_weight_values"]
+    if before.get("precision_used") is not None:
+        config["precision_used"] = before["precision_used"]
+
+
+def precision_used(config, facts=None):
+    """`{"precision", "jit_compile", "why"}`: what the run computes in. `--precision auto` is decided here, once,
+    by the machine (`machine()` facts) and recorded; a resumed run keeps the recorded choice.
+
+    bfloat16 pays only where the CPU has it natively: measured on the ISBI U-Net step (benchmarks/README.md,
+    training_precision.py), mixed_bfloat16 without XLA ran 3.8x float32 on an AMX/AVX-512-BF16 Xeon, while XLA's
+    CPU code gained nothing from it (0.79x) and an AVX2 CPU emulates it (0.56x).
+
+    Example:
+    >>> precision_used({"precision": "auto", "jit_compile": True}, {"bf16": False, "gpu": False})["precision"]
+    'float32'
+    >>> precision_used({"precision": "auto", "jit_compile": True}, {"bf16": True, "gpu": False})["jit_compile"]
+    False
+    """
+    if config["precision"] != "auto":
+        return {"precision": config["precision"], "jit_compile": config["jit_compile"], "why": "as given"}
+    if config.get("precision_used") is not None:
+        return config["precision_used"]
+    facts = machine() if facts is None else facts
+    if facts.get("gpu"):
+        why = (
+            "auto: a GPU, for which auto does not choose yet; pass --precision mixed_bfloat16 (Ampere or newer) or "
+            "mixed_float16 for mixed precision there"
+        )
+        return {"precision": "float32", "jit_compile": config["jit_compile"], "why": why}
+    if facts.get("bf16"):
+        why = "auto: the CPU has native BF16 (avx512_bf16/amx_bf16); XLA off, as it gains nothing from BF16 on CPU"
+        return {"precision": "mixed_bfloat16", "jit_compile": False, "why": why}
+    return {"precision": "float32", "jit_compile": config["jit_compile"], "why": "auto: no native BF16 on this CPU"}
 
 
 def class_weight_values(config, train):
@@ -815,7 +851,7 @@ def machine():
     Example:
     >>> facts = machine()
     >>> sorted(facts)
-    ['avx512', 'bf16', 'cores', 'processor', 'system']
+    ['avx512', 'bf16', 'cores', 'gpu', 'processor', 'system']
     """
     import platform
 
@@ -834,8 +870,27 @@ def machine():
         "cores": os.cpu_count(),
         "avx512": "avx512f" in flags,
         "bf16": bool(flags & {"avx512_bf16", "amx_bf16"}),
+        "gpu": _gpu_visible(),
         "system": f"{platform.system()} {platform.release()}",
     }
+
+
+def _gpu_visible():
+    """Whether the backend sees a GPU (TensorFlow's devices; JAX's or PyTorch's on those backends)."""
+    import keras
+
+    backend = keras.config.backend()
+    if backend == "jax":
+        import jax
+
+        return any(device.platform == "gpu" for device in jax.devices())
+    if backend == "torch":
+        import torch
+
+        return bool(torch.cuda.is_available())
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU"))
 
 
 def _held_out_description(config, validation):
@@ -942,7 +997,9 @@ def _train(config, run_dir, resuming, safe_mode=True):
     density = config["label_mode"] == "density"
     outputs = 1 if config["label_mode"] in ("binary", "density") else config["num_classes"]
     train, validation, channels = _pairs(config)
-    model = build_model(config, channels, outputs, safe_mode)
+    config["precision_used"] = precision_used(config)
+    computing = config | {key: config["precision_used"][key] for key in ("precision", "jit_compile")}
+    model = build_model(computing, channels, outputs, safe_mode)
     multiple = _check_crop(model, config["crop"])
     _check_image_sizes(config)
     recorded = config.get("class_weight_values") is not None
@@ -951,7 +1008,7 @@ def _train(config, run_dir, resuming, safe_mode=True):
     if density and validation is not None:
         validation = _with_density_targets(validation, target_map)
     batches = _crop_batches(config, model, train, weight_map, target_map)
-    scores = _compile(model, config, outputs)
+    scores = _compile(model, computing, outputs)
     monitor = _monitored_quantity(config, scores, validation is not None, density, outputs)
     mode = monitor_mode(monitor, model)
     with replace_old_run(run_dir, enabled=config["overwrite"]) as old_run:  # every input is checked by now
@@ -1032,6 +1089,9 @@ def _announce(config, model, run_dir, resuming, validation, weights, recorded):
         + (f" (extended to {config['epochs']} epochs)" if config.get("extended") else "")
     )
     print(_held_out_description(config, validation))
+    used = config["precision_used"]
+    if config["precision"] == "auto":
+        print(f"precision: {used['precision']}, XLA {'on' if used['jit_compile'] else 'off'} ({used['why']})")
     if weights is not None:
         choice = config["class_weights"]
         source = "recorded in config.json" if recorded else choice if isinstance(choice, str) else "as given"

@@ -152,6 +152,35 @@ def test_mixed_precision_training_keeps_float32_weights_and_outputs(data, tmp_pa
     assert model.layers[3].compute_dtype == "bfloat16" and model.layers[-1].compute_dtype == "float32"
 
 
+def test_auto_precision_follows_the_machine_once_and_a_resumed_run_keeps_it(data, tmp_path, monkeypatch, capsys):
+    """--precision auto: bfloat16 without XLA where the CPU has native BF16, float32 elsewhere; the choice is
+    recorded, and an extension on a machine without BF16 keeps computing as the run began."""
+    import kfcn.cli.train as train
+
+    facts = train.machine()
+
+    def pretend(bf16):
+        monkeypatch.setattr(train, "machine", lambda: facts | {"bf16": bf16, "gpu": False})
+
+    pretend(True)
+    run = tmp_path / "bf16"
+    assert main(command(data, run, "--precision", "auto", "--jit-compile", "--epochs", "1")) == 0
+    used = json.loads((run / "config.json").read_text())["precision_used"]
+    assert (used["precision"], used["jit_compile"]) == ("mixed_bfloat16", False)
+    assert "precision: mixed_bfloat16, XLA off" in capsys.readouterr().out
+    assert load_model(run / "model.keras").layers[3].compute_dtype == "bfloat16"
+    pretend(False)
+    assert main(command(data, run, "--precision", "auto", "--jit-compile", "--epochs", "2")) == 0  # extended
+    config = json.loads((run / "config.json").read_text())
+    assert config["precision_used"] == used and config["extended"] == [{"epochs_before": 1}]
+    assert load_model(run / "model.keras").layers[3].compute_dtype == "bfloat16"
+    other = tmp_path / "float32"
+    assert main(command(data, other, "--precision", "auto", "--jit-compile", "--epochs", "1")) == 0
+    used = json.loads((other / "config.json").read_text())["precision_used"]
+    assert (used["precision"], used["jit_compile"]) == ("float32", True) and "no native BF16" in used["why"]
+    assert load_model(other / "model.keras").layers[3].compute_dtype == "float32"
+
+
 def snapshot(folder):
     """Every file under `folder` with its bytes: what a failed command must leave as it was."""
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
