@@ -40,6 +40,18 @@ def binary(tmp_path_factory):
     return folder
 
 
+def evaluate_folder(folder, *options):
+    """`kfcn evaluate` of folder/images against folder/labels with folder/model.keras."""
+    return [
+        "evaluate",
+        str(folder / "images"),
+        str(folder / "labels"),
+        "--model",
+        str(folder / "model.keras"),
+        *options,
+    ]
+
+
 def read(path):
     return np.asarray(Image.open(path))
 
@@ -103,24 +115,8 @@ def test_evaluate_index_labels_with_an_ignore_class(tmp_path, capsys):
     label[:4] = 9  # void
     save_png(image, tmp_path / "images" / "a.png")
     save_png(label, tmp_path / "labels" / "a.png")
-    arguments = [
-        "evaluate",
-        str(tmp_path / "images"),
-        str(tmp_path / "labels"),
-        "--model",
-        str(tmp_path / "model.keras"),
-    ]
-    arguments += [
-        "--label-mode",
-        "index",
-        "--num-classes",
-        "3",
-        "--ignore-class",
-        "9",
-        "--json",
-        str(tmp_path / "s.json"),
-    ]
-    assert main(arguments) == 0
+    options = ["--label-mode", "index", "--num-classes", "3", "--ignore-class", "9", "--json", str(tmp_path / "s.json")]
+    assert main(evaluate_folder(tmp_path, *options)) == 0
     assert "whole set" in capsys.readouterr().out
     row = json.loads((tmp_path / "s.json").read_text())["per_image"][0]
     predicted = predict(load_model(tmp_path / "model.keras"), image).argmax(-1)
@@ -146,16 +142,9 @@ def test_evaluate_whole_set_scores_pool_every_pixel_of_the_set(tmp_path, capsys)
         labels[name] = rng.integers(0, 3, size).astype(np.uint8)
         labels[name][:2] = 7  # void
         save_png(labels[name], tmp_path / "labels" / name)
-    arguments = [
-        "evaluate",
-        str(tmp_path / "images"),
-        str(tmp_path / "labels"),
-        "--model",
-        str(tmp_path / "model.keras"),
-    ]
-    arguments += ["--label-mode", "index", "--num-classes", "3", "--ignore-class", "7"]
-    arguments += ["--class-names", "sky, road,car", "--json", str(tmp_path / "s.json")]
-    assert main(arguments) == 0
+    options = ["--label-mode", "index", "--num-classes", "3", "--ignore-class", "7"]
+    options += ["--class-names", "sky, road,car", "--json", str(tmp_path / "s.json")]
+    assert main(evaluate_folder(tmp_path, *options)) == 0
     out = capsys.readouterr().out
     report = json.loads((tmp_path / "s.json").read_text())
     model = load_model(tmp_path / "model.keras")
