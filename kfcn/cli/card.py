@@ -225,8 +225,8 @@ def _held_out_section(path, model_file):
     lines = [
         f"## Held-out scores: `{_shown(report.get('images'))}`",
         "",
-        f"`kfcn evaluate` ({task}; {options}) on {len(per_image)} image(s) the model did not train on. "
-        "Means over images:",
+        f"`kfcn evaluate` ({task}{'; ' + options if options else ''}) on {len(per_image)} image(s) the model did "
+        "not train on. Means over images:",
         "",
         "| " + " | ".join(key for key, value in mean.items() if not isinstance(value, list)) + " |",
         "|---" * sum(not isinstance(value, list) for value in mean.values()) + "|",

@@ -241,7 +241,7 @@ def _report(args, names, rows, mean, whole_set, confusion):
         "images": str(args.images),
         "labels": str(args.labels),
         "task": args.task,
-        "options": {key: getattr(args, key) for key in REPORTED_OPTIONS},
+        "options": {key: getattr(args, key) for key in (REPORTED_OPTIONS if args.task == "segmentation" else ("tta",))},
         "per_image": [{"image": name, **row} for name, row in zip(names, rows)],
         "mean": mean,
     }

@@ -203,6 +203,7 @@ def test_evaluate_counting_sums_the_density(tmp_path, kind):
     errors = np.abs(np.array(sums) - counts)
     assert report["mean"]["absolute_error"] == pytest.approx(errors.mean(), rel=1e-5)
     assert report["mean"]["relative_error"] == pytest.approx(np.mean(errors / counts), rel=1e-5)
+    assert report["options"] == {"tta": None}  # the segmentation options do not apply to a count
 
 
 def test_evaluate_counting_refuses_colour_marks_that_are_not_dots(tmp_path, capsys):
