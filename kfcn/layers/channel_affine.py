@@ -10,15 +10,23 @@ from keras import ops
 from kfcn.layers._checks import require_rank4
 
 
-def _per_channel(name, value):
-    """A float or a sequence of finite floats, as a tuple."""
-    values = (value,) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+def per_channel_values(name, value, owner="ChannelAffine", channels=None):
+    """A number or a sequence of finite numbers, as a tuple of floats; `channels` given: a number repeated, and
+    a sequence of another length refused. `owner` names the caller in the error.
+
+    Example:
+    >>> per_channel_values("scale", 2, channels=3)
+    (2.0, 2.0, 2.0)
+    """
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    values = (value,) * (channels or 1) if number else value
+    count = "one number per channel" if channels is None else f"1 or {channels} numbers"
     try:
         values = tuple(float(v) for v in values)
     except (TypeError, ValueError):
-        raise ValueError(f"ChannelAffine: `{name}` is a number or one number per channel; got {value!r}.") from None
-    if not values or not all(math.isfinite(v) for v in values):
-        raise ValueError(f"ChannelAffine: `{name}` needs finite numbers; got {value!r}.")
+        raise ValueError(f"{owner}: `{name}` is a number or {count}; got {value!r}.") from None
+    if not values or not all(math.isfinite(v) for v in values) or (channels and len(values) != channels):
+        raise ValueError(f"{owner}: `{name}` needs finite numbers, {count}; got {value!r}.")
     return values
 
 
@@ -52,8 +60,8 @@ class ChannelAffine(keras.layers.Layer):
 
     def __init__(self, scale=1.0, offset=0.0, reverse_channels=False, **kwargs):
         super().__init__(**kwargs)
-        self.scale = _per_channel("scale", scale)
-        self.offset = _per_channel("offset", offset)
+        self.scale = per_channel_values("scale", scale)
+        self.offset = per_channel_values("offset", offset)
         self.reverse_channels = bool(reverse_channels)
 
     def _check_channels(self, channels):

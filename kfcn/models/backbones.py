@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import keras
 
 from kfcn.layers import ChannelAffine
+from kfcn.layers.channel_affine import per_channel_values
 from kfcn.models import hub
 from kfcn.models.encoders import EncoderOutput
 from kfcn.optional import KERAS_HUB_INSTALL
@@ -49,23 +50,9 @@ class Preprocessing:
     @classmethod
     def from_scale_offset(cls, scale, offset, reverse_channels=False, source="given", channels=3):
         """From a number or per-channel numbers each (keras-hub's `ImageConverter` convention; None is 1 or 0)."""
-
-        def per_channel(name, value, default):
-            value = default if value is None else value
-            values = [value] * channels if isinstance(value, (int, float)) and not isinstance(value, bool) else value
-            try:
-                values = tuple(float(v) for v in values)
-            except (TypeError, ValueError):
-                raise ValueError(
-                    f"encoder_preprocessing: `{name}` is a number or {channels} numbers; got {value!r}."
-                ) from None
-            if len(values) != channels or not all(math.isfinite(v) for v in values):
-                raise ValueError(
-                    f"encoder_preprocessing: `{name}` needs 1 or {channels} finite numbers; got {value!r}."
-                )
-            return values
-
-        return cls(per_channel("scale", scale, 1.0), per_channel("offset", offset, 0.0), reverse_channels, source)
+        scale = per_channel_values("scale", 1.0 if scale is None else scale, "encoder_preprocessing", channels)
+        offset = per_channel_values("offset", 0.0 if offset is None else offset, "encoder_preprocessing", channels)
+        return cls(scale, offset, reverse_channels, source)
 
 
 def _imagenet_torch():

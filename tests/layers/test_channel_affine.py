@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from kfcn.layers import ChannelAffine
+from kfcn.layers.channel_affine import per_channel_values
 from tests.layer_testing import run_layer_test, to_numpy
 
 pytestmark = pytest.mark.backend
@@ -33,3 +34,10 @@ def test_refusals():
         ChannelAffine(offset=[float("nan")])
     with pytest.raises(ValueError, match="one number per channel"):
         ChannelAffine(scale="bgr")
+
+
+def test_per_channel_values_repeat_a_number_and_refuse_another_count():
+    assert per_channel_values("scale", 0.5, channels=3) == (0.5, 0.5, 0.5)
+    assert per_channel_values("offset", [1, 2, 3], channels=3) == (1.0, 2.0, 3.0)
+    with pytest.raises(ValueError, match="encoder_preprocessing: `scale` needs finite numbers, 1 or 3 numbers"):
+        per_channel_values("scale", [1, 2], "encoder_preprocessing", channels=3)
