@@ -35,13 +35,24 @@ def run(args):
 
     folder = Path(args.folder)
     output = Path(args.output) if args.output else folder / "MODEL_CARD.md"
-    text = model_card(folder, evaluations=args.evaluation)
+    # A card written outside its run folder (a shipped model's, beside it) takes the run's config.json and
+    # curves along, as OUTPUT-STEM_config.json and _curves.png, so that what it names is beside it.
+    prefix = "" if output.parent.resolve() == folder.resolve() else output.stem + "_"
+    text = model_card(folder, evaluations=args.evaluation, prefix=prefix)
+    companions = [name for name in ("config.json", "curves.png") if prefix and (folder / name).is_file()]
+    for name in companions:
+        with atomic_path(output.parent / (prefix + name)) as temporary:
+            if name == "config.json":  # with its paths as the card shows them: none of this machine
+                config = json.loads((folder / name).read_text())
+                temporary.write_text(json.dumps({key: _shown(value) for key, value in config.items()}, indent=2) + "\n")
+            else:
+                temporary.write_bytes((folder / name).read_bytes())
     with atomic_path(output) as temporary:
         temporary.write_text(text)
-    print(f"wrote {output}")
+    print(f"wrote {output}" + "".join(f", {output.parent / (prefix + name)}" for name in companions))
 
 
-def model_card(folder, evaluations=()):
+def model_card(folder, evaluations=(), prefix=""):
     """The Markdown model card of the run folder `folder`.
 
     Args:
@@ -49,6 +60,8 @@ def model_card(folder, evaluations=()):
         evaluations: paths of `kfcn evaluate --json` reports of the folder's `model.keras` on
             held-out data, each shown as a table (for segmentation with the whole set's scores
             per class).
+        prefix: the card names the run's files `config.json` and `curves.png` with this prefix:
+            the names of their copies beside a card written outside the run folder.
 
     Raises:
         ValueError: a folder that is not a finished run, naming the missing file; a report that
@@ -85,7 +98,8 @@ def model_card(folder, evaluations=()):
         "",
         "## How it was made",
         "",
-        "    kfcn train --config config.json   # every setting below; config.json is in the run folder",
+        f"    kfcn train --config {prefix}config.json   # every setting below"
+        + ("; config.json is in the run folder" if not prefix else ""),
         "",
         "| setting | value |",
         "|---|---|",
@@ -104,7 +118,7 @@ def model_card(folder, evaluations=()):
         "",
         _score_table(log, best),
         "",
-        "![training curves](curves.png)" if (folder / "curves.png").is_file() else "",
+        f"![training curves]({prefix}curves.png)" if (folder / "curves.png").is_file() else "",
         "",
         *held_out,
     ]

@@ -42,6 +42,20 @@ def test_the_card_states_the_run_and_is_regenerated_after_an_extension(tmp_path,
     assert f"| cell | {whole['iou_per_class'][1]:.4f} | {whole['accuracy_per_class'][1]:.4f} |" in card
     assert f"{report['mean']['pixel_error']:.4f}" in card
     assert str(tmp_path) not in card
+    # Written beside a shipped model, the card takes the run's config.json and curves along, named after it.
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    assert main(["card", str(run), "--evaluation", str(report_path), "--output", str(shipped / "cells.md")]) == 0
+    beside = (shipped / "cells.md").read_text()
+    assert "kfcn train --config cells_config.json" in beside and "![training curves](cells_curves.png)" in beside
+    assert (shipped / "cells_curves.png").read_bytes() == (run / "curves.png").read_bytes()
+    copied, original = (
+        json.loads((shipped / "cells_config.json").read_text()),
+        json.loads((run / "config.json").read_text()),
+    )
+    assert copied.keys() == original.keys() and copied["crop"] == original["crop"] == 32
+    assert str(tmp_path) not in (shipped / "cells_config.json").read_text()  # the run's paths were absolute
+    assert sorted(path.name for path in shipped.iterdir()) == ["cells.md", "cells_config.json", "cells_curves.png"]
     assert main(command(data, run, "--epochs", "3")) == 0  # extended
     assert main(["card", str(run)]) == 0
     card = (run / "MODEL_CARD.md").read_text()
