@@ -37,6 +37,37 @@ def test_count_cells_quick(tmp_path):
     assert "N = 8: MAE" in run_example("count_cells.py", tmp_path, "--report", report) and report.is_file()
 
 
+@pytest.mark.skipif(not VGG_CELLS.is_dir(), reason="needs ../shared/datasets/vgg_cells (CI has it)")
+def test_counter_runs_trains_scores_and_ships_with_kfcn_and_skips_finished_runs(tmp_path):
+    arguments = ["--runs", "runs", "--report", "counter.json", "--ship", "shipped/counter.keras"]
+    first = run_example("counter_runs.py", tmp_path, *arguments)
+    report = json.loads((tmp_path / "counter.json").read_text())
+    assert "vgg-cells-n4/run-e1-s0: training" in first
+    assert len(report["train_images"]) == 4 and len(report["held_out_images"]) == 96
+    assert not set(report["train_images"]) & set(report["held_out_images"])
+    assert (
+        sorted(int(path.name[:3]) for path in (tmp_path / "runs" / "vgg-cells-n4" / "images").iterdir())
+        == report["train_images"]
+    )
+    held_out = json.loads((tmp_path / "runs" / "vgg-cells-n4" / "run-e1-s0-heldout.json").read_text())["per_image"]
+    errors = [image["predicted_count"] - image["true_count"] for image in held_out]
+    assert report["result"]["mae"] == pytest.approx(np.abs(errors).mean())
+    assert (
+        report["seeds"] == [report["result"]] and "RUNS" in report["command"] and str(tmp_path) not in report["command"]
+    )
+    shipped = tmp_path / "shipped"
+    assert sorted(path.name for path in shipped.iterdir()) == [
+        "counter.keras",
+        "counter.md",
+        "counter_config.json",
+        "counter_curves.png",
+    ]
+    card = (shipped / "counter.md").read_text()
+    assert "## Held-out scores: `val-images`" in card and f"| {report['result']['mae']:.4f} |" in card
+    again = run_example("counter_runs.py", tmp_path, *arguments)  # a finished run is scored again, not retrained
+    assert "training" not in again and json.loads((tmp_path / "counter.json").read_text()) == report
+
+
 def test_restore_isbi_quick(tmp_path):
     report, figure = tmp_path / "report.json", tmp_path / "figure.png"
     run_example("restore_isbi.py", tmp_path, "--report", report, "--figure", figure)
