@@ -1,5 +1,6 @@
 """Smoke tests of the example scripts' --quick modes (their full runs are documented in the README)."""
 
+import doctest
 import json
 import os
 import subprocess
@@ -18,10 +19,11 @@ VGG_CELLS = ROOT.parent / "shared" / "datasets" / "vgg_cells"
 pytestmark = pytest.mark.tensorflow_only(reason="the examples use tf.data")
 
 
-def run_example(name, tmp_path, *arguments):
-    """Runs `examples/NAME --quick ARGUMENTS` in a subprocess in `tmp_path`; returns its stdout."""
+def run_example(name, tmp_path, *arguments, quick=True):
+    """Runs `examples/NAME --quick ARGUMENTS` (without --quick if not `quick`) in a subprocess in `tmp_path`;
+    returns its stdout."""
     done = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / name), "--quick", *map(str, arguments)],
+        [sys.executable, str(ROOT / "examples" / name), *(["--quick"] if quick else []), *map(str, arguments)],
         capture_output=True,
         text=True,
         env=os.environ | {"KERAS_BACKEND": "tensorflow"},
@@ -29,6 +31,15 @@ def run_example(name, tmp_path, *arguments):
     )
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout
+
+
+@pytest.mark.parametrize(
+    "name", sorted(path.stem for path in (ROOT / "examples").glob("*.py") if ">>>" in path.read_text())
+)
+def test_the_docstring_examples_of_the_example_modules_hold(name, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # whatever an example writes stays in tmp_path
+    failures, tried = doctest.testmod(example_module(name), optionflags=doctest.ELLIPSIS)
+    assert tried and not failures
 
 
 @pytest.mark.skipif(not VGG_CELLS.is_dir(), reason="needs ../shared/datasets/vgg_cells (CI has it)")
@@ -66,6 +77,15 @@ def test_counter_runs_trains_scores_and_ships_with_kfcn_and_skips_finished_runs(
     assert "## Held-out scores: `val-images`" in card and f"| {report['result']['mae']:.4f} |" in card
     again = run_example("counter_runs.py", tmp_path, *arguments)  # a finished run is scored again, not retrained
     assert "training" not in again and json.loads((tmp_path / "counter.json").read_text()) == report
+
+    # its deployment forms, exported and scored on the same held-out images: Keras agrees with kfcn evaluate
+    exported = ["--model", shipped / "counter.keras", "--card", "counter.json", "--output", "exports"]
+    run_example("export_counter.py", tmp_path, *exported, "--report", "deployment.json", quick=False)
+    forms = json.loads((tmp_path / "deployment.json").read_text())["metrics_over_held_out_images"]
+    assert forms["keras"]["mae"] == pytest.approx(report["result"]["mae"], abs=1e-3)
+    assert forms["tflite_float32"]["mae"] == pytest.approx(report["result"]["mae"], abs=1e-2)
+    assert sorted(forms) == ["keras", "saved_model", "tflite_float16", "tflite_float32", "tflite_int8"]
+    assert (tmp_path / "exports" / "vgg_cells_counter_int8.tflite").is_file()
 
 
 def test_restore_isbi_quick(tmp_path):

@@ -1,0 +1,85 @@
+"""A shipped model's deployment forms (SavedModel, TFLite float32 / float16 / int8) and their held-out table.
+
+`export_forms` writes the files and returns, for each form, a function image -> output map that
+runs the written file (not the Keras model), so the table measures what a deployment serves;
+`held_out_table` scores every form with the task's own score and states the drift from Keras.
+`examples/export_isbi.py` and `examples/export_counter.py` use both.
+
+Example (a tiny model; the files go into a temporary folder):
+>>> import tempfile, kfcn
+>>> model = kfcn.models.unet((None, None, 1), filters=2, depth=1, input_range=(0, 255))
+>>> images = [np.random.default_rng(0).uniform(0, 255, (16, 16, 1)).astype("float32")]
+>>> forms, files, card = export_forms(model, tempfile.mkdtemp(), "tiny", images, (16, 16), {})
+>>> sorted(forms), card["output"]["name"]
+(['keras', 'saved_model', 'tflite_float16', 'tflite_float32', 'tflite_int8'], 'probabilities')
+>>> table = held_out_table(forms, images, lambda outputs: {"mean": float(np.mean(outputs))})  # doctest: +ELLIPSIS
+keras           mean ...  max_abs_drift_vs_keras 0  mean_abs_drift_vs_keras 0
+...
+>>> table["tflite_float32"]["max_abs_drift_vs_keras"] < 1e-4
+True
+"""
+
+from __future__ import annotations
+
+import kfcn  # noqa: F401  (first: Keras and TensorFlow then start without their C++ log)
+
+# isort: split
+import json
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+from ai_edge_litert.interpreter import Interpreter
+
+from kfcn.inference import predict
+
+
+def tflite_predictor(path, input_name, output_name):
+    """image (H, W, C) raw pixels -> the output map of the `.tflite` file at `path` (its signature runner)."""
+    runner = Interpreter(model_path=str(path), num_threads=2).get_signature_runner("serving_default")
+    return lambda image: runner(**{input_name: image[None].astype("float32")})[output_name][0]
+
+
+def export_forms(model, output, stem, calibration, input_shape, metadata):
+    """Writes OUTPUT/STEM_serving/1 (SavedModel) and OUTPUT/STEM_{float32,float16,int8}.tflite (fixed
+    `input_shape`; int8 calibrated on the raw `calibration` images); returns (forms: name -> predictor,
+    files: name -> path or {path, bytes, ops}, the SavedModel's model card)."""
+    output = Path(output)
+    folder = kfcn.export.saved_model(model, output / f"{stem}_serving", version=1, overwrite=True, metadata=metadata)
+    reports = {
+        "float32": kfcn.export.tflite(model, output / f"{stem}_float32.tflite", input_shape=input_shape),
+        "float16": kfcn.export.tflite(model, output / f"{stem}_float16.tflite", "float16", input_shape=input_shape),
+        "int8": kfcn.export.tflite(model, output / f"{stem}_int8.tflite", "int8", calibration, input_shape=input_shape),
+    }
+    card = json.loads((folder / kfcn.export.MODEL_CARD_NAME).read_text())
+    input_name, output_name = card["input"]["name"], card["output"]["name"]
+    serve = tf.saved_model.load(str(folder)).signatures["serving_default"]
+    forms = {
+        "keras": lambda image: predict(model, image),
+        "saved_model": lambda image: serve(**{input_name: tf.constant(image[None])})[output_name].numpy()[0],
+        **{
+            f"tflite_{name}": tflite_predictor(report["path"], input_name, output_name)
+            for name, report in reports.items()
+        },
+    }
+    files = {
+        "saved_model": str(folder),
+        **{f"tflite_{name}": {"path": r["path"], "bytes": r["bytes"], "ops": r["ops"]} for name, r in reports.items()},
+    }
+    return forms, files, card
+
+
+def held_out_table(forms, images, score):
+    """form -> `score(outputs)` (a dict of the task's figures over the images' output maps) plus the largest
+    and the mean |output - Keras output| over the images; prints one line a form as it goes."""
+    reference = [forms["keras"](image) for image in images]
+    table = {}
+    for form, run in forms.items():
+        outputs = [run(image) for image in images]
+        drifts = [np.abs(output - keras_output) for output, keras_output in zip(outputs, reference)]
+        table[form] = score(outputs) | {
+            "max_abs_drift_vs_keras": float(f"{max(float(drift.max()) for drift in drifts):.3g}"),
+            "mean_abs_drift_vs_keras": float(f"{np.mean([drift.mean() for drift in drifts]):.3g}"),
+        }
+        print(form.ljust(16) + "  ".join(f"{key} {value:.4g}" for key, value in table[form].items()), flush=True)
+    return table
