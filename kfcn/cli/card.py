@@ -101,6 +101,7 @@ def model_card(folder, evaluations=(), prefix=""):
         f"    kfcn train --config {prefix}config.json   # every setting below"
         + ("; config.json is in the run folder" if not prefix else ""),
         "",
+        *_data_note(config),
         "| setting | value |",
         "|---|---|",
         *[
@@ -123,6 +124,19 @@ def model_card(folder, evaluations=(), prefix=""):
         *held_out,
     ]
     return "\n".join(lines)
+
+
+def _data_note(config):
+    """Where the data of a recipe run come from (its folders are the run's, relative to where it ran)."""
+    from kfcn.recipes import RECIPES, data_requirements
+
+    if config.get("recipe") not in RECIPES or not data_requirements(config["recipe"])[0]:
+        return []
+    return [
+        f"The image and label folders are relative to where the run was started; `kfcn train --recipe "
+        f"{config['recipe']}` without `--images` says where its data come from and how to lay them out.",
+        "",
+    ]
 
 
 def _training_line(config, summary, log):

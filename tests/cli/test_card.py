@@ -25,7 +25,7 @@ def test_the_card_states_the_run_and_is_regenerated_after_an_extension(tmp_path,
     assert f"| selected: {best} | " in card and f"{log['val_pixel_error'][list(log['epoch']).index(best)]:.4f}" in card
     assert "| filters | `2` |" in card and "| crop | `32` |" in card and "kfcn train --config config.json" in card
     assert f"{summary['machine']['cores']} cores" in card and f"in {log['seconds'].sum() / 60:.1f} min" in card
-    assert "computing in float32 with XLA" in card
+    assert "computing in float32 with XLA" in card and "without `--images` says where" not in card  # no recipe
     assert str(tmp_path) not in card  # no absolute path of the machine
     assert "![training curves](curves.png)" in card
     # A held-out table from kfcn evaluate's report of this very model.keras.
