@@ -108,46 +108,49 @@ def isbi_results(root):
     )
 
 
+def _counter_rows(counter):
+    """The README's two counter rows: the shipped counter and its seeds, then the learning curve."""
+    shipped, seeds, curve = counter["result"], counter["seeds"], counter["curve"]
+    others = [run for run in seeds if run != shipped]
+    maes = ", ".join(f"{run['mae']:.2f}" for run in seeds)
+    seed_row = (
+        f"cell counting by density maps, VGG cells, N = {shipped['train_size']} "
+        "(shipped: `saved_models/vgg_cells_counter.keras`, card `vgg_cells_counter.md`)",
+        f"`kfcn train --recipe {counter['recipe']}` ({counter['epochs']} epochs of 40 steps; `counter_runs.py` "
+        f"runs the seeds and the curve and ships seed {shipped['seed']})",
+        f"MAE **{shipped['mae']:.2f}** cells on the {shipped['test_images']} unused images of 001–100 "
+        f"({shipped['uncalibrated_mae']:.2f} before calibration); seeds "
+        f"{', '.join(str(run['seed']) for run in seeds)} on the same split: "
+        f"{maes}, **{_pm([run['mae'] for run in seeds], 2)}**",
+        "test half: Lempitsky 2010 3.5, FCRN-A 2.9, Count-ception 2.3",
+        f"{_minutes(round(60 * shipped['hours']))} min (other seeds: "
+        + ", ".join(f"{round(60 * run['hours'])}" for run in others)
+        + f" min; {shipped['machine']})",
+    )
+    curve_row = (
+        "the same, learning curve",
+        "`counter_runs.py --curve " + " ".join(str(run["train_size"]) for run in curve if run != shipped) + "`",
+        ", ".join(
+            f"N = {run['train_size']}: {run['mae']:.2f}"
+            + (f" ({run['test_images']} images)" if run["train_size"] != shipped["train_size"] else "")
+            for run in curve
+        ),
+        "",
+        " / ".join(f"{round(60 * run['hours'])}" for run in curve) + " min",
+    )
+    return seed_row, curve_row
+
+
 def applications(root):
     """README: the examples' full-run results, one row an application."""
     counter = _load(root, "vgg_cells_counter.json")
-    seeds = _load(root, "vgg_cells_counter_seeds12.json")["results"]
-    curve = {run["train_size"]: run for run in _load(root, "vgg_cells_counter_curve.json")["results"]}
     restoration = _load(root, "isbi_restoration.json")
     galaxy = _load(root, "galaxy_decomposition.json")
     touching = _load(root, "touching_instances.json")
     camvid = _load(root, "camvid_segmentation.json")
     contour = _load(root, "contour_robustness.json")
 
-    shipped = counter["result"]
-    curve[shipped["train_size"]] = shipped
-    seed_maes = ", ".join(f"{run['mae']:.2f}" for run in seeds)
-    counter_row = (
-        f"cell counting by density maps, VGG cells, N = {shipped['train_size']} "
-        "(shipped: `saved_models/vgg_cells_counter.keras`)",
-        f"`{counter['command'].split('python examples/')[1].split(' --output')[0]}` (then `calibrate_counter.py`; "
-        "`count_cells.py` now calibrates itself)",
-        f"MAE **{shipped['mae']:.2f}** cells on the {shipped['test_images']} unused images of 001–100 "
-        f"({shipped['uncalibrated_mae']:.2f} before calibration); over three seeds, each its own draw of the "
-        f"{shipped['train_size']} images (`--seeds {' '.join(str(run['seed']) for run in seeds)}` added {seed_maes}): "
-        f"**{_pm([shipped['mae'], *(run['mae'] for run in seeds)], 2)}**",
-        "test half: Lempitsky 2010 3.5, FCRN-A 2.9, Count-ception 2.3",
-        f"{_minutes(round(shipped['minutes']))} min (other seeds: "
-        + ", ".join(f"{run['minutes']:g}" for run in seeds)
-        + " min)",
-    )
-    sizes = sorted(curve)
-    curve_row = (
-        "the same, learning curve",
-        "`--train " + " ".join(str(size) for size in sizes if size != shipped["train_size"]) + "`",
-        ", ".join(
-            f"N = {size}: {curve[size]['mae']:.2f}"
-            + (f" ({curve[size]['test_images']} images)" if size != shipped["train_size"] else "")
-            for size in sizes
-        ),
-        "",
-        " / ".join(f"{round(curve[size]['minutes'])}" for size in sizes) + " min",
-    )
+    counter_row, curve_row = _counter_rows(counter)
     settings, mean = restoration["settings"], restoration["mean"]
     blur, noise = restoration["degradation"]["blur_sigma"], restoration["degradation"]["noise_std"]
     restoration_row = (
@@ -362,21 +365,23 @@ def deployment_files(root):
     )
 
 
+FORM_NAMES = {
+    "keras": "Keras (`kfcn.inference.predict`)",
+    "saved_model": "SavedModel",
+    "tflite_float32": "TFLite float32",
+    "tflite_float16": "TFLite float16",
+    "tflite_int8": "TFLite int8",
+}
+
+
 def deployment_metrics(root):
     """Model card: pixel error, membrane Dice and drift of each deployment form on the held-out slices."""
     metrics = _load(root, "unet_isbi_deployment.json")["metrics_mean_over_held_out_slices"]
-    names = {
-        "keras": "Keras (`kfcn.inference.predict`)",
-        "saved_model": "SavedModel",
-        "tflite_float32": "TFLite float32",
-        "tflite_float16": "TFLite float16",
-        "tflite_int8": "TFLite int8",
-    }
     return _rows(
         ["form", "pixel error", "membrane Dice", "max drift", "mean drift"],
         [
             (
-                names.get(form, form),
+                FORM_NAMES.get(form, form),
                 f"{row['pixel_error']:.4f}",
                 f"{row['membrane_dice']:.4f}",
                 _small(row["max_abs_drift_vs_keras"]),
@@ -388,43 +393,77 @@ def deployment_metrics(root):
 
 
 def counter(root):
-    """Model card: the cell counter's held-out count error, calibrated and not, over three seeds."""
-    shipped = _load(root, "vgg_cells_counter.json")["result"]
-    seeds = _load(root, "vgg_cells_counter_seeds12.json")["results"]
+    """Model card: the cell counter's held-out count error per seed (calibrated and not) and its learning curve."""
+    report = _load(root, "vgg_cells_counter.json")
+    shipped = report["result"]
 
-    def listed(key, template):
-        return ", ".join(template.format(run[key]) for run in seeds)
+    def row(name, run):
+        return (
+            name,
+            f"{run['train_size']} / {run['test_images']}",
+            f"{run['mae']:.2f}",
+            f"{run['mean_error']:+.2f}".replace("-", "−"),
+            f"{100 * run['relative_mae']:.1f} %",
+            f"{run['uncalibrated_mae']:.2f}",
+            f"{run['calibration_factor']:.4f}",
+            f"{60 * run['hours']:.0f}",
+        )
 
-    maes = [shipped["mae"], *(run["mae"] for run in seeds)]
-    seed_names = " and ".join(str(run["seed"]) for run in seeds)
+    seeds = [
+        row(f"**seed {run['seed']} (shipped)**" if run == shipped else f"seed {run['seed']}", run)
+        for run in report["seeds"]
+    ]
+    maes = [run["mae"] for run in report["seeds"]]
+    curve = [row(f"seed {run['seed']}, N = {run['train_size']}", run) for run in report["curve"] if run != shipped]
     return _rows(
-        ["", "MAE (cells)", "mean error", "relative MAE"],
         [
+            "run",
+            "training / held-out images",
+            "MAE (cells)",
+            "mean error",
+            "relative MAE",
+            "MAE before calibration",
+            "calibration factor",
+            "minutes",
+        ],
+        [
+            *seeds,
             (
-                "kfcn counter, calibrated (shipped)",
-                f"**{shipped['mae']:.2f}**",
-                f"{shipped['mean_error']:+.2f}",
-                f"{100 * shipped['relative_mae']:.1f} %",
-            ),
-            (
-                "the same network before calibration",
-                f"{shipped['uncalibrated_mae']:.2f}",
-                f"{shipped['uncalibrated_mean_error']:+.2f}".replace("-", "−"),
-                "—",  # the reports keep no relative error before calibration
-            ),
-            (
-                f"seeds {seed_names} (each its own draw of {shipped['train_size']} images and its own "
-                f"{shipped['test_images']} held-out ones), calibrated",
-                listed("mae", "{:.2f}"),
-                listed("mean_error", "{:+.2f}").replace("-", "−"),
-                ", ".join(f"{100 * run['relative_mae']:.1f} %" for run in seeds),
-            ),
-            (
-                f"**mean ± std over seeds {shipped['seed']}, {', '.join(str(run['seed']) for run in seeds)}**",
+                f"**mean ± std over seeds {', '.join(str(run['seed']) for run in report['seeds'])}**",
+                "",
                 f"**{_pm(maes, 2)}**",
                 "",
                 "",
+                "",
+                "",
+                "",
             ),
+            *curve,
+        ],
+    )
+
+
+def counter_deployment(root):
+    """Model card: the cell counter's count error and drift in each deployment form on its held-out images."""
+    report = _load(root, "vgg_cells_counter_deployment.json")
+    files = report["files"]
+
+    def size(form):
+        return _megabytes(files[form]["bytes"]) if form.startswith("tflite") else "—"
+
+    return _rows(
+        ["form", "MAE (cells)", "mean error", "relative MAE", "size", "max drift", "mean drift"],
+        [
+            (
+                FORM_NAMES.get(form, form),
+                f"{row['mae']:.3f}",
+                f"{row['mean_error']:+.3f}".replace("-", "−"),
+                f"{100 * row['relative_mae']:.2f} %",
+                size(form),
+                _small(row["max_abs_drift_vs_keras"]),
+                _small(row["mean_abs_drift_vs_keras"]),
+            )
+            for form, row in report["metrics_over_held_out_images"].items()
         ],
     )
 
@@ -478,6 +517,7 @@ TABLES = {  # name: (markdown file, the function making the table from the shipp
     "deployment-files": ("saved_models/README.md", deployment_files),
     "deployment-metrics": ("saved_models/README.md", deployment_metrics),
     "counter": ("saved_models/README.md", counter),
+    "counter-deployment": ("saved_models/README.md", counter_deployment),
     "camvid-scores": ("saved_models/README.md", camvid_scores),
     "camvid-per-class": ("saved_models/README.md", camvid_per_class),
 }

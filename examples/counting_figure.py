@@ -5,7 +5,8 @@
 Each row: the image, the predicted density map (its sum is the count) and the annotated dots'
 density map (`kfcn.data.density_map`), with the true and predicted counts, both maps on one
 colour scale (cells per pixel). The images come
-from the 68 that the shipped model (N = 32, seed 0 of `examples/count_cells.py`) did not see.
+from the 68 that the shipped model did not see (N = 32: the first 32 of
+`numpy.random.default_rng(0).permutation(100)` trained it, as `examples/counter_runs.py` splits).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ def main():
     parser.add_argument("--data", default=str(DEFAULT_DATA))
     parser.add_argument("--model", default=str(MODEL))
     parser.add_argument("--train", type=int, default=32, help="N the model was trained with (its held-out set)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the split's draw")
     parser.add_argument("--output", default=str(OUTPUT))
     args = parser.parse_args()
     images, densities, counts = load(args.data, sigma=2.0)

@@ -185,7 +185,11 @@ def _density_note(config, summary):
     )
     factor = summary.get("calibration_factor")
     if factor is not None:
-        note += f" Counts were calibrated on the training images: x {factor:.4f} (`--calibrate-counts`)."
+        note += (
+            f" Counts were calibrated on the training images after training: x {factor:.4f} (`--calibrate-counts`);"
+            " the count errors logged while training (`count_mae`, `val_count_mae`) are before that factor,"
+            " `kfcn evaluate` scores the calibrated `model.keras`."
+        )
     elif summary.get("calibration_skipped"):
         note += f" Count calibration was asked for but skipped: {summary['calibration_skipped']}"
     return note

@@ -4,6 +4,7 @@ is read back by `kfcn evaluate --task counting`."""
 
 import argparse
 import json
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -19,6 +20,8 @@ from kfcn.recipes import RECIPES, data_requirements, recipe
 from kfcn.saving import load_model, save_model
 from kfcn.training import fold_density_scale, read_log
 from tests.cli.conftest import error_of, write_pairs
+
+ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.tensorflow_only(reason="tf.data pipelines")
 
@@ -216,26 +219,11 @@ def test_the_vgg_cells_recipe_holds_the_shipped_counters_settings_and_asks_for_i
     assert "vgg-cells" in RECIPES
     options = recipe("vgg-cells")
     assert set(options) <= set(OPTIONS), sorted(set(options) - set(OPTIONS))
-    shipped = {
-        "label_mode": "density",
-        "model": "unet",
-        "filters": 16,
-        "depth": 3,
-        "batch_norm": False,
-        "crop": 128,
-        "batch": 8,
-        "epochs": 30,
-        "steps": 40,
-        "learning_rate": 0.001,
-        "schedule": "cosine",
-        "optimizer": "adam",
-        "loss": "mse",
-        "augment": "flips",
-        "density_sigma": 2.0,
-        "density_scale": 100.0,
-        "calibrate_counts": True,
-    }
-    assert {key: options[key] for key in shipped} == shipped
+    # the shipped counter's run folder config (copied beside its card by kfcn card) holds every recipe value
+    shipped = json.loads((ROOT / "saved_models" / "vgg_cells_counter_config.json").read_text())
+    assert shipped["recipe"] == "vgg-cells"
+    assert {key: shipped[key] for key in options} == options
+    assert options["label_mode"] == "density" and options["calibrate_counts"] and options["epochs"] == 100
     assert "images" not in options and data_requirements("vgg-cells")[0] == ("images", "labels")
     err = error_of(["train", "--recipe", "vgg-cells", "--output", str(tmp_path / "run")], capsys)
     assert "Recipe vgg-cells trains on data kfcn does not ship: give --images DIR --labels DIR" in err
@@ -258,7 +246,8 @@ def test_the_vgg_cells_recipe_trains_on_dot_folders_with_flags_on_top(data, tmp_
 
     card = model_card(run)  # the card says what was done to the counts, whichever way it went
     if summary["calibration_factor"] is not None:
-        assert f"calibrated on the training images: x {summary['calibration_factor']:.4f}" in card
+        assert f"calibrated on the training images after training: x {summary['calibration_factor']:.4f}" in card
+        assert "(`count_mae`, `val_count_mae`) are before that factor" in card
     else:
         assert f"asked for but skipped: {summary['calibration_skipped']}" in card
 
