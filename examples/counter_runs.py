@@ -36,6 +36,9 @@ from pathlib import Path
 
 import numpy as np
 
+from kfcn.cli.common import file_sha256
+from kfcn.training import read_log
+
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "vgg_cells"
 ANCHORS = "N = 32 on the other 100 images: Lempitsky 2010 3.5, FCRN-A (Xie 2016) 2.9, Count-ception (Cohen 2017) 2.3"
 QUICK = ["--filters", "4", "--depth", "2", "--crop", "64", "--steps", "2", "--no-jit-compile"]
@@ -101,18 +104,12 @@ def train_and_score(folder, seed, epochs, extra):
     if not finished(run, epochs):
         raise SystemExit(f"{run} stopped at epoch {summary.get('epochs_run')} of {epochs}; rerun to resume it.")
     scored = json.loads(report.read_text()) if report.is_file() else {}
-    if scored.get("model_sha256") != sha256(run / "model.keras"):
+    if scored.get("model_sha256") != file_sha256(run / "model.keras"):
         kfcn("evaluate", "val-images", "val-labels", "--model", f"{name}/model.keras", "--task", "counting",
              "--json", report.name, cwd=folder, log=f"{name}.log")  # fmt: skip
         scored = json.loads(report.read_text())
     kfcn("card", name, "--evaluation", report.name, cwd=folder, log=f"{name}.log")
     return entry(folder, run, summary, scored)
-
-
-def sha256(path):
-    import hashlib
-
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def entry(folder, run, summary, scored):
@@ -121,9 +118,7 @@ def entry(folder, run, summary, scored):
     true = np.array([image["true_count"] for image in scored["per_image"]])
     factor = summary.get("total_calibration") or 1.0
     config = json.loads((run / "config.json").read_text())
-    lines = (run / "training.csv").read_text().splitlines()
-    header = lines[0].split(",")
-    seconds = sum(float(line.split(",")[header.index("seconds")]) for line in lines[1:])
+    seconds = float(read_log(run / "training.csv")["seconds"].sum())
     machine = summary["machine"]
     return {
         "train_size": len(list((folder / "images").iterdir())),
