@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kfcn.atomic import atomic_path
 from kfcn.cli.common import file_sha256
 from kfcn.training import read_log
 
@@ -217,11 +218,13 @@ def main(argv=None):
             "anchors": ANCHORS,
         }
         args.report.parent.mkdir(parents=True, exist_ok=True)
-        args.report.write_text(json.dumps(report, indent=2) + "\n")
+        with atomic_path(args.report) as temporary:  # a stopped script leaves the old report whole
+            temporary.write_text(json.dumps(report, indent=2) + "\n")
         print(f"wrote {args.report}")
     if args.ship:
         args.ship.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(shipped_run / "model.keras", args.ship)
+        with atomic_path(args.ship) as temporary:  # never a half-copied shipped model
+            shutil.copyfile(shipped_run / "model.keras", temporary)
         card = args.ship.resolve().with_suffix(".md")
         kfcn("card", shipped_run.name, "--evaluation", f"{shipped_run.name}-heldout.json", "--output", card,
              cwd=shipped_folder)  # fmt: skip

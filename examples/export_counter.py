@@ -25,6 +25,7 @@ import numpy as np
 from count_cells import DEFAULT_DATA, load
 from deployment_forms import export_forms, held_out_table
 
+from kfcn.atomic import atomic_path
 from kfcn.saving import load_model
 
 COMMAND = "KERAS_BACKEND=tensorflow python examples/export_counter.py"
@@ -73,7 +74,8 @@ def main():
         "metrics_over_held_out_images": table,
         "files": files,
     }
-    args.report.write_text(json.dumps(report, indent=2) + "\n")
+    with atomic_path(args.report) as temporary:  # a stopped export leaves the old table whole
+        temporary.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {args.report}; the exported files are in {args.output}")
 
 
