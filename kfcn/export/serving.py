@@ -92,6 +92,12 @@ def checked_request(images, contract):
     ...     print("this request has rank 3 (one image is sent as shape (1, height, width, 1))" in error.message)
     True
     """
+    images = _checked_shape(images, contract)
+    return _checked_values(images, contract)
+
+
+def _checked_shape(images, contract):
+    """`images` after the checks of its shape: rank 4, the contract's channels, no empty axis, a fixed size."""
     name, channels = contract.input_name, contract.channels
     layout = f"(batch, height, width, {channels})"
     rank = tf.size(tf.shape(images))
@@ -125,7 +131,12 @@ def checked_request(images, contract):
                 (shape[1], shape[2]),
             ),
         )
-    images = tf.ensure_shape(images, (None, None, None, channels))
+    return tf.ensure_shape(images, (None, None, None, channels))
+
+
+def _checked_values(images, contract):
+    """`images` (rank 4) as float32 after the checks of its values: finite, inside the contract's pixel range."""
+    name = contract.input_name
     dtype = images.dtype
     if dtype.is_floating:
         images = _gate(
