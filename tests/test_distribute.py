@@ -17,12 +17,19 @@ from tests.conftest import write_isbi_crops
 
 pytestmark = pytest.mark.tensorflow_only(reason="starts its own backends")
 
-# JAX's host devices meet in XLA's CPU collectives, whose rendezvous aborts the process after 40 s;
-# under a CPU-bound job beside the tests one device can be that late. Ten minutes: a slow machine
-# waits, a deadlock still ends (and the subprocess's failure names the test, not the whole run).
+# JAX's host devices meet in XLA's CPU collectives. Once in CI (2 cores) a step hung until the
+# rendezvous timeout: "Expected 2 threads to join the rendezvous, but only 1 of them arrived". The
+# likely cause is thread starvation: XLA sizes its CPU client's thread pools to max(cores, devices),
+# two threads here, and a device blocked in an all-reduce holds one of them while the other
+# device's program, or the intra-op tasks of its convolutions, wait for a thread. So the tests give
+# the pools more threads than devices (NPROC, which XLA's DefaultThreadPoolSize reads) and run the
+# convolutions single-threaded inside each device's program (--xla_cpu_multi_thread_eigen=false).
+# The timeout, XLA's 40 s by default, is raised for a device slowed by a CPU-bound job beside the
+# tests, yet kept short enough that a hang fails in minutes and names its test.
 JAX_TWO_DEVICES = {
-    "XLA_FLAGS": "--xla_force_host_platform_device_count=2 --xla_cpu_collective_timeout_seconds=600 "
-    "--xla_cpu_collective_call_terminate_timeout_seconds=600"
+    "NPROC": "4",
+    "XLA_FLAGS": "--xla_force_host_platform_device_count=2 --xla_cpu_multi_thread_eigen=false "
+    "--xla_cpu_collective_timeout_seconds=180 --xla_cpu_collective_call_terminate_timeout_seconds=180",
 }
 
 EPS = float(np.finfo(np.float32).eps)
