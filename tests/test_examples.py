@@ -72,12 +72,13 @@ def test_counter_runs_trains_scores_and_ships_with_kfcn_and_skips_finished_runs(
         "counter.md",
         "counter_config.json",
         "counter_curves.png",
+        "counter_training.csv",
     ]
     card = (shipped / "counter.md").read_text()
     assert "`kfcn train --recipe vgg-cells` without `--images` says where its data come from" in card
     assert "## Held-out scores: `val-images`" in card and f"| {report['result']['mae']:.4f} |" in card
     again = run_example("counter_runs.py", tmp_path, *arguments)  # a finished run is scored again, not retrained
-    assert "training" not in again and json.loads((tmp_path / "counter.json").read_text()) == report
+    assert "run-e1-s0: training" not in again and json.loads((tmp_path / "counter.json").read_text()) == report
 
     # its deployment forms, exported and scored on the same held-out images: Keras agrees with kfcn evaluate
     exported = ["--model", shipped / "counter.keras", "--card", "counter.json", "--output", "exports"]

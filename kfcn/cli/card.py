@@ -12,6 +12,9 @@ import json
 from pathlib import Path
 
 
+COMPANIONS = ("config.json", "training.csv", "curves.png")  # the run's files a card names
+
+
 def register(commands):
     text = "write the model card (Markdown) of a kfcn train run folder"
     sub = commands.add_parser("card", help=text, description=__doc__)
@@ -35,11 +38,12 @@ def run(args):
 
     folder = Path(args.folder)
     output = Path(args.output) if args.output else folder / "MODEL_CARD.md"
-    # A card written outside its run folder (a shipped model's, beside it) takes the run's config.json and
-    # curves along, as OUTPUT-STEM_config.json and _curves.png, so that what it names is beside it.
+    # A card written outside its run folder (a shipped model's, beside it) takes the run's config.json, log
+    # and curves along, as OUTPUT-STEM_config.json, _training.csv and _curves.png, so that what it names is
+    # beside it.
     prefix = "" if output.parent.resolve() == folder.resolve() else output.stem + "_"
     text = model_card(folder, evaluations=args.evaluation, prefix=prefix)
-    companions = [name for name in ("config.json", "curves.png") if prefix and (folder / name).is_file()]
+    companions = [name for name in COMPANIONS if prefix and (folder / name).is_file()]
     for name in companions:
         with atomic_path(output.parent / (prefix + name)) as temporary:
             if name == "config.json":  # with its paths as the card shows them: none of this machine
@@ -60,7 +64,7 @@ def model_card(folder, evaluations=(), prefix=""):
         evaluations: paths of `kfcn evaluate --json` reports of the folder's `model.keras` on
             held-out data, each shown as a table (for segmentation with the whole set's scores
             per class).
-        prefix: the card names the run's files `config.json` and `curves.png` with this prefix:
+        prefix: the card names the run's files `config.json`, `training.csv` and `curves.png` with this prefix:
             the names of their copies beside a card written outside the run folder.
 
     Raises:
@@ -118,6 +122,8 @@ def model_card(folder, evaluations=(), prefix=""):
         + (" (a validation score: the held-out data chose it)." if monitor.startswith("val_") else " (training data)."),
         "",
         _score_table(log, best),
+        "",
+        f"Every epoch's scores: `{prefix}training.csv`.",
         "",
         f"![training curves]({prefix}curves.png)" if (folder / "curves.png").is_file() else "",
         "",

@@ -28,6 +28,7 @@ def test_the_card_states_the_run_and_is_regenerated_after_an_extension(tmp_path,
     assert "computing in float32 with XLA" in card and "without `--images` says where" not in card  # no recipe
     assert str(tmp_path) not in card  # no absolute path of the machine
     assert "![training curves](curves.png)" in card
+    assert "Every epoch's scores: `training.csv`." in card
     # A held-out table from kfcn evaluate's report of this very model.keras.
     held_out = write_isbi_crops(tmp_path / "held_out", count=2, side=40)
     report_path = tmp_path / "held_out.json"
@@ -55,7 +56,14 @@ def test_the_card_states_the_run_and_is_regenerated_after_an_extension(tmp_path,
     )
     assert copied.keys() == original.keys() and copied["crop"] == original["crop"] == 32
     assert str(tmp_path) not in (shipped / "cells_config.json").read_text()  # the run's paths were absolute
-    assert sorted(path.name for path in shipped.iterdir()) == ["cells.md", "cells_config.json", "cells_curves.png"]
+    assert "Every epoch's scores: `cells_training.csv`." in beside
+    assert (shipped / "cells_training.csv").read_bytes() == (run / "training.csv").read_bytes()
+    assert sorted(path.name for path in shipped.iterdir()) == [
+        "cells.md",
+        "cells_config.json",
+        "cells_curves.png",
+        "cells_training.csv",
+    ]
     assert main(command(data, run, "--epochs", "3")) == 0  # extended
     assert main(["card", str(run)]) == 0
     card = (run / "MODEL_CARD.md").read_text()
