@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-
 COMPANIONS = ("config.json", "training.csv", "curves.png")  # the run's files a card names
 
 
