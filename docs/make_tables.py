@@ -12,6 +12,7 @@ differs from what this script makes of the committed JSON files. No model runs h
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import math
 import re
@@ -54,6 +55,26 @@ def _pm(values, digits):
 
 def _minutes(value):
     return f"{value:g}" if value != round(value) else f"{value:.0f}"
+
+
+def _camvid_shipped(root):
+    """The shipped CamVid U-Net, from the files beside it: `kfcn evaluate`'s whole-set scores on the
+    validation images (in %), the run's settings (its card's `_config.json`) and its training minutes
+    (the sum of the seconds column of its card's `_training.csv`)."""
+    report = _load(root, "camvid_unet_evaluation.json")
+    config = _load(root, "camvid_unet_config.json")
+    with open(root / MODELS / "camvid_unet_training.csv", newline="") as log:
+        seconds = sum(float(row["seconds"]) for row in csv.DictReader(log))
+    whole = report["whole_set"]
+    names = whole["class_names"]
+    return {
+        "scores": {key: 100 * whole[key] for key in ("global_accuracy", "class_accuracy", "mean_iou")},
+        "iou_per_class": dict(zip(names, (100 * value for value in whole["iou_per_class"]))),
+        "accuracy_per_class": dict(zip(names, (100 * value for value in whole["accuracy_per_class"]))),
+        "images": len(report["per_image"]),
+        "config": config,
+        "minutes": round(seconds / 60),
+    }
 
 
 # --- README.md -----------------------------------------------------------------------------------
@@ -189,26 +210,27 @@ def applications(root):
         "(CPU shared with the tests)",
     )
     settings, results, anchor = camvid["settings"], camvid["results"], camvid["anchor_segnet_basic_test"]
+    shipped = _camvid_shipped(root)
+    config = shipped["config"]
 
     def triple(scores, bold=False):
         text = f"{scores['global_accuracy']:.1f} / {scores['class_accuracy']:.1f} / {scores['mean_iou']:.1f}"
         return f"**{text}**" if bold else text
 
-    best = camvid["better_by_mean_iou"]
-    other = next(family for family in results if family != best)
-    names = {"unet": "U-Net", "segnet": "SegNet"}
+    example_steps = settings["epochs"] * settings["steps"]
     camvid_row = (
-        "CamVid road scenes, 11 classes + void: SegNet (pooling-index unpooling) against a U-Net of about its "
-        f"size (shipped: `saved_models/camvid_{best}.keras`)",
-        f"`camvid_segmentation.py --jit` (367 training images, {settings['crop_height']}×{settings['crop_width']} "
-        "crops, median-frequency weighted cross-entropy, "
-        f"{settings['epochs'] * settings['steps']:,} steps of {settings['batch']} crops per network)",
-        f"{camvid['validation_images']} val images, global / class-average accuracy / mIoU: "
-        f"**{names[best]} {triple(results[best])}**, {names[other]} {triple(results[other])} (both under-trained; "
-        "per-class table in [saved_models/README.md](saved_models/README.md))",
+        "CamVid road scenes, 11 classes + void: a U-Net (shipped: `saved_models/camvid_unet.keras`, with its "
+        "card), and SegNet (pooling-index unpooling) against a U-Net of about its size",
+        f"`kfcn train --recipe {config['recipe']}` (367 training images, {config['crop']}² crops, "
+        f"{config['class_weights']} weighted cross-entropy, {config['epochs'] * config['steps']:,} steps of "
+        f"{config['batch']} crops); `camvid_segmentation.py --jit` ({example_steps:,} steps per network)",
+        f"{shipped['images']} val images, global / class-average accuracy / mIoU: shipped U-Net "
+        f"{triple(shipped['scores'], bold=True)}; example U-Net {triple(results['unet'])}, SegNet "
+        f"{triple(results['segnet'])} (per-class table in [saved_models/README.md](saved_models/README.md))",
         f"SegNet-Basic, test split: {anchor['global_accuracy']:g} / {anchor['class_accuracy']:g} / "
         f"{anchor['mean_iou']:g}",
-        f"{results[best]['training_minutes']:g} + {results[other]['training_minutes']:g} min",
+        f"{shipped['minutes']} min (shipped U-Net; its card names the machine); example "
+        f"{results['unet']['training_minutes']:g} + {results['segnet']['training_minutes']:g} min",
     )
     settings, summary = contour["settings"], contour["summary"]
     shift = settings["shift"]
@@ -443,67 +465,106 @@ def counter(root):
     )
 
 
-def counter_deployment(root):
-    """Model card: the cell counter's count error and drift in each deployment form on its held-out images."""
-    report = _load(root, "vgg_cells_counter_deployment.json")
+def _deployment_table(root, name, metrics_key, header, cells):
+    """Model card: a shipped model's deployment forms (report `name`, as examples/deployment_forms.py writes
+    it), one row a form: the task's figures `cells(row)` under `header`, the file's size and the drift."""
+    report = _load(root, name)
     files = report["files"]
 
     def size(form):
         return _megabytes(files[form]["bytes"]) if form.startswith("tflite") else "—"
 
     return _rows(
-        ["form", "MAE (cells)", "mean error", "relative MAE", "size", "max drift", "mean drift"],
+        ["form", *header, "size", "max drift", "mean drift"],
         [
             (
                 FORM_NAMES.get(form, form),
-                f"{row['mae']:.3f}",
-                f"{row['mean_error']:+.3f}".replace("-", "−"),
-                f"{100 * row['relative_mae']:.2f} %",
+                *cells(row),
                 size(form),
                 _small(row["max_abs_drift_vs_keras"]),
                 _small(row["mean_abs_drift_vs_keras"]),
             )
-            for form, row in report["metrics_over_held_out_images"].items()
+            for form, row in report[metrics_key].items()
         ],
     )
 
 
+def counter_deployment(root):
+    """Model card: the cell counter's count error and drift in each deployment form on its held-out images."""
+    return _deployment_table(
+        root,
+        "vgg_cells_counter_deployment.json",
+        "metrics_over_held_out_images",
+        ["MAE (cells)", "mean error", "relative MAE"],
+        lambda row: (
+            f"{row['mae']:.3f}",
+            f"{row['mean_error']:+.3f}".replace("-", "−"),
+            f"{100 * row['relative_mae']:.2f} %",
+        ),
+    )
+
+
+def camvid_deployment(root):
+    """Model card: the CamVid U-Net's whole-set scores and drift in each deployment form on the validation images."""
+    return _deployment_table(
+        root,
+        "camvid_unet_deployment.json",
+        "metrics_over_validation_images",
+        ["global accuracy", "class-average accuracy", "mIoU"],
+        lambda row: tuple(f"{row[key]:.2f}" for key in ("global_accuracy", "class_accuracy", "mean_iou")),
+    )
+
+
+def _camvid_shipped_name(shipped):
+    config = shipped["config"]
+    return (
+        f"**U-Net** (filters {config['filters']}, depth {config['depth']}), `kfcn train --recipe {config['recipe']}`: "
+        f"{config['epochs']} epochs of {config['steps']} steps, {config['class_weights']} weights — shipped"
+    )
+
+
 def camvid_scores(root):
-    """Model card: both CamVid networks' validation scores beside SegNet-Basic's test scores."""
+    """Model card: the shipped CamVid U-Net's validation scores, the example's two networks' and SegNet-Basic's."""
     report = _load(root, "camvid_segmentation.json")
-    results, best, anchor = report["results"], report["better_by_mean_iou"], report["anchor_segnet_basic_test"]
-    settings = report["settings"]
+    shipped = _camvid_shipped(root)
+    results, anchor, settings = report["results"], report["anchor_segnet_basic_test"], report["settings"]
+    steps = settings["epochs"] * settings["steps"]
     described = {
         "segnet": f"SegNet (`kfcn.models.segnet`, filters {settings['filters']}, depth {settings['depth']}, "
-        "pooling-index unpooling)",
-        "unet": f"U-Net (filters {settings['unet_filters']}, depth {settings['depth']}, transposed convolutions)",
+        f"pooling-index unpooling), `camvid_segmentation.py`: {steps:,} steps",
+        "unet": f"U-Net (filters {settings['unet_filters']}, depth {settings['depth']}, transposed convolutions), "
+        f"`camvid_segmentation.py`: {steps:,} steps",
     }
-    rows = []
+    keys = ("global_accuracy", "class_accuracy", "mean_iou")
+    config = shipped["config"]
+    if (config["model"], config["filters"], config["depth"]) != ("unet", settings["unet_filters"], settings["depth"]):
+        raise ValueError("the shipped CamVid U-Net is not the example's architecture: give its parameter count")
+    rows = [
+        (_camvid_shipped_name(shipped), f"{results['unet']['parameters']:,}")
+        + tuple(f"**{shipped['scores'][key]:.1f}**" for key in keys)
+    ]
     for family, scores in results.items():
-        cells = [f"{scores[key]:.1f}" for key in ("global_accuracy", "class_accuracy", "mean_iou")]
-        name = described[family]
-        if family == best:
-            name = f"**{name.split(' ', 1)[0]}** {name.split(' ', 1)[1]} — shipped"
-            cells = [f"**{cell}**" for cell in cells]
-        rows.append((name, f"{scores['parameters']:,}", *cells))
+        rows.append((described[family], f"{scores['parameters']:,}", *(f"{scores[key]:.1f}" for key in keys)))
     rows.append(
         (
             "anchor: SegNet-Basic, CamVid *test* split (Badrinarayanan et al. 2015)",
             "—",
-            *(f"{anchor[key]:g}" for key in ("global_accuracy", "class_accuracy", "mean_iou")),
+            *(f"{anchor[key]:g}" for key in keys),
         )
     )
     return _rows(["network", "parameters", "global accuracy", "class-average accuracy", "mIoU"], rows)
 
 
 def camvid_per_class(root):
-    """Model card: IoU and accuracy of each CamVid class for both networks."""
+    """Model card: IoU and accuracy of each CamVid class for the shipped U-Net and the example's two networks."""
     report = _load(root, "camvid_segmentation.json")
+    shipped = _camvid_shipped(root)
     short = {"sign_symbol": "Sign"}
     header = ["class", *(short.get(name, name.capitalize()) for name in report["classes"])]
-    names = {"unet": "U-Net", "segnet": "SegNet"}
+    names = {"unet": "example U-Net", "segnet": "example SegNet"}
     rows = []
     for key, what in (("iou_per_class", "IoU"), ("accuracy_per_class", "accuracy")):
+        rows.append((f"**shipped U-Net {what}**", *(f"{shipped[key][name]:.1f}" for name in report["classes"])))
         for family, scores in report["results"].items():
             rows.append((f"{names[family]} {what}", *(f"{scores[key][name]:.1f}" for name in report["classes"])))
     return _rows(header, rows)
@@ -520,6 +581,7 @@ TABLES = {  # name: (markdown file, the function making the table from the shipp
     "counter-deployment": ("saved_models/README.md", counter_deployment),
     "camvid-scores": ("saved_models/README.md", camvid_scores),
     "camvid-per-class": ("saved_models/README.md", camvid_per_class),
+    "camvid-deployment": ("saved_models/README.md", camvid_deployment),
 }
 
 

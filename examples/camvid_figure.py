@@ -3,9 +3,9 @@
     KERAS_BACKEND=tensorflow python examples/camvid_figure.py   # writes docs/images/camvid_predictions.png
 
 Needs CamVid (SegNet's split, `../shared/datasets/camvid` or `--data`). The shipped model is
-`saved_models/camvid_unet.keras`, the better of the two networks that
-`examples/camvid_segmentation.py` trains; that script's `--figure` draws both networks the
-same way (the SegNet is not shipped).
+`saved_models/camvid_unet.keras`, made by `kfcn train --recipe camvid-unet` (its card:
+`saved_models/camvid_unet.md`); `examples/camvid_segmentation.py --figure` draws the two
+networks that script trains the same way.
 """
 
 from __future__ import annotations

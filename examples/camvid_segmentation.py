@@ -19,14 +19,17 @@ trains the same networks from the command line.
 
 Scores on the validation images, void excluded: global accuracy, class-average accuracy,
 mIoU, and the IoU of each class. The better network by mIoU is saved as
-`camvid_<family>.keras`: raw RGB 0-255 of any size in, 11 class probabilities out.
+`camvid_<family>.keras` in `--output-dir`: raw RGB 0-255 of any size in, 11 class
+probabilities out.
 
     KERAS_BACKEND=tensorflow python examples/camvid_segmentation.py --quick   # a smoke test
-    KERAS_BACKEND=tensorflow python examples/camvid_segmentation.py --output-dir saved_models \\
-        --report saved_models/camvid_segmentation.json --figure docs/images/camvid_predictions.png
+    KERAS_BACKEND=tensorflow python examples/camvid_segmentation.py --jit --output-dir build/camvid \\
+        --report saved_models/camvid_segmentation.json --figure build/camvid/camvid_networks.png
 
 The full run (1,000 steps of 6 crops of 192x256 per network, XLA) takes about 50 minutes on
-2 CPU cores (SegNet 27.6, U-Net 22.6 minutes); its scores are in saved_models/README.md.
+2 CPU cores (SegNet 27.6, U-Net 22.6 minutes); its scores are in saved_models/README.md. The
+shipped `saved_models/camvid_unet.keras` is not this script's: `kfcn train --recipe
+camvid-unet` trained it longer (its card, `saved_models/camvid_unet.md`, says how).
 """
 
 from __future__ import annotations

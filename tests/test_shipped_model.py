@@ -1,4 +1,4 @@
-"""The shipped ISBI U-Net reproduces the validation figures its model card states."""
+"""The shipped models reproduce the held-out figures their model cards and reports state."""
 
 import importlib
 import json
@@ -63,16 +63,25 @@ CAMVID = ROOT.parent / "shared" / "datasets" / "camvid"
 
 @pytest.mark.skipif(not CAMVID.is_dir(), reason="needs ../shared/datasets/camvid (CI has it)")
 def test_camvid_model_loads_with_plain_keras_and_reproduces_its_validation_table():
+    """The shipped CamVid U-Net is the file its `kfcn evaluate` report scored, and the example's own scoring
+    of it on the validation images gives that report's whole-set figures (the README's tables)."""
+    from kfcn.cli.common import file_sha256
+
     camvid = example_module("camvid_segmentation")
-    card = json.loads((ROOT / "saved_models" / "camvid_segmentation.json").read_text())
+    path = ROOT / "saved_models" / "camvid_unet.keras"
+    report = json.loads((ROOT / "saved_models" / "camvid_unet_evaluation.json").read_text())
+    example = json.loads((ROOT / "saved_models" / "camvid_segmentation.json").read_text())
+    assert report["model_sha256"] == file_sha256(path)
     import kfcn.layers  # noqa: F401  (registers kfcn's layers with Keras)
 
-    family = card["better_by_mean_iou"]
-    model = keras.saving.load_model(ROOT / "saved_models" / f"camvid_{family}.keras")
+    model = keras.saving.load_model(path)
     assert input_range(model) == (0, 255) and model.input.shape[1:] == (None, None, 3)
     assert model.output.shape[-1] == len(camvid.CLASSES) == 11  # void is not an output
+    assert model.count_params() == example["results"]["unet"]["parameters"]  # the tables' parameter count
     images, labels = camvid.read_split(CAMVID, "val")
-    assert len(images) == card["validation_images"] == 101
+    assert len(images) == len(report["per_image"]) == 101
     scores, _ = camvid.evaluate(model, images, labels)
+    whole = report["whole_set"]
+    assert whole["class_names"] == list(camvid.CLASSES)
     for name in ("global_accuracy", "class_accuracy", "mean_iou"):
-        assert scores[name] == pytest.approx(card["results"][family][name], abs=0.05)
+        assert scores[name] == pytest.approx(100 * whole[name], abs=0.05)

@@ -1,0 +1,97 @@
+"""Exports the shipped CamVid U-Net for deployment and scores every form on the CamVid validation images.
+
+Writes, under --output (build/camvid_unet by default: a command makes them, so they are not committed):
+  camvid_unet_serving/1/        SavedModel for TF Serving (any image size, raw 0-255 RGB)
+  camvid_unet_float32.tflite    TFLite, float32, 360x480 input (CamVid's size; the graph pads to the stride)
+  camvid_unet_float16.tflite    TFLite, float16 weights
+  camvid_unet_int8.tflite       TFLite, full-integer int8 (calibrated on 16 training images)
+and the table saved_models/camvid_unet_deployment.json (--report): for each form the global accuracy,
+class-average accuracy and mIoU (%) of one confusion matrix over the 101 validation images (void
+excluded, as saved_models/camvid_unet_evaluation.json scores the Keras model), and the drift of its
+class probabilities from the Keras model's.
+
+    KERAS_BACKEND=tensorflow python examples/export_camvid.py
+
+`--limit N` scores the first N validation images and calibrates on N training images (a quick check).
+"""
+
+from __future__ import annotations
+
+import kfcn  # noqa: F401  (first: Keras and TensorFlow then start without their C++ log)
+
+# isort: split
+import argparse
+import json
+from pathlib import Path
+
+from camvid_segmentation import CLASSES, DEFAULT_DATA, VOID, read_split, scores_from_confusion
+from deployment_forms import export_forms, held_out_table
+
+from kfcn.atomic import atomic_path
+from kfcn.evaluation import confusion_matrix
+from kfcn.saving import load_model
+
+COMMAND = "KERAS_BACKEND=tensorflow python examples/export_camvid.py"
+CALIBRATION_IMAGES = 16
+SCORES = ("global_accuracy", "class_accuracy", "mean_iou")
+
+
+def camvid_scores(labels):
+    """outputs (class probabilities) -> global accuracy, class-average accuracy and mIoU (%) of one confusion
+    matrix over every labelled pixel of `labels`, void excluded.
+
+    Example:
+    >>> import numpy as np
+    >>> label = np.array([[0, 1], [1, VOID]])
+    >>> outputs = [np.eye(len(CLASSES))[[[0, 1], [0, 5]]]]  # one-hot: right, right, wrong, (void)
+    >>> camvid_scores([label])(outputs)  # 2 of 3 pixels; class 0: 1/1, IoU 1/2; class 1: 1/2, IoU 1/2
+    {'global_accuracy': 66.67, 'class_accuracy': 75.0, 'mean_iou': 50.0}
+    """
+
+    def score(outputs):
+        confusion = sum(
+            confusion_matrix(output.argmax(-1), label, len(CLASSES), ignore_class=VOID)
+            for output, label in zip(outputs, labels)
+        )
+        scores = scores_from_confusion(confusion)
+        return {key: round(float(scores[key]), 2) for key in SCORES}
+
+    return score
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="CamVid folder (train/, val/)")
+    parser.add_argument("--model", type=Path, default=Path("saved_models/camvid_unet.keras"))
+    parser.add_argument("--output", type=Path, default=Path("build/camvid_unet"))
+    parser.add_argument("--report", type=Path, default=Path("saved_models/camvid_unet_deployment.json"))
+    parser.add_argument("--limit", type=int, default=None, help="only the first N validation images")
+    args = parser.parse_args()
+    if not (args.data / "val").is_dir():
+        raise SystemExit(f"No CamVid validation split under {args.data}; pass --data.")
+    images, labels = read_split(args.data, "val", args.limit)
+    train_images, _ = read_split(args.data, "train")
+    step = max(1, len(train_images) // (args.limit or CALIBRATION_IMAGES))
+    calibration = list(train_images[::step][: args.limit or CALIBRATION_IMAGES])  # spread over the sequences
+    model = load_model(args.model)
+    metadata = {"training": "saved_models/camvid_unet.md (recipe camvid-unet)", "export_command": COMMAND}
+    height, width = images[0].shape[:2]
+    forms, files, contract = export_forms(model, args.output, "camvid_unet", calibration, (height, width), metadata)
+    table = held_out_table(forms, list(images), camvid_scores(labels))
+    report = {
+        "command": COMMAND + (f" --limit {args.limit}" if args.limit else ""),
+        "model": str(args.model),
+        "input_contract": contract["input"],
+        "output": contract["output"],
+        "validation_images": len(images),
+        "calibration_images": len(calibration),
+        "metrics_over_validation_images": table,
+        "files": files,
+    }
+    with atomic_path(args.report) as temporary:  # a stopped export leaves the old table whole
+        temporary.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {args.report}; the exported files are in {args.output}")
+
+
+if __name__ == "__main__":
+    main()
