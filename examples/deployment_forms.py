@@ -2,8 +2,9 @@
 
 `export_forms` writes the files and returns, for each form, a function image -> output map that
 runs the written file (not the Keras model), so the table measures what a deployment serves;
-`held_out_table` scores every form with the task's own score and states the drift from Keras.
-`examples/export_isbi.py` and `examples/export_counter.py` use both.
+`held_out_table` scores every form with the task's own score and states the drift from Keras;
+`write_report` writes that table with the files and the contract. `examples/export_isbi.py`,
+`examples/export_counter.py` and `examples/export_camvid.py` use them.
 
 Example (a tiny model; the files go into a temporary folder):
 >>> import tempfile, kfcn
@@ -31,6 +32,7 @@ import numpy as np
 import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 
+from kfcn.atomic import atomic_path
 from kfcn.inference import predict
 
 
@@ -83,3 +85,20 @@ def held_out_table(forms, images, score):
         }
         print(form.ljust(16) + "  ".join(f"{key} {value:.4g}" for key, value in table[form].items()), flush=True)
     return table
+
+
+def write_report(path, command, model_path, contract, files, output, **entries):
+    """Writes the deployment report at `path` atomically (a stopped export leaves the old one whole): the
+    command, the model file, the serving contract's input and output, then `entries` (the held-out set
+    and its table), then the written `files`, which lie under `output`."""
+    report = {
+        "command": command,
+        "model": str(model_path),
+        "input_contract": contract["input"],
+        "output": contract["output"],
+        **entries,
+        "files": files,
+    }
+    with atomic_path(path) as temporary:
+        temporary.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {path}; the exported files are in {output}")

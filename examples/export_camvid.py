@@ -21,13 +21,11 @@ import kfcn  # noqa: F401  (first: Keras and TensorFlow then start without their
 
 # isort: split
 import argparse
-import json
 from pathlib import Path
 
 from camvid_segmentation import CLASSES, DEFAULT_DATA, VOID, read_split, scores_from_confusion
-from deployment_forms import export_forms, held_out_table
+from deployment_forms import export_forms, held_out_table, write_report
 
-from kfcn.atomic import atomic_path
 from kfcn.evaluation import confusion_matrix
 from kfcn.saving import load_model
 
@@ -78,19 +76,17 @@ def main():
     height, width = images[0].shape[:2]
     forms, files, contract = export_forms(model, args.output, "camvid_unet", calibration, (height, width), metadata)
     table = held_out_table(forms, list(images), camvid_scores(labels))
-    report = {
-        "command": COMMAND + (f" --limit {args.limit}" if args.limit else ""),
-        "model": str(args.model),
-        "input_contract": contract["input"],
-        "output": contract["output"],
-        "validation_images": len(images),
-        "calibration_images": len(calibration),
-        "metrics_over_validation_images": table,
-        "files": files,
-    }
-    with atomic_path(args.report) as temporary:  # a stopped export leaves the old table whole
-        temporary.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.report}; the exported files are in {args.output}")
+    write_report(
+        args.report,
+        COMMAND + (f" --limit {args.limit}" if args.limit else ""),
+        args.model,
+        contract,
+        files,
+        args.output,
+        validation_images=len(images),
+        calibration_images=len(calibration),
+        metrics_over_validation_images=table,
+    )
 
 
 if __name__ == "__main__":

@@ -23,9 +23,8 @@ from pathlib import Path
 
 import numpy as np
 from count_cells import DEFAULT_DATA, load
-from deployment_forms import export_forms, held_out_table
+from deployment_forms import export_forms, held_out_table, write_report
 
-from kfcn.atomic import atomic_path
 from kfcn.saving import load_model
 
 COMMAND = "KERAS_BACKEND=tensorflow python examples/export_counter.py"
@@ -65,18 +64,16 @@ def main():
         model, args.output, "vgg_cells_counter", list(images[train]), (256, 256), metadata
     )
     table = held_out_table(forms, list(images[held_out]), count_scores(counts[held_out]))
-    report = {
-        "command": COMMAND,
-        "model": str(args.model),
-        "input_contract": contract["input"],
-        "output": contract["output"],
-        "held_out_images": card["held_out_images"],
-        "metrics_over_held_out_images": table,
-        "files": files,
-    }
-    with atomic_path(args.report) as temporary:  # a stopped export leaves the old table whole
-        temporary.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.report}; the exported files are in {args.output}")
+    write_report(
+        args.report,
+        COMMAND,
+        args.model,
+        contract,
+        files,
+        args.output,
+        held_out_images=card["held_out_images"],
+        metrics_over_held_out_images=table,
+    )
 
 
 if __name__ == "__main__":
