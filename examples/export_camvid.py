@@ -65,6 +65,8 @@ def main():
     parser.add_argument("--report", type=Path, default=Path("saved_models/camvid_unet_deployment.json"))
     parser.add_argument("--limit", type=int, default=None, help="only the first N validation images")
     args = parser.parse_args()
+    if args.limit is not None and args.limit < 1:
+        raise SystemExit(f"--limit {args.limit}: give at least 1 validation image, or leave --limit out for all.")
     if not (args.data / "val").is_dir():
         raise SystemExit(f"No CamVid validation split under {args.data}; pass --data.")
     images, labels = read_split(args.data, "val", args.limit)

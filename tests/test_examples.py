@@ -202,3 +202,15 @@ def test_train_isbi_trains_then_fine_tunes_without_weights_on_a_cosine_schedule(
     assert train("--filters", 32, "--init", first, "--output", tmp_path / "third" / "unet.keras") == 2
     assert "--init fine-tunes a model that has its own" in capsys.readouterr().err
     assert not (tmp_path / "third").exists()
+
+
+def test_export_camvid_refuses_a_limit_below_one_before_writing(tmp_path):
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "export_camvid.py"), "--limit", "0", "--report", "report.json"],
+        capture_output=True,
+        text=True,
+        env=os.environ | {"KERAS_BACKEND": "tensorflow"},
+        cwd=tmp_path,
+    )
+    assert done.returncode != 0 and "--limit 0: give at least 1 validation image" in done.stderr
+    assert list(tmp_path.iterdir()) == []
