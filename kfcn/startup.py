@@ -10,8 +10,8 @@ it imports the backend, unless `KFCN_STARTUP_LOG=1` is set (the command line's `
 JAX frees device buffers from a garbage-collector callback. A Ctrl-C that lands while a callback
 runs is printed as "Exception ignored in: <function _xla_gc_callback>" and lost, and training goes
 on. `keep_interrupts` makes every gc callback hand such an interrupt back to the main thread, and
-catches the one that lands on a wrapper's first instruction (before its `try`) where Python
-reports it, in `sys.unraisablehook`.
+catches in `sys.unraisablehook`, where Python reports it, one that lands anywhere else Python would
+drop it: on a wrapper's first instruction (before its `try`), in a weakref callback, in `__del__`.
 """
 
 from __future__ import annotations
@@ -120,7 +120,10 @@ def _deliver_later(signum, delay=0.01):
 
 def _redelivering_unraisable_interrupts(previous_hook):
     def hook(unraisable):
-        if isinstance(unraisable.exc_value, KeyboardInterrupt) and _is_gc_callback(unraisable.object):
+        # Python reports, and otherwise drops, an exception it cannot raise: one in a gc callback,
+        # a weakref callback (a `WeakKeyDictionary` entry removed during a collection) or `__del__`.
+        # A Ctrl-C or SIGTERM landing on any of those is the user's stop, so it is delivered again.
+        if isinstance(unraisable.exc_value, KeyboardInterrupt):
             _hand_back(unraisable.exc_value)
         else:
             previous_hook(unraisable)
@@ -129,17 +132,14 @@ def _redelivering_unraisable_interrupts(previous_hook):
     return hook
 
 
-def _is_gc_callback(obj):
-    return getattr(obj, "kfcn_hands_interrupts_back", False) or any(obj is callback for callback in gc.callbacks)
-
-
 def keep_interrupts():
     """Wraps the garbage collector's callbacks (JAX's among them) so that a Ctrl-C or SIGTERM that
     arrives while one runs stops the program instead of being printed and ignored. Idempotent.
 
     A signal can also land on a wrapper's very first instruction, before its `try` (Python checks
-    for signals on entering a function); the interrupt then escapes to `sys.unraisablehook`, which
-    this also wraps to deliver it once more.
+    for signals on entering a function), or in a weakref callback or `__del__` that a collection
+    runs; the interrupt then escapes to `sys.unraisablehook`, which this also wraps to deliver every
+    such interrupt once more (other unraisable exceptions still reach the previous hook).
 
     Example:
     >>> calls = []

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+import weakref
 
 import pytest
 
@@ -77,6 +78,30 @@ def test_an_interrupt_on_a_wrappers_first_instruction_still_stops_the_program(gc
         keep_interrupts()
         keep_interrupts()  # idempotent: the hook is wrapped once
         assert sys.unraisablehook.kfcn_hands_interrupts_back and sys.unraisablehook.__closure__
+        with pytest.raises(KeyboardInterrupt):
+            _collect_then_run_on()
+    finally:
+        sys.unraisablehook = hook
+        signal.signal(signal.SIGINT, previous)
+
+
+def test_an_interrupt_inside_a_weakref_callback_of_a_collection_stops_the_program():
+    # CI saw the interrupt handed back land in a `WeakKeyDictionary` entry's removal, which a
+    # collection ran: Python reported it to sys.unraisablehook and dropped it.
+    class Node:
+        pass
+
+    def remove(reference):
+        raise KeyboardInterrupt
+
+    cycle = Node()
+    cycle.itself = cycle
+    reference = weakref.ref(cycle, remove)  # noqa: F841 (kept alive so that its callback runs)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    hook = sys.unraisablehook
+    try:
+        keep_interrupts()
+        del cycle
         with pytest.raises(KeyboardInterrupt):
             _collect_then_run_on()
     finally:
