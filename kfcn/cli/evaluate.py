@@ -134,7 +134,7 @@ def run(args):
             whole_set["isbi2012_original"] = isbi2012_scores_from_counts(isbi2012_counts)
         print(_whole_set_text(whole_set, _class_names(args)))
     if json_path is not None:
-        write_json(json_path, _report(args, names, rows, mean, whole_set, confusion))
+        write_json(json_path, _report(args, model, names, rows, mean, whole_set, confusion))
         print(f"wrote {json_path}")
 
 
@@ -231,17 +231,30 @@ def _score_every_pair(args, model, pairs, data):
     return names, rows, confusion, isbi2012_counts
 
 
-REPORTED_OPTIONS = ("label_mode", "num_classes", "ignore_class", "threshold", "border", "tta")
+def _options_that_applied(args, output_channels):
+    """The options that shaped the scores, and no other: a threshold only for a one-channel output,
+    the border rule only for binary labels (the Rand error of their segments), classes only for index
+    labels, so that a report (and the card made from it) never states a setting that did nothing."""
+    if args.task != "segmentation":
+        return {"tta": args.tta}
+    keys = ["label_mode"]
+    if args.label_mode == "index":
+        keys += ["num_classes", "ignore_class"]
+    if output_channels == 1:
+        keys.append("threshold")
+    if args.label_mode == "binary":
+        keys.append("border")
+    return {key: getattr(args, key) for key in [*keys, "tta"]}
 
 
-def _report(args, names, rows, mean, whole_set, confusion):
+def _report(args, model, names, rows, mean, whole_set, confusion):
     report = {
         "model": str(model_path(args)),
         "model_sha256": file_sha256(model_path(args)),
         "images": str(args.images),
         "labels": str(args.labels),
         "task": args.task,
-        "options": {key: getattr(args, key) for key in (REPORTED_OPTIONS if args.task == "segmentation" else ("tta",))},
+        "options": _options_that_applied(args, model.output_shape[-1]),
         "per_image": [{"image": name, **row} for name, row in zip(names, rows)],
         "mean": mean,
     }

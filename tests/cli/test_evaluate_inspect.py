@@ -65,6 +65,7 @@ def test_evaluate_segmentation_matches_an_independent_computation(binary, tmp_pa
     out = capsys.readouterr().out
     assert code == 0
     report = json.loads(report_path.read_text())
+    assert report["options"] == {"label_mode": "binary", "threshold": 0.5, "border": "singletons", "tta": None}
     model = load_model(binary / "model.keras")
     expected = {"pixel_error": [], "dice": [], "adapted_rand_error": []}
     for index, row in enumerate(report["per_image"]):
@@ -118,7 +119,10 @@ def test_evaluate_index_labels_with_an_ignore_class(tmp_path, capsys):
     options = ["--label-mode", "index", "--num-classes", "3", "--ignore-class", "9", "--json", str(tmp_path / "s.json")]
     assert main(evaluate_folder(tmp_path, *options)) == 0
     assert "whole set" in capsys.readouterr().out
-    row = json.loads((tmp_path / "s.json").read_text())["per_image"][0]
+    report = json.loads((tmp_path / "s.json").read_text())
+    # a softmax over 3 classes: no threshold, and no border rule (that is the binary Rand error's)
+    assert report["options"] == {"label_mode": "index", "num_classes": 3, "ignore_class": 9, "tta": None}
+    row = report["per_image"][0]
     predicted = predict(load_model(tmp_path / "model.keras"), image).argmax(-1)
     keep = label != 9
     iou = []
