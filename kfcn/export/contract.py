@@ -118,6 +118,19 @@ class ServingContract:
 
         low_high = None if self.input_range is None else [_number(v) for v in self.input_range]
         stored = f"as stored ({'e.g. uint8 values cast to float' if input_dtype == 'float32' else input_dtype})"
+        shape = input_shape or ["batch", "height", "width", self.channels]
+        converted_for = shape[1:3] if all(isinstance(side, int) for side in shape[1:3]) else None
+        if self.fixed_size is not None:
+            sizes = f"exactly {self.fixed_size[0]}x{self.fixed_size[1]} (the model was built for that size)"
+        elif converted_for is not None:  # a TFLite file converted for one size: it takes no other
+            sizes = (
+                f"exactly {converted_for[0]}x{converted_for[1]} (this file was converted for that size; the graph "
+                "mirror-pads it to a size the network takes and crops the output back)"
+            )
+        else:
+            sizes = (
+                "any height and width >= 1; the graph mirror-pads to a size the network takes and crops the output back"
+            )
         return {
             "format": export_format,
             "model_name": model.name,
@@ -127,22 +140,19 @@ class ServingContract:
             "input": {
                 "name": self.input_name,
                 "dtype": input_dtype,
-                "shape": input_shape or ["batch", "height", "width", self.channels],
+                "shape": shape,
                 "value_range": low_high,
                 "meaning": (
                     f"raw pixel values in [{low_high[0]}, {low_high[1]}] {stored}; the graph scales them itself"
                     if low_high
                     else "values as the model was trained on them (no scaling in the graph)"
                 ),
-                "sizes": "any height and width >= 1; the graph mirror-pads to a size the network takes and crops "
-                "the output back"
-                if self.fixed_size is None
-                else f"exactly {self.fixed_size[0]}x{self.fixed_size[1]} (the model was built for that size)",
+                "sizes": sizes,
             },
             "output": {
                 "name": self.output_name,
                 "dtype": "float32",
-                "shape": ["batch", "height", "width", self.output_channels],
+                "shape": [*shape[:3], self.output_channels],  # the input's batch and size
                 "meaning": _output_meaning(self.head, self.output_channels),
             },
             "network_sizes": {"multiple": self.multiple, "minimum": self.minimum, "margin_per_side": self.margin},

@@ -141,6 +141,30 @@ def test_int8_records_its_calibration_range_and_warns_when_it_leaves_pixels_unco
     assert not [w for w in caught if "calibration images span" in str(w.message)]  # the range is covered
 
 
+@pytest.mark.parametrize("input_shape", [(24, 20), None])
+def test_the_tflite_card_states_the_shapes_the_interpreter_takes_and_gives(tmp_path, input_shape):
+    # A file converted for 24x20 takes exactly that (its card said "any height and width" before);
+    # one converted without a size takes any. The interpreter of each file is the truth.
+    model = unet((None, None, 1), num_classes=3, filters=2, depth=2, input_range=(0, 255))
+    report = tflite(model, tmp_path / "m.tflite", input_shape=input_shape)
+    card = json.loads(Path(report["model_card"]).read_text())
+    interpreter = interpreters()["litert"](model_path=report["path"])
+    (given,), (taken,) = interpreter.get_input_details(), interpreter.get_output_details()
+    if input_shape is None:
+        assert card["input"]["shape"] == [1, "height", "width", 1] and card["output"]["shape"] == [
+            1,
+            "height",
+            "width",
+            3,
+        ]
+        assert card["input"]["sizes"].startswith("any height and width")
+        assert list(given["shape_signature"]) == [1, -1, -1, 1]
+    else:
+        assert card["input"]["shape"] == given["shape"].tolist() == [1, 24, 20, 1]
+        assert card["output"]["shape"] == taken["shape"].tolist() == [1, 24, 20, 3]
+        assert card["input"]["sizes"].startswith("exactly 24x20 (this file was converted for that size")
+
+
 def test_int8_from_a_tf_data_dataset_of_pairs(tmp_path, rng):
     import tensorflow as tf
 
