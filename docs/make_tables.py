@@ -363,18 +363,21 @@ def deployment_files(root):
     saved_model = root / files["saved_model"]
     saved_model_bytes = sum(path.stat().st_size for path in saved_model.rglob("*") if path.is_file())
     contract = report["input_contract"]
+    signatures = json.loads((saved_model / "kfcn_model_card.json").read_text())["serving"]["signatures"]
+    served = ", ".join(f"`{name}` ({dtype})" for name, dtype in signatures.items())
     return _rows(
         ["file", "what", "size"],
         [
             (
                 f"`{Path(files['saved_model']).relative_to(MODELS).as_posix()}/`",
-                f"SavedModel for TF Serving: `serving_default` takes `{contract['name']}` ({contract['dtype']}, any "
-                f"height and width), returns `{report['output']['name']}`; `kfcn_model_card.json` inside",
+                f"SavedModel for TF Serving: {served} take `{contract['name']}` (any height and width) and return "
+                f"`{report['output']['name']}`; `kfcn_model_card.json` inside",
                 _megabytes(saved_model_bytes),
             ),
             (
                 "`unet_isbi_float32.tflite`",
-                "TFLite, builtin ops only, 512×512 input",
+                "TFLite, builtin ops only, 512×512 input; each TFLite file has its card beside it "
+                "(`<file>.kfcn_model_card.json`)",
                 _megabytes(files["tflite_float32"]["bytes"]),
             ),
             ("`unet_isbi_float16.tflite`", "float16 weights", _megabytes(files["tflite_float16"]["bytes"])),

@@ -5,6 +5,7 @@ Writes, under saved_models/:
   unet_isbi_float32.tflite        TFLite, float32, 512x512 input
   unet_isbi_float16.tflite        TFLite, float16 weights
   unet_isbi_int8.tflite           TFLite, full-integer int8 (calibrated on training slices 00-19)
+  unet_isbi_*.tflite.kfcn_model_card.json   each TFLite file's card (input, output, sizes, ops)
   unet_isbi_deployment.json       model card: command, input contract, metrics of each form
 
 Held-out slices 20-24 are scored by each form (pixel error at 0.5, membrane Dice), and the
@@ -19,11 +20,11 @@ import kfcn  # noqa: F401  (first: Keras and TensorFlow then start without their
 
 # isort: split
 import argparse
-import json
+import os
 from pathlib import Path
 
 import numpy as np
-from deployment_forms import export_forms, held_out_table
+from deployment_forms import export_forms, held_out_table, write_report
 
 from kfcn.data import load_pair
 from kfcn.saving import load_model
@@ -47,7 +48,8 @@ def main():
     args = parser.parse_args()
     output = Path(args.output)
     root = kfcn.samples.isbi2012_dir()
-    model = load_model(kfcn.samples.shipped_model_path())
+    model_path = Path(os.path.relpath(kfcn.samples.shipped_model_path()))  # kfcn/assets/models/... in a checkout
+    model = load_model(model_path)
     pairs = {name: load_pair(root / "images" / f"{name}.png", root / "labels" / f"{name}.png") for name in HELD_OUT}
     calibration = [load_pair(root / "images" / f"{n}.png", root / "labels" / f"{n}.png")[0] for n in TRAINING]
 
@@ -62,16 +64,16 @@ def main():
         errors, dices = zip(*(scores(probability, label) for probability, label in zip(outputs, labels)))
         return {"pixel_error": round(float(np.mean(errors)), 4), "membrane_dice": round(float(np.mean(dices)), 4)}
 
-    card_out = {
-        "command": COMMAND,
-        "input_contract": card["input"],
-        "output": card["output"],
-        "held_out_slices": HELD_OUT,
-        "metrics_mean_over_held_out_slices": held_out_table(forms, images, score),
-        "files": files,
-    }
-    (output / "unet_isbi_deployment.json").write_text(json.dumps(card_out, indent=2) + "\n")
-    print(f"wrote {output}/unet_isbi_deployment.json")
+    write_report(
+        output / "unet_isbi_deployment.json",
+        COMMAND,
+        model_path,
+        card,
+        files,
+        output,
+        held_out_slices=HELD_OUT,
+        metrics_mean_over_held_out_slices=held_out_table(forms, images, score),
+    )
 
 
 if __name__ == "__main__":

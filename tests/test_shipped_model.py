@@ -40,6 +40,29 @@ def test_held_out_scores_match_the_model_card():
         assert value == pytest.approx(stated["plain"]["isbi2012_original"][key], abs=2e-4), key
 
 
+def test_the_shipped_savedmodel_serves_the_shipped_model_through_both_signatures():
+    # The committed serving folder is re-exported when the exporter changes (examples/export_isbi.py):
+    # both signatures its card lists serve what the shipped .keras predicts, on a held-out slice.
+    import numpy as np
+    import tensorflow as tf
+
+    from kfcn.data import load_pair
+    from kfcn.inference import predict
+    from kfcn.samples import isbi2012_dir
+
+    folder = ROOT / "saved_models" / "unet_isbi_serving" / "1"
+    card = json.loads((folder / "kfcn_model_card.json").read_text())
+    assert card["serving"]["signatures"] == {"serving_default": "float32", "serving_uint8": "uint8"}
+    image, _ = load_pair(isbi2012_dir() / "images" / "slice_20.png", isbi2012_dir() / "labels" / "slice_20.png")
+    image = image[:200, :136]  # a size the network does not take: the graph pads and crops it back
+    expected = predict(load_model(shipped_model_path()), image)
+    served = tf.saved_model.load(str(folder)).signatures
+    name = card["input"]["name"]
+    for signature, dtype in card["serving"]["signatures"].items():
+        output = served[signature](**{name: tf.constant(image[None].astype(dtype))})[card["output"]["name"]]
+        np.testing.assert_allclose(output.numpy()[0], expected, atol=1e-5, err_msg=signature)
+
+
 VGG_CELLS = ROOT.parent / "shared" / "datasets" / "vgg_cells"
 
 
