@@ -8,6 +8,7 @@ current again, so no card is edited by hand.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -43,15 +44,17 @@ def run(args):
     prefix = "" if output.parent.resolve() == folder.resolve() else output.stem + "_"
     text = model_card(folder, evaluations=args.evaluation, prefix=prefix)
     companions = [name for name in COMPANIONS if prefix and (folder / name).is_file()]
-    for name in companions:
-        with atomic_path(output.parent / (prefix + name)) as temporary:
+    # Every file is written before any replaces its old version (the renames come last, together), so
+    # that a stop while writing leaves the old card with its old companions, not a mix of two runs.
+    with contextlib.ExitStack() as replaced_together:
+        for name in companions:
+            temporary = replaced_together.enter_context(atomic_path(output.parent / (prefix + name)))
             if name == "config.json":  # with its paths as the card shows them: none of this machine
                 config = json.loads((folder / name).read_text())
                 temporary.write_text(json.dumps({key: _shown(value) for key, value in config.items()}, indent=2) + "\n")
             else:
                 temporary.write_bytes((folder / name).read_bytes())
-    with atomic_path(output) as temporary:
-        temporary.write_text(text)
+        replaced_together.enter_context(atomic_path(output)).write_text(text)
     print(f"wrote {output}" + "".join(f", {output.parent / (prefix + name)}" for name in companions))
 
 

@@ -1,7 +1,12 @@
 """`kfcn card RUN`: the card is made from the run folder's files alone and follows the run when it is extended."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
 
+import keras
 import pytest
 
 from kfcn.cli import main
@@ -68,6 +73,32 @@ def test_the_card_states_the_run_and_is_regenerated_after_an_extension(tmp_path,
     assert main(["card", str(run)]) == 0
     card = (run / "MODEL_CARD.md").read_text()
     assert "Trained for 3 epoch(s)" in card and "Extended from 2 epochs." in card
+    # Killed while writing the card beside the shipped model: the old card and its companions stay, all
+    # of the same run (the companions used to be replaced first); the same command then writes all four.
+    before = {path.name: path.read_bytes() for path in shipped.iterdir()}
+    dying = (
+        "import os, pathlib, signal, sys\n"
+        "write_text = pathlib.Path.write_text\n"
+        "def dying(path, *args, **kwargs):\n"
+        "    if path.suffix == '.md': os.kill(os.getpid(), signal.SIGKILL)\n"
+        "    return write_text(path, *args, **kwargs)\n"
+        "pathlib.Path.write_text = dying\n"
+        "from kfcn.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    beside_command = ["card", str(run), "--output", str(shipped / "cells.md")]
+    environment = os.environ | {"KERAS_BACKEND": keras.backend.backend()}
+    killed = subprocess.run([sys.executable, "-c", dying, *beside_command], env=environment, capture_output=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()[-2000:]
+    assert {path.name: path.read_bytes() for path in shipped.iterdir() if "partial" not in path.name} == before
+    assert main(beside_command) == 0
+    assert (
+        (shipped / "cells_training.csv").read_bytes()
+        == (run / "training.csv").read_bytes()
+        != before["cells_training.csv"]
+    )
+    assert "Extended from 2 epochs." in (shipped / "cells.md").read_text()
+    assert sorted(path.name for path in shipped.iterdir()) == sorted(before)  # the killed run's temporaries are gone
     # The extension rewrote model.keras, so the report made before it is stale and refused; the card stays.
     assert report["model_sha256"] != file_sha256(run / "model.keras")
     capsys.readouterr()
