@@ -3,8 +3,9 @@
 `export_forms` writes the files and returns, for each form, a function image -> output map that
 runs the written file (not the Keras model), so the table measures what a deployment serves;
 `held_out_table` scores every form with the task's own score and states the drift from Keras;
-`write_report` writes that table with the files and the contract. `examples/export_isbi.py`,
-`examples/export_counter.py` and `examples/export_camvid.py` use them.
+`write_report` writes that table with the files and the contract. `replaced_together` stages the
+files so that they replace the old forms only once all are written and measured.
+`examples/export_isbi.py`, `examples/export_counter.py` and `examples/export_camvid.py` use them.
 
 Example (a tiny model; the files go into a temporary folder):
 >>> import tempfile, kfcn
@@ -25,14 +26,17 @@ from __future__ import annotations
 import kfcn  # noqa: F401  (first: Keras and TensorFlow then start without their C++ log)
 
 # isort: split
+import contextlib
 import json
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 
-from kfcn.atomic import atomic_path
+from kfcn.atomic import PARTIAL_MARK, atomic_path, check_writable, clean_partials
 from kfcn.inference import predict
 
 
@@ -42,16 +46,51 @@ def tflite_predictor(path, input_name, output_name):
     return lambda image: runner(**{input_name: image[None].astype("float32")})[output_name][0]
 
 
-def export_forms(model, output, stem, calibration, input_shape, metadata):
+@contextlib.contextmanager
+def replaced_together(output):
+    """Yields a staging folder inside `output` to export into; once the block ends without an exception,
+    each staged file, and each version folder of a staged SavedModel (other versions stay), replaces its
+    namesake in `output` in one quick pass. A stop before then leaves `output` as it was: no mix of old
+    and new forms under one report. A killed export's staging folder, marked as a kfcn temporary, is
+    removed by the next one."""
+    output = check_writable(Path(output), "export folder")
+    clean_partials(output)
+    staging = output / f"forms{PARTIAL_MARK}{os.getpid()}"
+    staging.mkdir()
+    try:
+        yield staging
+        for entry in sorted(staging.iterdir()):
+            if entry.is_dir():  # a SavedModel base folder (STEM_serving/VERSION)
+                (output / entry.name).mkdir(exist_ok=True)
+                for version in sorted(entry.iterdir()):
+                    _replace_folder(version, output / entry.name / version.name)
+            else:
+                os.replace(entry, output / entry.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _replace_folder(new, old):
+    aside = old.with_name(f"{old.name}{PARTIAL_MARK}{os.getpid()}-old")
+    if old.exists():
+        os.replace(old, aside)
+    os.replace(new, old)
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def export_forms(model, output, stem, calibration, input_shape, metadata, staging=None):
     """Writes OUTPUT/STEM_serving/1 (SavedModel) and OUTPUT/STEM_{float32,float16,int8}.tflite (fixed
-    `input_shape`; int8 calibrated on the raw `calibration` images); returns (forms: name -> predictor,
-    files: name -> path or {path, bytes, ops}, the SavedModel's model card)."""
+    `input_shape`; int8 calibrated on the raw `calibration` images), into `staging` (from
+    `replaced_together(OUTPUT)`) when given; returns (forms: name -> predictor, files: name -> path or
+    {path, bytes, ops} as they will lie in OUTPUT, the SavedModel's model card)."""
     output = Path(output)
-    folder = kfcn.export.saved_model(model, output / f"{stem}_serving", version=1, overwrite=True, metadata=metadata)
+    written = Path(staging) if staging is not None else output
+    folder = kfcn.export.saved_model(model, written / f"{stem}_serving", version=1, overwrite=True, metadata=metadata)
+    options = {"input_shape": input_shape, "metadata": metadata}  # each TFLite card names its training too
     reports = {
-        "float32": kfcn.export.tflite(model, output / f"{stem}_float32.tflite", input_shape=input_shape),
-        "float16": kfcn.export.tflite(model, output / f"{stem}_float16.tflite", "float16", input_shape=input_shape),
-        "int8": kfcn.export.tflite(model, output / f"{stem}_int8.tflite", "int8", calibration, input_shape=input_shape),
+        "float32": kfcn.export.tflite(model, written / f"{stem}_float32.tflite", **options),
+        "float16": kfcn.export.tflite(model, written / f"{stem}_float16.tflite", "float16", **options),
+        "int8": kfcn.export.tflite(model, written / f"{stem}_int8.tflite", "int8", calibration, **options),
     }
     card = json.loads((folder / kfcn.export.MODEL_CARD_NAME).read_text())
     input_name, output_name = card["input"]["name"], card["output"]["name"]
@@ -64,9 +103,15 @@ def export_forms(model, output, stem, calibration, input_shape, metadata):
             for name, report in reports.items()
         },
     }
+    final = {"saved_model": output / folder.relative_to(written)} | {
+        f"tflite_{name}": output / Path(report["path"]).relative_to(written) for name, report in reports.items()
+    }
     files = {
-        "saved_model": str(folder),
-        **{f"tflite_{name}": {"path": r["path"], "bytes": r["bytes"], "ops": r["ops"]} for name, r in reports.items()},
+        "saved_model": str(final["saved_model"]),
+        **{
+            f"tflite_{name}": {"path": str(final[f"tflite_{name}"]), "bytes": r["bytes"], "ops": r["ops"]}
+            for name, r in reports.items()
+        },
     }
     return forms, files, card
 

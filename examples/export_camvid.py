@@ -24,7 +24,7 @@ import argparse
 from pathlib import Path
 
 from camvid_segmentation import CLASSES, DEFAULT_DATA, VOID, read_split, scores_from_confusion
-from deployment_forms import export_forms, held_out_table, write_report
+from deployment_forms import export_forms, held_out_table, replaced_together, write_report
 
 from kfcn.evaluation import confusion_matrix
 from kfcn.saving import load_model
@@ -76,8 +76,11 @@ def main():
     model = load_model(args.model)
     metadata = {"training": "saved_models/camvid_unet.md (recipe camvid-unet)", "export_command": COMMAND}
     height, width = images[0].shape[:2]
-    forms, files, contract = export_forms(model, args.output, "camvid_unet", calibration, (height, width), metadata)
-    table = held_out_table(forms, list(images), camvid_scores(labels))
+    with replaced_together(args.output) as staging:  # the old forms stay until the new are measured
+        forms, files, contract = export_forms(
+            model, args.output, "camvid_unet", calibration, (height, width), metadata, staging
+        )
+        table = held_out_table(forms, list(images), camvid_scores(labels))
     write_report(
         args.report,
         COMMAND + (f" --limit {args.limit}" if args.limit else ""),

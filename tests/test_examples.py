@@ -214,3 +214,59 @@ def test_export_camvid_refuses_a_limit_below_one_before_writing(tmp_path):
     )
     assert done.returncode != 0 and "--limit 0: give at least 1 validation image" in done.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+EXPORT_RUN = """
+import os, signal, sys
+import numpy as np
+sys.path.insert(0, {examples!r})
+import kfcn
+import deployment_forms
+
+output, run = sys.argv[1], sys.argv[2]
+if run == "killed":  # SIGKILL at the int8 file: the SavedModel and two TFLite files are written by then
+    tflite = kfcn.export.tflite
+    def dying(model, path, quantize=None, *arguments, **options):
+        if quantize == "int8":
+            os.kill(os.getpid(), signal.SIGKILL)
+        return tflite(model, path, quantize, *arguments, **options)
+    kfcn.export.tflite = dying
+model = kfcn.models.unet((None, None, 1), filters=2, depth=1, input_range=(0, 255))
+images = [np.random.default_rng(0).uniform(0, 255, (16, 16, 1)).astype("float32")]
+with deployment_forms.replaced_together(output) as staging:
+    forms, files, card = deployment_forms.export_forms(model, output, "tiny", images, (16, 16), {{"run": run}}, staging)
+    deployment_forms.held_out_table(forms, images, lambda outputs: {{"mean": float(np.mean(outputs))}})
+print(files["tflite_int8"]["path"])
+"""
+
+
+def test_a_stopped_export_leaves_every_old_form_and_the_next_replaces_them_all(tmp_path):
+    # The export scripts stage their forms (examples/deployment_forms.replaced_together): a kill while
+    # writing them leaves the forms of the last export, all of one export, whole; the next one replaces all.
+    output = tmp_path / "forms"
+    (output / "tiny_serving" / "7").mkdir(parents=True)  # another version of the served model: kept
+    code = EXPORT_RUN.format(examples=str(ROOT / "examples"))
+    environment = os.environ | {"KERAS_BACKEND": "tensorflow"}
+
+    def export(run):
+        return subprocess.run([sys.executable, "-c", code, str(output), run], env=environment, capture_output=True)
+
+    def contents():
+        return {str(path.relative_to(output)): path.read_bytes() for path in output.rglob("*") if path.is_file()}
+
+    def runs_named_by_the_cards():
+        cards = [output / "tiny_serving" / "1" / "kfcn_model_card.json", *output.glob("*.tflite.kfcn_model_card.json")]
+        return sorted(json.loads(card.read_text())["metadata"]["run"] for card in cards)
+
+    first = export("first")
+    assert first.returncode == 0, first.stderr.decode()[-2000:]
+    assert first.stdout.decode().split()[-1] == str(output / "tiny_int8.tflite")  # the final path, not the staged one
+    before = contents()
+    assert runs_named_by_the_cards() == ["first"] * 4
+    killed = export("killed")
+    assert killed.returncode == -9, killed.stderr.decode()[-2000:]
+    assert {name: data for name, data in contents().items() if ".kfcn-partial-" not in name} == before
+    assert export("third").returncode == 0
+    assert runs_named_by_the_cards() == ["third"] * 4
+    assert not [path for path in output.rglob("*") if ".kfcn-partial-" in path.name]  # the killed staging is gone
+    assert (output / "tiny_serving" / "7").is_dir()
