@@ -266,7 +266,7 @@ def best_so_far(csv_path, monitor, mode):
     return float(np.nanmin(values) if mode == "min" else np.nanmax(values))
 
 
-def standard_callbacks(run_dir, monitor, mode, patience=None, ema=False, crop_stream=None):
+def standard_callbacks(run_dir, monitor, mode, patience=None, ema=False, crop_stream=None, precise_bn=None):
     """The callbacks of a resumable run in `run_dir`, every file written atomically (`kfcn.checkpoints`).
 
     - `model.keras`: the best epoch by `monitor` (resumes its comparison from the log);
@@ -276,7 +276,9 @@ def standard_callbacks(run_dir, monitor, mode, patience=None, ema=False, crop_st
       moment leaves a state that resumes;
     - `training.csv`: one row per epoch, with the learning rate;
     - with `patience`, early stopping; with `ema`, the checkpoint and validation use
-      the optimizer's moving average of the weights (`SwapEMAWeights`).
+      the optimizer's moving average of the weights (`SwapEMAWeights`);
+    - with `precise_bn` (fixed input batches), each epoch's batch-norm statistics are
+      recomputed on them before validation and checkpoints (`kfcn.batch_norm.PreciseBatchNorm`).
 
     Example:
     >>> import tempfile
@@ -293,6 +295,10 @@ def standard_callbacks(run_dir, monitor, mode, patience=None, ema=False, crop_st
         callbacks.append(ResumeCropStream(crop_stream))
     if ema:
         callbacks.append(keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
+    if precise_bn is not None:  # after the swap: the statistics of the weights that are validated and kept
+        from kfcn.batch_norm import PreciseBatchNorm
+
+        callbacks.append(PreciseBatchNorm(precise_bn))
     log = run_dir / "training.csv"
     callbacks.append(
         BestModelCheckpoint(

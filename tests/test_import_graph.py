@@ -19,7 +19,7 @@ FOUNDATION |= {"names", "optional", "samples", "startup", "targets"}
 LAYERS = [
     FOUNDATION,
     {"analysis", "evaluation", "instances", "recipes", "rendering", "saving"},
-    {"checkpoints", "models"},
+    {"batch_norm", "checkpoints", "models"},
     {"data", "export"},
     {"inference"},  # engine="litert" runs export's TFLite conversion
     {"distribute", "training"},

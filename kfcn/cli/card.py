@@ -166,8 +166,34 @@ def _training_line(config, summary, log):
     return (
         f"Trained for {summary['epochs_run']} epoch(s) of {config['steps']} steps in {_training_time(log)} "
         f"(Keras {summary.get('keras')}, {summary.get('backend')} backend) on {where}, computing in "
-        f"{used['precision']} with XLA {'on' if used['jit_compile'] else 'off'}.{extended}"
+        f"{used['precision']} with XLA {'on' if used['jit_compile'] else 'off'}.{extended}{_observation(config)}"
     )
+
+
+def _observation(config):
+    """What the run validated and which batch-norm statistics it kept, and from which epoch that changed."""
+    words = {
+        "val_every": lambda n: "validated every epoch" if n == 1 else f"validated every {n} epochs and at the last",
+        "precise_bn": lambda n: (
+            f"batch-norm statistics recomputed each epoch over {n} batch{'es' if n != 1 else ''} of training crops"
+            if n
+            else "Keras' moving batch-norm statistics"
+        ),
+    }
+    changes = config.get("observation_changes") or []
+    if not changes and config.get("val_every", 1) == 1 and not config.get("precise_bn"):
+        return ""
+    defaults = {"val_every": 1, "precise_bn": 0}  # a run of kfcn before these options had them so
+    first = {  # the settings the run started with: before its first change, else as they are now
+        key: next((change[key][0] for change in changes if key in change), config.get(key, defaults[key]))
+        for key in words
+    }
+    text = "; ".join(words[key](first[key]) for key in words)
+    text = " " + text[0].upper() + text[1:]
+    for change in changes:
+        shown = "; ".join(words[key](change[key][1]) for key in words if key in change)
+        text += f"; from epoch {change['after_epoch'] + 1}: {shown}"
+    return text + "."
 
 
 def _training_time(log):

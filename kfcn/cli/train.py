@@ -47,6 +47,12 @@ OPTIONS = {
     "val_images": (None, str, "folder of validation images"),
     "val_labels": (None, str, "folder of validation labels"),
     "val_fraction": (0.2, float, "without validation folders or split: hold out this fraction (the last files)"),
+    "val_every": (
+        1,
+        int,
+        "validate every N epochs and at the last (N > 1 needs a training --monitor such as loss; may change when "
+        "the run resumes)",
+    ),
     "label_mode": (
         "binary",
         str,
@@ -102,6 +108,13 @@ OPTIONS = {
     "learning_rate": (1e-3, float, "learning rate (the peak of a cosine schedule)"),
     "schedule": ("constant", str, "learning-rate schedule", ("constant", "cosine")),
     "ema": (False, "bool", "validate and keep an exponential moving average of the weights"),
+    "precise_bn": (
+        0,
+        int,
+        "at each epoch's end, before validation and checkpoints, recompute the batch-norm statistics over N fixed "
+        "batches of training crops (kfcn.batch_norm; the weights train as without it); 0 keeps Keras' moving "
+        "averages (may change when the run resumes)",
+    ),
     "epochs": (50, int, "epochs"),
     "steps": (50, int, "steps (batches) per epoch"),
     "patience": (None, int, "stop after this many epochs without a better validation score"),
@@ -128,7 +141,10 @@ TYPE_WORDS = {float: "a number", int: "an integer", str: "text", "bool": "true o
 BIT_DEPTH_FLAG = "--input-range LOW,HIGH"
 CLASS_WEIGHTS_WORDS = ("none", "median-frequency", "sqrt-median-frequency")
 # What a run records beside its options in config.json (read back by a resumed run, not an option).
-RECORDED = ("extended", "class_weight_values", "precision_used")
+RECORDED = ("extended", "class_weight_values", "precision_used", "observation_changes")
+# Options that change what a run measures and keeps (validation epochs, batch-norm statistics), never the
+# weights it trains: a resumed or extended run may change them (config.json records each change).
+OBSERVING = ("val_every", "precise_bn")
 # Where --label-mode density defaults otherwise, unless a recipe, --config or a flag sets the option.
 DENSITY_DEFAULTS = {"loss": "mse", "augment": "flips"}
 DENSITY_LOSSES = ("mse", "mae")
@@ -271,9 +287,11 @@ def _check(config):
     _check_class_weights(config)
     if config["weight_map"] == "unet" and config["label_mode"] != "binary":
         raise ValueError("--weight-map unet needs --label-mode binary (0/1 masks).")
-    for name in ("filters", "depth", "crop", "batch", "epochs", "steps"):
+    for name in ("filters", "depth", "crop", "batch", "epochs", "steps", "val_every"):
         if not is_integer(config[name]) or config[name] < 1:
-            raise ValueError(f"--{name} must be a positive integer; got {config[name]!r}.")
+            raise ValueError(f"--{name.replace('_', '-')} must be a positive integer; got {config[name]!r}.")
+    if not is_integer(config["precise_bn"]) or config["precise_bn"] < 0:
+        raise ValueError(f"--precise-bn must be a whole number of batches, 0 for none; got {config['precise_bn']!r}.")
     if config["momentum"] is not None:
         if config["optimizer"] != "sgd":
             raise ValueError(
@@ -480,6 +498,8 @@ def prepare_run_dir(config):
         # An option added to kfcn after the run started counts as its default.
         before_options = {k: before.get(k, spec[0]) for k, spec in OPTIONS.items() if k != "overwrite"}
         changed = sorted(k for k in before_options if before_options[k] != config[k])
+        _record_observation_changes(config, before, before_options, [k for k in changed if k in OBSERVING], run_dir)
+        changed = [k for k in changed if k not in OBSERVING]
         finished = (run_dir / "summary.json").is_file()
         if changed == ["epochs"] and config["epochs"] > before["epochs"]:
             if not (run_dir / "backup").is_dir():
@@ -508,6 +528,20 @@ def prepare_run_dir(config):
     if started or (run_dir / "model.keras").exists() or (run_dir / "summary.json").exists():
         raise ValueError(f"{run_dir} holds files of another run; pass --overwrite or choose another --output.")
     return run_dir, False
+
+
+def _record_observation_changes(config, before, before_options, changed, run_dir):
+    """Carries config.json's record of the OBSERVING options a resumed run changed, adding this one's:
+    `{"after_epoch": E, "val_every": [old, new], ...}`, E the last epoch of the state it resumes from."""
+    changes = list(before.get("observation_changes", []))
+    if changed:
+        try:
+            resumes_after = int(json.loads((run_dir / "backup" / "training_metadata.json").read_text())["epoch"])
+        except (OSError, ValueError, KeyError, TypeError):  # no readable backup: the run starts from epoch 1
+            resumes_after = 0
+        changes.append({"after_epoch": resumes_after} | {key: [before_options[key], config[key]] for key in changed})
+    if changes:
+        config["observation_changes"] = changes
 
 
 def _keep_recorded_class_weights(config, before):
@@ -1011,6 +1045,7 @@ def _train(config, run_dir, resuming, safe_mode=True):
     scores = _compile(model, computing, outputs)
     monitor = _monitored_quantity(config, scores, validation is not None, density, outputs)
     mode = monitor_mode(monitor, model)
+    statistics = _statistics_batches(config, model, train)
     with replace_old_run(run_dir, enabled=config["overwrite"]) as old_run:  # every input is checked by now
         write_json(run_dir / "config.json", config)
         (run_dir / "summary.json").unlink(missing_ok=True)  # an extended run is unfinished until it ends again
@@ -1022,12 +1057,19 @@ def _train(config, run_dir, resuming, safe_mode=True):
             steps_per_epoch=config["steps"],
             shuffle=False,  # the crop pipeline shuffles, reproducibly
             validation_data=None if validation is None else _validation_batches(validation, multiple, replicas()),
+            validation_freq=_validation_epochs(config),
             verbose=1 if sys.stdout.isatty() else 2,  # a progress bar on a terminal, a line per epoch in a log
             callbacks=[
                 keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: old_run.first_epoch_done()),
                 RemainingTime(config["epochs"]),
                 *standard_callbacks(
-                    run_dir, monitor, mode, patience=config["patience"], ema=config["ema"], crop_stream=batches
+                    run_dir,
+                    monitor,
+                    mode,
+                    patience=config["patience"],
+                    ema=config["ema"],
+                    crop_stream=batches,
+                    precise_bn=statistics,
                 ),
             ],
         )
@@ -1048,13 +1090,19 @@ def _pixel_weights(config, train):
     return weights, weight_map
 
 
-def _crop_batches(config, model, train, weight_map, target_map):
-    from kfcn.data import random_crop_pipeline
+def _augmentation_range(config, model):
+    """The pixel range intensity augmentation scales with: the model's, else the data's where it matters."""
     from kfcn.inference import input_range
 
-    value_range = input_range(model)  # intensity augmentation scales with the model's pixel range
+    value_range = input_range(model)
     if value_range is None:  # a model without input scaling: the data's range, where augmentation needs one
         value_range = _pixel_range(config) if config["augment"] in ("intensity", "full") else (0, 255)
+    return value_range
+
+
+def _crop_batches(config, model, train, weight_map, target_map):
+    from kfcn.data import random_crop_pipeline
+
     return random_crop_pipeline(
         train,
         config["crop"],
@@ -1063,8 +1111,44 @@ def _crop_batches(config, model, train, weight_map, target_map):
         weight_map=weight_map,
         target_map=target_map,
         seed=config["seed"],
-        value_range=value_range,
+        value_range=_augmentation_range(config, model),
     )
+
+
+def _statistics_batches(config, model, train):
+    """--precise-bn N: the N batches of training crops (augmented as in training, from a stream of their own
+    seed) on which every epoch's batch-norm statistics are recomputed; the same N each epoch and each resume."""
+    if not config["precise_bn"]:
+        return None
+    from kfcn.batch_norm import batch_norm_layers
+    from kfcn.data import random_crop_pipeline
+
+    if not batch_norm_layers(model):
+        raise ValueError(
+            f"--precise-bn {config['precise_bn']}: {model.name} has no batch-normalisation layer that training "
+            "updates, so there are no statistics to recompute; leave --precise-bn at 0."
+        )
+    if config["devices"] == "all":
+        raise ValueError(
+            "--precise-bn recomputes the statistics on one device; it does not combine with --devices all yet. "
+            "Drop one of them."
+        )
+    crops = random_crop_pipeline(
+        train,
+        config["crop"],
+        batch_size=config["batch"],
+        augment=_augmentation(config["augment"]),
+        seed=config["seed"] + 1,  # not the training crops' stream, which stays as it was
+        cache=False,  # only the N batches are kept
+        value_range=_augmentation_range(config, model),
+    )
+    return crops.map(lambda x, *_: x).take(config["precise_bn"]).cache()
+
+
+def _validation_epochs(config):
+    """Keras' `validation_freq`: every epoch, or every --val-every N-th (numbered from 1) and the last."""
+    every, epochs = config["val_every"], config["epochs"]
+    return 1 if every == 1 else sorted({*range(every, epochs + 1, every), epochs})
 
 
 def _monitored_quantity(config, scores, validated, density, outputs):
@@ -1079,6 +1163,12 @@ def _monitored_quantity(config, scores, validated, density, outputs):
             f"--monitor {monitor} is not a logged quantity; choose one of {', '.join(logged)}"
             + (hint if monitor.startswith("val_") and not validated else "")
             + "."
+        )
+    if monitor.startswith("val_") and config["val_every"] > 1:
+        raise ValueError(
+            f"--val-every {config['val_every']} leaves epochs without a {monitor}, so it cannot pick the best "
+            f"epoch{' (it is the default with validation data)' if not config['monitor'] else ''}: pass a "
+            "training --monitor such as loss, or --val-every 1."
         )
     return monitor
 

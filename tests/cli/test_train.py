@@ -303,3 +303,67 @@ def test_help_shows_every_default(capsys):
     text = " ".join(capsys.readouterr().out.split())
     for phrase in ("(default: 16)", "(default: 256)", "(default: 50)", "(default: elastic)", "(default: on)"):
         assert phrase in text, phrase
+
+
+def test_precise_bn_and_val_every_change_what_is_measured_not_what_is_trained(data, tmp_path):
+    from kfcn.batch_norm import batch_norm_layers, recompute_batch_norm_statistics
+    from kfcn.cli.train import _pairs, _statistics_batches
+
+    options = ("--epochs", "3", "--val-fraction", "0.4", "--monitor", "loss")
+    plain, observed = tmp_path / "plain", tmp_path / "observed"
+    assert main(command(data, plain, *options)) == 0
+    assert main(command(data, observed, *options, "--val-every", "2", "--precise-bn", "2")) == 0
+    log, reference = read_log(observed / "training.csv"), read_log(plain / "training.csv")
+    np.testing.assert_array_equal(log["loss"], reference["loss"])  # the same training, bit for bit
+    assert np.isnan(log["val_loss"][0]) and np.isfinite(log["val_loss"][1:]).all()  # epoch 2 and the last, 3
+    assert np.isfinite(reference["val_loss"]).all()
+    # model.keras holds the same weights, with the batch-norm statistics of those weights on the run's batches.
+    kept, same_weights = load_model(observed / "model.keras"), load_model(plain / "model.keras")
+    for a, b in zip(kept.trainable_variables, same_weights.trainable_variables):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
+    stored = [keras.ops.convert_to_numpy(layer.moving_mean) for layer in batch_norm_layers(kept)]
+    config = json.loads((observed / "config.json").read_text())
+    recompute_batch_norm_statistics(kept, _statistics_batches(config, kept, _pairs(config)[0]))
+    for layer, before in zip(batch_norm_layers(kept), stored):
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(layer.moving_mean), before, rtol=1e-5, atol=1e-6)
+    moving = [keras.ops.convert_to_numpy(layer.moving_mean) for layer in batch_norm_layers(same_weights)]
+    assert not all(np.allclose(a, b) for a, b in zip(moving, stored))
+
+
+def test_a_resumed_run_may_change_what_it_measures_and_records_from_when(data, tmp_path, monkeypatch, capsys):
+    import kfcn.training
+
+    options = ("--epochs", "3", "--val-fraction", "0.4", "--monitor", "loss")
+    reference, run = tmp_path / "reference", tmp_path / "run"
+    assert main(command(data, reference, *options)) == 0
+    plain = kfcn.training.standard_callbacks
+    monkeypatch.setattr(kfcn.training, "standard_callbacks", lambda *a, **k: [*plain(*a, **k), InterruptAt(1)])
+    assert main(command(data, run, *options)) == 2
+    monkeypatch.setattr(kfcn.training, "standard_callbacks", plain)
+    assert main(command(data, run, *options, "--val-every", "5", "--precise-bn", "1")) == 0
+    config = json.loads((run / "config.json").read_text())
+    assert config["observation_changes"] == [{"after_epoch": 2, "val_every": [1, 5], "precise_bn": [0, 1]}]
+    log = read_log(run / "training.csv")
+    np.testing.assert_array_equal(log["loss"], read_log(reference / "training.csv")["loss"])
+    assert np.isfinite(log["val_loss"]).all()  # epochs 1-2 validated every epoch, epoch 3 as the last
+    assert main(["card", str(run)]) == 0
+    assert (
+        "Validated every epoch; Keras' moving batch-norm statistics; from epoch 3: validated every 5 epochs and at "
+        "the last; batch-norm statistics recomputed each epoch over 1 batch of training crops."
+    ) in (run / "MODEL_CARD.md").read_text()
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize(
+    "options, words",
+    [
+        (("--val-every", "2"), "--val-every 2 leaves epochs without a val_pixel_error"),
+        (("--val-every", "0"), "--val-every must be a positive integer"),
+        (("--precise-bn", "-1"), "--precise-bn must be a whole number of batches"),
+        (("--precise-bn", "2", "--no-batch-norm"), "has no batch-normalisation layer"),
+    ],
+)
+def test_observing_options_that_cannot_work_are_refused(data, tmp_path, options, words, capsys):
+    assert main(command(data, tmp_path / "run", "--val-fraction", "0.4", *options)) == 2
+    assert words in capsys.readouterr().err
+    assert not (tmp_path / "run" / "training.csv").exists()
