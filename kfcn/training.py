@@ -352,6 +352,8 @@ class RemainingTime(keras.callbacks.Callback):
 def plot_training_curves(csv_path, png_path, title=None):
     """Draws every logged quantity against the epoch (training solid, validation dashed), one panel per quantity.
 
+    Validation that skipped epochs (`kfcn train --val-every`) is drawn at the epochs it ran, marked.
+
     Example:
     >>> import tempfile, os
     >>> folder = tempfile.mkdtemp()
@@ -376,8 +378,11 @@ def plot_training_curves(csv_path, png_path, title=None):
     figure, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.2 * rows), squeeze=False)
     for axis, name in zip(axes.flat, names):
         axis.plot(epochs, log[name], label="training")
-        if f"val_{name}" in log:
-            axis.plot(epochs, log[f"val_{name}"], "--", label="validation")
+        if f"val_{name}" in log:  # only the validated epochs (--val-every), joined, with markers if sparse
+            values = log[f"val_{name}"]
+            validated = np.isfinite(values)
+            marker = None if validated.all() else "o"
+            axis.plot(epochs[validated], values[validated], "--", marker=marker, markersize=3, label="validation")
         axis.set_title(name)
         axis.set_xlabel("epoch")
         axis.grid(alpha=0.3)

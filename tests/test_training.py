@@ -77,3 +77,21 @@ def test_make_optimizer_warms_up_then_follows_the_cosine_formula():
 def test_make_optimizer_refuses_what_it_cannot_build(options, problem):
     with pytest.raises(ValueError, match=re.escape(problem)):
         make_optimizer(**options)
+
+
+def test_validation_of_some_epochs_only_is_drawn_at_those_epochs(tmp_path):
+    """With --val-every the log holds validation at a few epochs: each must show (an isolated value between
+    missing ones draws nothing as a plain line), and the figure must differ from one without them."""
+    from PIL import Image
+
+    from kfcn.training import plot_training_curves
+
+    rows = ["epoch,loss,val_loss"] + [f"{e},{1 / e},{2 / e if e % 3 == 0 else 'NA'}" for e in range(1, 10)]
+    none = ["epoch,loss,val_loss"] + [f"{e},{1 / e},NA" for e in range(1, 10)]
+    images = []
+    for name, lines in (("sparse", rows), ("none", none)):
+        (tmp_path / f"{name}.csv").write_text("\n".join(lines) + "\n")
+        plot_training_curves(tmp_path / f"{name}.csv", tmp_path / f"{name}.png")
+        images.append(np.asarray(Image.open(tmp_path / f"{name}.png").convert("RGB"), np.int16))
+    assert images[0].shape == images[1].shape
+    assert (np.abs(images[0] - images[1]).sum(-1) > 60).sum() > 40  # the three validated epochs are drawn

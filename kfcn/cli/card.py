@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 from pathlib import Path
 
 COMPANIONS = ("config.json", "training.csv", "curves.png")  # the run's files a card names
@@ -250,10 +251,15 @@ def _score_table(log, best):
     rows = {"selected": epochs.index(best), "last": len(epochs) - 1}
     header = "| epoch | " + " | ".join(names) + " |"
     body = [
-        f"| {label}: {epochs[index]} | " + " | ".join(f"{log[name][index]:.4f}" for name in names) + " |"
+        f"| {label}: {epochs[index]} | " + " | ".join(_score_cell(name, log[name][index]) for name in names) + " |"
         for label, index in rows.items()
     ]
     return "\n".join([header, "|---" * (len(names) + 1) + "|", *body])
+
+
+def _score_cell(name, value):
+    """A logged score to four decimals; a dash for validation an epoch did not run (`--val-every`)."""
+    return "—" if name.startswith("val_") and math.isnan(value) else f"{value:.4f}"
 
 
 def _model_facts(path):

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import keras
+import numpy as np
 import pytest
 
 from kfcn.cli import main
@@ -129,3 +130,13 @@ def test_a_report_that_is_not_kfcn_evaluate_s_is_refused(tmp_path, capsys):
 def test_a_folder_that_is_no_finished_run_is_named(tmp_path, capsys):
     assert main(["card", str(tmp_path)]) == 2
     assert "has no config.json" in capsys.readouterr().err
+
+
+def test_an_epoch_without_validation_shows_a_dash_not_nan():
+    from kfcn.cli.card import _score_table
+
+    log = {"epoch": np.array([1.0, 2.0]), "loss": np.array([0.5, 0.25]), "val_loss": np.array([np.nan, 0.75])}
+    assert _score_table(log, best=1).splitlines()[2:] == [
+        "| selected: 1 | 0.5000 | — |",
+        "| last: 2 | 0.2500 | 0.7500 |",
+    ]
