@@ -36,6 +36,7 @@ _SUBPACKAGES = (
     *_NEEDS_TENSORFLOW,
     "arguments",
     "atomic",
+    "batch_norm",
     "evaluation",
     "image_io",
     "initializers",
