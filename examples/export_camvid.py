@@ -1,6 +1,7 @@
-"""Exports the shipped CamVid U-Net for deployment and scores every form on the CamVid validation images.
+"""Exports a shipped CamVid network for deployment and scores every form on the CamVid validation images.
 
-Writes, under --output (build/camvid_unet by default: a command makes them, so they are not committed):
+For `--network unet` (the default; `segnet` for saved_models/camvid_segnet.keras) it writes, under
+--output (build/camvid_unet by default: a command makes them, so they are not committed):
   camvid_unet_serving/1/        SavedModel for TF Serving (any image size, raw 0-255 RGB)
   camvid_unet_float32.tflite    TFLite, float32, 360x480 input (CamVid's size; the graph pads to the stride)
   camvid_unet_float16.tflite    TFLite, float16 weights
@@ -10,7 +11,7 @@ class-average accuracy and mIoU (%) of one confusion matrix over the 101 validat
 excluded, as saved_models/camvid_unet_evaluation.json scores the Keras model), and the drift of its
 class probabilities from the Keras model's.
 
-    KERAS_BACKEND=tensorflow python examples/export_camvid.py
+    KERAS_BACKEND=tensorflow python examples/export_camvid.py [--network segnet]
 
 `--limit N` scores the first N validation images and calibrates on N training images (a quick check).
 """
@@ -30,6 +31,7 @@ from kfcn.evaluation import confusion_matrix
 from kfcn.saving import load_model
 
 COMMAND = "KERAS_BACKEND=tensorflow python examples/export_camvid.py"
+RECIPES = {"unet": "camvid-unet", "segnet": "camvid-segnet"}  # --network: the recipe that trains it
 CALIBRATION_IMAGES = 16
 SCORES = ("global_accuracy", "class_accuracy", "mean_iou")
 
@@ -60,11 +62,16 @@ def camvid_scores(labels):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="CamVid folder (train/, val/)")
-    parser.add_argument("--model", type=Path, default=Path("saved_models/camvid_unet.keras"))
-    parser.add_argument("--output", type=Path, default=Path("build/camvid_unet"))
-    parser.add_argument("--report", type=Path, default=Path("saved_models/camvid_unet_deployment.json"))
+    parser.add_argument("--network", choices=sorted(RECIPES), default="unet", help="the shipped network")
+    parser.add_argument("--model", type=Path, help="default: saved_models/camvid_NETWORK.keras")
+    parser.add_argument("--output", type=Path, help="default: build/camvid_NETWORK")
+    parser.add_argument("--report", type=Path, help="default: saved_models/camvid_NETWORK_deployment.json")
     parser.add_argument("--limit", type=int, default=None, help="only the first N validation images")
     args = parser.parse_args()
+    stem = f"camvid_{args.network}"
+    args.model = args.model or Path(f"saved_models/{stem}.keras")
+    args.output = args.output or Path(f"build/{stem}")
+    args.report = args.report or Path(f"saved_models/{stem}_deployment.json")
     if args.limit is not None and args.limit < 1:
         raise SystemExit(f"--limit {args.limit}: give at least 1 validation image, or leave --limit out for all.")
     if not (args.data / "val").is_dir():
@@ -74,16 +81,15 @@ def main():
     step = max(1, len(train_images) // (args.limit or CALIBRATION_IMAGES))
     calibration = list(train_images[::step][: args.limit or CALIBRATION_IMAGES])  # spread over the sequences
     model = load_model(args.model)
-    metadata = {"training": "saved_models/camvid_unet.md (recipe camvid-unet)", "export_command": COMMAND}
+    command = COMMAND + (f" --network {args.network}" if args.network != "unet" else "")
+    metadata = {"training": f"saved_models/{stem}.md (recipe {RECIPES[args.network]})", "export_command": command}
     height, width = images[0].shape[:2]
     with replaced_together(args.output) as staging:  # the old forms stay until the new are measured
-        forms, files, contract = export_forms(
-            model, args.output, "camvid_unet", calibration, (height, width), metadata, staging
-        )
+        forms, files, contract = export_forms(model, args.output, stem, calibration, (height, width), metadata, staging)
         table = held_out_table(forms, list(images), camvid_scores(labels))
     write_report(
         args.report,
-        COMMAND + (f" --limit {args.limit}" if args.limit else ""),
+        command + (f" --limit {args.limit}" if args.limit else ""),
         args.model,
         contract,
         files,

@@ -126,11 +126,13 @@ def test_camvid_segmentation_quick(tmp_path):
     for result in scores["results"].values():
         iou = [value for value in result["iou_per_class"].values() if value == value]  # not NaN
         assert len(result["iou_per_class"]) == 11 and abs(sum(iou) / len(iou) - result["mean_iou"]) < 0.01
-    model = tmp_path / f"camvid_{scores['better_by_mean_iou']}.keras"
+    network = scores["better_by_mean_iou"]
+    model = tmp_path / f"camvid_{network}.keras"
     assert model.is_file()
     # its deployment forms, exported and scored on two validation images: Keras agrees with the example's
     # own scoring of the same images, and the float32 file with Keras
-    exported = ["--model", model, "--output", "exports", "--report", "deployment.json", "--limit", "2"]
+    exported = ["--network", network, "--model", model, "--output", "exports", "--report", "deployment.json"]
+    exported += ["--limit", "2"]
     run_example("export_camvid.py", tmp_path, *exported, quick=False)
     deployment = json.loads((tmp_path / "deployment.json").read_text())
     forms = deployment["metrics_over_validation_images"]
@@ -142,7 +144,8 @@ def test_camvid_segmentation_quick(tmp_path):
     for name in ("global_accuracy", "class_accuracy", "mean_iou"):
         assert forms["keras"][name] == pytest.approx(expected[name], abs=0.01)
         assert forms["tflite_float32"][name] == pytest.approx(expected[name], abs=0.1)
-    assert (tmp_path / "exports" / "camvid_unet_int8.tflite").is_file()
+    assert (tmp_path / "exports" / f"camvid_{network}_int8.tflite").is_file()
+    assert deployment["command"].endswith(("" if network == "unet" else " --network segnet") + " --limit 2")
 
 
 def test_contour_robustness_quick(tmp_path):
