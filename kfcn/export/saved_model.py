@@ -148,4 +148,32 @@ def write_saved_model(model, folder, endpoints):
             "does not know. Export it as TFLite with a fixed input_shape=(height, width) (kfcn export --format "
             "tflite --input-size H W), or build the model for a fixed size."
         ) from None
+    _variables_in_model_order(archive, model)
     archive.write_out(str(folder), verbose=False)
+
+
+def _variables_in_model_order(archive, model):
+    """Makes `archive` save the variables in the model's own order, so the same model's variables file comes out
+    the same bytes each export (a committed SavedModel re-exported unchanged then adds nothing to git).
+
+    Keras' `ExportArchive` lists the variables its endpoints use in the order TensorFlow's function graphs
+    watched them, a set ordered by object ids: each export numbered them differently. Its private
+    `_filter_and_track_resources` (run by `write_out`) builds that list; the list is re-sorted after it. If
+    a later Keras renames either, the export stays correct, only its byte order may vary again
+    (`tests/export/test_export.py` then fails).
+    """
+    build = getattr(archive, "_filter_and_track_resources", None)
+    if build is None:
+        return
+    rank = {}
+    for index, variable in enumerate(model.variables):
+        rank.setdefault(id(variable), index)
+        rank.setdefault(id(getattr(variable, "value", variable)), index)  # the backend variable it wraps
+
+    def build_in_order():
+        build()
+        tracked = getattr(archive._tf_trackable, "_all_variables", None)
+        if tracked is not None:
+            archive._tf_trackable._all_variables = sorted(tracked, key=lambda v: rank.get(id(v), len(rank)))
+
+    archive._filter_and_track_resources = build_in_order
