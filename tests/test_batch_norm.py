@@ -6,6 +6,8 @@ import pytest
 
 from kfcn.batch_norm import PreciseBatchNorm, batch_norm_layers, recompute_batch_norm_statistics
 
+pytestmark = pytest.mark.backend  # the statistics, and training going on unchanged, on every backend
+
 
 def numpy(variable):
     return keras.ops.convert_to_numpy(variable).astype(np.float64)
