@@ -498,7 +498,7 @@ def prepare_run_dir(config):
         # An option added to kfcn after the run started counts as its default.
         before_options = {k: before.get(k, spec[0]) for k, spec in OPTIONS.items() if k != "overwrite"}
         changed = sorted(k for k in before_options if before_options[k] != config[k])
-        _record_observation_changes(config, before, before_options, [k for k in changed if k in OBSERVING], run_dir)
+        observing = [k for k in changed if k in OBSERVING]
         changed = [k for k in changed if k not in OBSERVING]
         finished = (run_dir / "summary.json").is_file()
         if changed == ["epochs"] and config["epochs"] > before["epochs"]:
@@ -510,6 +510,7 @@ def prepare_run_dir(config):
                 )
             config["extended"] = [*before.get("extended", []), {"epochs_before": before["epochs"]}]
             _keep_recorded_class_weights(config, before)
+            _record_observation_changes(config, before, before_options, observing, run_dir)
             return run_dir, True
         if finished and not changed:
             raise ValueError(
@@ -524,6 +525,7 @@ def prepare_run_dir(config):
             )
         config["extended"] = before.get("extended", [])
         _keep_recorded_class_weights(config, before)
+        _record_observation_changes(config, before, before_options, observing, run_dir)
         return run_dir, True
     if started or (run_dir / "model.keras").exists() or (run_dir / "summary.json").exists():
         raise ValueError(f"{run_dir} holds files of another run; pass --overwrite or choose another --output.")
@@ -540,6 +542,8 @@ def _record_observation_changes(config, before, before_options, changed, run_dir
         except (OSError, ValueError, KeyError, TypeError):  # no readable backup: the run starts from epoch 1
             resumes_after = 0
         changes.append({"after_epoch": resumes_after} | {key: [before_options[key], config[key]] for key in changed})
+        shown = ", ".join(f"--{key.replace('_', '-')} {before_options[key]} -> {config[key]}" for key in changed)
+        print(f"from epoch {resumes_after + 1} on: {shown} (they change what the run measures, not what it trains)")
     if changes:
         config["observation_changes"] = changes
 
@@ -1179,6 +1183,10 @@ def _announce(config, model, run_dir, resuming, validation, weights, recorded):
         + (f" (extended to {config['epochs']} epochs)" if config.get("extended") else "")
     )
     print(_held_out_description(config, validation))
+    if validation is not None and config["val_every"] > 1:
+        print(f"validating every {config['val_every']} epochs and at the last (--val-every)")
+    if config["precise_bn"]:
+        print(f"batch-norm statistics recomputed each epoch over {config['precise_bn']} batch(es) (--precise-bn)")
     used = config["precision_used"]
     if config["precision"] == "auto":
         print(f"precision: {used['precision']}, XLA {'on' if used['jit_compile'] else 'off'} ({used['why']})")

@@ -341,6 +341,9 @@ def test_a_resumed_run_may_change_what_it_measures_and_records_from_when(data, t
     assert main(command(data, run, *options)) == 2
     monkeypatch.setattr(kfcn.training, "standard_callbacks", plain)
     assert main(command(data, run, *options, "--val-every", "5", "--precise-bn", "1")) == 0
+    out = capsys.readouterr().out
+    assert "from epoch 3 on: --precise-bn 0 -> 1, --val-every 1 -> 5" in out
+    assert "validating every 5 epochs and at the last" in out and "recomputed each epoch over 1 batch(es)" in out
     config = json.loads((run / "config.json").read_text())
     assert config["observation_changes"] == [{"after_epoch": 2, "val_every": [1, 5], "precise_bn": [0, 1]}]
     log = read_log(run / "training.csv")
