@@ -473,8 +473,9 @@ def prepare_run_dir(config):
 
     Rerunning the command of an interrupted run resumes it; the same command with a larger
     `--epochs`, on a finished or an interrupted run, extends it (`config.json` records
-    each extension under "extended"). A finished run with the same settings, or a run with
-    other settings, is refused unless `--overwrite`; its files are replaced only by
+    each extension under "extended"). The OBSERVING options (`--val-every`, `--precise-bn`)
+    may change on either, recorded under "observation_changes". A finished run with the same
+    settings, or a run with other settings, is refused unless `--overwrite`; its files are replaced only by
     `replace_old_run`, after every input has been checked. A folder whose run never
     completed an epoch (no log, no backup) starts afresh with any settings. Run files that
     are symbolic links are refused: writing through them would overwrite files outside the
