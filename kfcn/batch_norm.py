@@ -55,8 +55,9 @@ def recompute_batch_norm_statistics(model, batches, steps=None):
         The number of batches used.
 
     Raises:
-        ValueError: if the model has no trainable batch-normalisation layer, or `batches`
-            is empty.
+        ValueError: if the model has no trainable batch-normalisation layer, `batches`
+            is empty, or an input holds NaN or infinity (the statistics stay as they were,
+            also when a batch cannot be called, e.g. of the wrong shape).
 
     Example:
     >>> model = keras.Sequential([keras.Input((3,)), keras.layers.BatchNormalization()])
@@ -74,13 +75,9 @@ def recompute_batch_norm_statistics(model, batches, steps=None):
             f"{model.name} has no batch-normalisation layer that training updates, so there are no statistics "
             "to recompute."
         )
-    statistics = {id(layer): (layer.moving_mean, layer.moving_variance) for layer in layers}
-    others = [
-        variable
-        for variable in model.non_trainable_variables
-        if not any(variable is moving for pair in statistics.values() for moving in pair)
-    ]
-    kept = [keras.ops.convert_to_numpy(variable) for variable in others]  # e.g. dropout's seed state
+    # Every non-trainable variable is put back afterwards, also when a batch fails: the statistics the
+    # calls overwrite, and the state of random layers (e.g. dropout's seed) that training mode advances.
+    state = [(variable, keras.ops.convert_to_numpy(variable)) for variable in model.non_trainable_variables]
     momenta = [layer.momentum for layer in layers]
     sums = [[0.0, 0.0] for _ in layers]
     used = 0
@@ -98,10 +95,15 @@ def recompute_batch_norm_statistics(model, batches, steps=None):
     finally:
         for layer, momentum in zip(layers, momenta):
             layer.momentum = momentum
-        for variable, value in zip(others, kept):
+        for variable, value in state:
             variable.assign(value)
     if not used:
         raise ValueError("`batches` is empty: the statistics need at least one batch of inputs.")
+    if not all(np.isfinite(total).all() for pair in sums for total in pair):
+        raise ValueError(
+            "The batches gave NaN or infinite batch-norm statistics (an input holds NaN or infinity); the "
+            "model keeps its statistics. Give finite inputs."
+        )
     for (mean, variance), layer in zip(sums, layers):
         layer.moving_mean.assign((mean / used).astype(layer.moving_mean.dtype))
         layer.moving_variance.assign((variance / used).astype(layer.moving_variance.dtype))

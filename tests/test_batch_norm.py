@@ -117,6 +117,15 @@ def test_frozen_layers_keep_their_statistics_and_bad_calls_are_refused(rng):
     np.testing.assert_array_equal(numpy(first.moving_mean), before)
     with pytest.raises(ValueError, match="is empty"):
         recompute_batch_norm_statistics(model, [])
+    # A batch that fails, or gives NaN statistics, leaves every statistic as it was (not the last batch's).
+    kept = [numpy(variable) for variable in model.non_trainable_variables]
+    good, nan = rng.normal(size=(4, 3)).astype("float32"), np.full((4, 3), np.nan, "float32")
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        recompute_batch_norm_statistics(model, [good, nan])
+    with pytest.raises(Exception):  # noqa: B017 (each backend raises its own error for a wrong shape)
+        recompute_batch_norm_statistics(model, [good, np.zeros((4, 5), "float32")])
+    for before, variable in zip(kept, model.non_trainable_variables):
+        np.testing.assert_array_equal(numpy(variable), before)
     assert model.layers[2].momentum == 0.99
     plain = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)], name="plain")
     with pytest.raises(ValueError, match="plain has no batch-normalisation layer"):
