@@ -167,12 +167,14 @@ def _training_line(config, summary, log):
     return (
         f"Trained for {summary['epochs_run']} epoch(s) of {config['steps']} steps in {_training_time(log)} "
         f"(Keras {summary.get('keras')}, {summary.get('backend')} backend) on {where}, computing in "
-        f"{used['precision']} with XLA {'on' if used['jit_compile'] else 'off'}.{extended}{_observation(config)}"
+        f"{used['precision']} with XLA {'on' if used['jit_compile'] else 'off'}."
+        f"{extended}{_observation(config, summary)}"
     )
 
 
-def _observation(config):
-    """What the run validated and which batch-norm statistics it kept, and from which epoch that changed."""
+def _observation(config, summary):
+    """What the run validated and which batch-norm statistics it kept, from which epoch that changed, and
+    whether model.keras got new statistics after the run finished (with its validation before and after)."""
     words = {
         "val_every": lambda n: "validated every epoch" if n == 1 else f"validated every {n} epochs and at the last",
         "precise_bn": lambda n: (
@@ -192,9 +194,23 @@ def _observation(config):
     text = "; ".join(words[key](first[key]) for key in words)
     text = " " + text[0].upper() + text[1:]
     for change in changes:
+        if change["after_epoch"] >= summary["epochs_run"]:  # `kfcn train` on the finished run, --precise-bn only
+            text += (
+                f"; after the last epoch, model.keras's batch-norm statistics were recomputed over "
+                f"{change['precise_bn'][1]} batch{'es' if change['precise_bn'][1] != 1 else ''} of training crops"
+                + _validation_change(summary.get("statistics_recomputed", {}))
+            )
+            continue
         shown = "; ".join(words[key](change[key][1]) for key in words if key in change)
         text += f"; from epoch {change['after_epoch'] + 1}: {shown}"
     return text + "."
+
+
+def _validation_change(recomputed):
+    """The scores of a statistics change: " (validation before → after: val_mean_iou 0.5290 → 0.5390)"."""
+    before, after = recomputed.get("before", {}), recomputed.get("after", {})
+    shown = [f"{key} {before[key]:.4f} → {after[key]:.4f}" for key in after if key != "val_loss" and key in before]
+    return f" (validation before → after: {', '.join(shown)})" if shown else ""
 
 
 def _training_time(log):

@@ -113,7 +113,7 @@ OPTIONS = {
         int,
         "at each epoch's end, before validation and checkpoints, recompute the batch-norm statistics over N fixed "
         "batches of training crops (kfcn.batch_norm; the weights train as without it); 0 keeps Keras' moving "
-        "averages (may change when the run resumes)",
+        "averages (may change when the run resumes; on a finished run, recomputes model.keras's statistics)",
     ),
     "epochs": (50, int, "epochs"),
     "steps": (50, int, "steps (batches) per epoch"),
@@ -145,6 +145,9 @@ RECORDED = ("extended", "class_weight_values", "precision_used", "observation_ch
 # Options that change what a run measures and keeps (validation epochs, batch-norm statistics), never the
 # weights it trains: a resumed or extended run may change them (config.json records each change).
 OBSERVING = ("val_every", "precise_bn")
+# What `prepare_run_dir` finds a run folder asks for: a new run, the rest of an interrupted or extended one,
+# or new batch-norm statistics for a finished run's model.keras.
+START, RESUME, RECOMPUTE_STATISTICS = "start", "resume", "recompute statistics"
 # Where --label-mode density defaults otherwise, unless a recipe, --config or a flag sets the option.
 DENSITY_DEFAULTS = {"loss": "mse", "augment": "flips"}
 DENSITY_LOSSES = ("mse", "mae")
@@ -469,14 +472,17 @@ def _check_fine_tuned_range(config, model):
 
 
 def prepare_run_dir(config):
-    """Checks the run folder: returns `(run_dir, resuming)`, deleting nothing.
+    """Checks the run folder: returns `(run_dir, what)`, deleting nothing; `what` is START, RESUME or
+    RECOMPUTE_STATISTICS.
 
     Rerunning the command of an interrupted run resumes it; the same command with a larger
     `--epochs`, on a finished or an interrupted run, extends it (`config.json` records
     each extension under "extended"). The OBSERVING options (`--val-every`, `--precise-bn`)
-    may change on either, recorded under "observation_changes". A finished run with the same
-    settings, or a run with other settings, is refused unless `--overwrite`; its files are replaced only by
-    `replace_old_run`, after every input has been checked. A folder whose run never
+    may change on either, recorded under "observation_changes". A finished run given a new
+    `--precise-bn N` (N > 0) and nothing else new recomputes its model.keras's batch-norm statistics
+    over those N batches (RECOMPUTE_STATISTICS), as the last epoch would have with that option. A finished
+    run with the same settings, or a run with other settings, is refused unless `--overwrite`; its files
+    are replaced only by `replace_old_run`, after every input has been checked. A folder whose run never
     completed an epoch (no log, no backup) starts afresh with any settings. Run files that
     are symbolic links are refused: writing through them would overwrite files outside the
     run folder.
@@ -493,7 +499,7 @@ def prepare_run_dir(config):
     saved = run_dir / "config.json"
     started = (run_dir / "training.csv").is_file() or (run_dir / "backup").exists()
     if config["overwrite"]:
-        return run_dir, False
+        return run_dir, START
     if saved.is_file() and started:
         before = json.loads(saved.read_text())
         # An option added to kfcn after the run started counts as its default.
@@ -512,7 +518,13 @@ def prepare_run_dir(config):
             config["extended"] = [*before.get("extended", []), {"epochs_before": before["epochs"]}]
             _keep_recorded_class_weights(config, before)
             _record_observation_changes(config, before, before_options, observing, run_dir)
-            return run_dir, True
+            return run_dir, RESUME
+        if finished and not changed and observing:
+            _check_statistics_change(config, before_options, observing)
+            config["extended"] = before.get("extended", [])
+            _keep_recorded_class_weights(config, before)
+            _record_observation_changes(config, before, before_options, observing, run_dir, finished=True)
+            return run_dir, RECOMPUTE_STATISTICS
         if finished and not changed:
             raise ValueError(
                 f"{run_dir} holds a finished run ({run_dir / 'model.keras'}); raise --epochs to extend it, pass "
@@ -527,15 +539,38 @@ def prepare_run_dir(config):
         config["extended"] = before.get("extended", [])
         _keep_recorded_class_weights(config, before)
         _record_observation_changes(config, before, before_options, observing, run_dir)
-        return run_dir, True
+        return run_dir, RESUME
     if started or (run_dir / "model.keras").exists() or (run_dir / "summary.json").exists():
         raise ValueError(f"{run_dir} holds files of another run; pass --overwrite or choose another --output.")
-    return run_dir, False
+    return run_dir, START
 
 
-def _record_observation_changes(config, before, before_options, changed, run_dir):
+def _check_statistics_change(config, before_options, observing):
+    """A finished run can take new batch-norm statistics, not give back the ones it replaced."""
+    others = [key for key in observing if key != "precise_bn"]
+    if others:
+        shown = ", ".join(f"--{key.replace('_', '-')} {before_options[key]}" for key in others)
+        raise ValueError(
+            f"{config['output']} holds a finished run: only --precise-bn changes it (its model.keras's batch-norm "
+            f"statistics); rerun with the recorded {shown}, or raise --epochs to extend the run."
+        )
+    if not config["precise_bn"]:
+        raise ValueError(
+            f"{config['output']} holds a finished run whose model.keras keeps the statistics of --precise-bn "
+            f"{before_options['precise_bn']}; --precise-bn 0 cannot bring back Keras' moving averages, which it "
+            "replaced. Rerun with the recorded --precise-bn, or raise --epochs to train on with moving averages."
+        )
+    if config["calibrate_counts"]:
+        raise ValueError(
+            "--calibrate-counts: new batch-norm statistics would leave the finished run's count calibration stale. "
+            "Start a run with --precise-bn instead (each epoch's statistics, then the calibration, in that order)."
+        )
+
+
+def _record_observation_changes(config, before, before_options, changed, run_dir, finished=False):
     """Carries config.json's record of the OBSERVING options a resumed run changed, adding this one's:
-    `{"after_epoch": E, "val_every": [old, new], ...}`, E the last epoch of the state it resumes from."""
+    `{"after_epoch": E, "val_every": [old, new], ...}`, E the last epoch of the state it resumes from (of a
+    finished run, its last epoch: the change is to model.keras's statistics, RECOMPUTE_STATISTICS)."""
     changes = list(before.get("observation_changes", []))
     if changed:
         try:
@@ -544,7 +579,10 @@ def _record_observation_changes(config, before, before_options, changed, run_dir
             resumes_after = 0
         changes.append({"after_epoch": resumes_after} | {key: [before_options[key], config[key]] for key in changed})
         shown = ", ".join(f"--{key.replace('_', '-')} {before_options[key]} -> {config[key]}" for key in changed)
-        print(f"from epoch {resumes_after + 1} on: {shown} (they change what the run measures, not what it trains)")
+        if finished:
+            print(f"after the last epoch ({resumes_after}) of a finished run: {shown}")
+        else:
+            print(f"from epoch {resumes_after + 1} on: {shown} (they change what the run measures, not what it trains)")
     if changes:
         config["observation_changes"] = changes
 
@@ -1013,7 +1051,10 @@ def _calibrate(config, run_dir, train):
 
 def run(args):
     config = resolve(args)
-    run_dir, resuming = prepare_run_dir(config)
+    run_dir, what = prepare_run_dir(config)
+    if what == RECOMPUTE_STATISTICS:
+        return _recompute_statistics(config, run_dir, not args.unsafe)
+    resuming = what == RESUME
     if config["devices"] == "all":
         from kfcn.distribute import data_parallel
 
@@ -1080,6 +1121,56 @@ def _train(config, run_dir, resuming, safe_mode=True):
         )
     calibration = _calibrate(config, run_dir, train) if config["calibrate_counts"] else None
     _summarize(run_dir, model, monitor, mode, weights, calibration, minutes=(time.time() - started) / 60)
+
+
+def _recompute_statistics(config, run_dir, safe_mode=True):
+    """A finished run given a new --precise-bn N: model.keras (its best epoch) gets the batch-norm statistics
+    of its weights over the N batches that --precise-bn N would have used at that epoch. With validation data,
+    it is scored before and after (printed, and kept in summary.json under "statistics_recomputed", which
+    `kfcn card` shows). summary.json, model.keras and config.json are written in that order: killed before
+    the last, rerunning the command recomputes the same statistics again (they do not depend on the ones they
+    replace) and keeps the scores "before" that summary.json already holds for this change."""
+    from kfcn.batch_norm import recompute_batch_norm_statistics
+    from kfcn.distribute import replicas
+    from kfcn.saving import load_model, save_model
+
+    path, summary_path = run_dir / "model.keras", run_dir / "summary.json"
+    if not path.is_file():
+        raise ValueError(f"{run_dir} holds a finished run without a model.keras (no epoch was saved): nothing to do.")
+    model = load_model(path, safe_mode=safe_mode)
+    train, validation, _ = _pairs(config)
+    statistics = _statistics_batches(config, model, train)
+    summary = json.loads(summary_path.read_text())
+    interrupted = summary.get("statistics_recomputed", {})  # this change, stopped before config.json recorded it
+    scores = {}
+    if interrupted.get("precise_bn") == config["precise_bn"] and "before" in interrupted:
+        scores["before"] = {key.removeprefix("val_"): value for key, value in interrupted["before"].items()}
+    if validation is not None:
+        if config["label_mode"] == "density":
+            validation = _with_density_targets(validation, _density_targets(config))
+        outputs = 1 if config["label_mode"] in ("binary", "density") else config["num_classes"]
+        used = config.get("precision_used") or precision_used(config)  # a run of kfcn < 0.2 did not record it
+        _compile(model, config | {key: used[key] for key in ("precision", "jit_compile")}, outputs)
+        batches = _validation_batches(validation, _check_crop(model, config["crop"]), replicas())
+        if "before" not in scores:
+            scores["before"] = model.evaluate(batches, verbose=0, return_dict=True)
+    recompute_batch_norm_statistics(model, statistics)
+    if validation is not None:
+        scores["after"] = model.evaluate(batches, verbose=0, return_dict=True)
+    summary["statistics_recomputed"] = {
+        "precise_bn": config["precise_bn"],
+        "epoch": summary.get("best_epoch"),
+        **{when: {f"val_{key}": float(value) for key, value in logged.items()} for when, logged in scores.items()},
+    }
+    write_json(summary_path, summary)
+    save_model(model, path)
+    write_json(run_dir / "config.json", config)
+    print(
+        f"{path} (epoch {summary.get('best_epoch')}): batch-norm statistics recomputed over {config['precise_bn']} "
+        "batch(es) of training crops; the weights are unchanged"
+    )
+    for key in scores.get("after", {}):
+        print(f"  val_{key}: {scores['before'][key]:.4f} -> {scores['after'][key]:.4f}")
 
 
 def _pixel_weights(config, train):

@@ -1,6 +1,7 @@
 """`kfcn train` in-process on tiny data: the run folder, resuming after an interruption, configs, classes."""
 
 import json
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -355,6 +356,78 @@ def test_a_resumed_run_may_change_what_it_measures_and_records_from_when(data, t
         "the last; batch-norm statistics recomputed each epoch over 1 batch of training crops."
     ) in (run / "MODEL_CARD.md").read_text()
     capsys.readouterr()
+
+
+def test_a_finished_run_given_a_new_precise_bn_recomputes_the_statistics_of_its_model(
+    data, tmp_path, capsys, monkeypatch
+):
+    import shutil
+
+    import kfcn.cli.train
+    from kfcn.batch_norm import batch_norm_layers, recompute_batch_norm_statistics
+    from kfcn.cli.train import _pairs, _statistics_batches
+
+    options = ("--val-fraction", "0.4", "--monitor", "loss")
+    run = tmp_path / "run"
+    assert main(command(data, run, *options)) == 0
+    shutil.copy(run / "model.keras", tmp_path / "trained.keras")
+    # Stopped after model.keras got the new statistics but before config.json recorded it: the rerun ends the
+    # change, and the scores "before" stay those of the trained model (checked below).
+    write_json = kfcn.cli.train.write_json
+
+    def stopped_at_config(path, value):
+        if Path(path).name == "config.json":
+            raise KeyboardInterrupt
+        write_json(path, value)
+
+    monkeypatch.setattr(kfcn.cli.train, "write_json", stopped_at_config)
+    assert main(command(data, run, *options, "--precise-bn", "3")) == 130
+    monkeypatch.setattr(kfcn.cli.train, "write_json", write_json)
+    capsys.readouterr()
+    assert main(command(data, run, *options, "--precise-bn", "3")) == 0
+    assert "batch-norm statistics recomputed over 3 batch(es)" in capsys.readouterr().out
+    config = json.loads((run / "config.json").read_text())
+    assert config["precise_bn"] == 3 and config["observation_changes"] == [{"after_epoch": 2, "precise_bn": [0, 3]}]
+    kept, trained = load_model(run / "model.keras"), load_model(tmp_path / "trained.keras")
+    for a, b in zip(kept.trainable_variables, trained.trainable_variables):  # the weights are untouched
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
+    recompute_batch_norm_statistics(trained, _statistics_batches(config, trained, _pairs(config)[0]))
+    for ours, truth in zip(batch_norm_layers(kept), batch_norm_layers(trained)):
+        for name in ("moving_mean", "moving_variance"):
+            np.testing.assert_allclose(
+                keras.ops.convert_to_numpy(getattr(ours, name)),
+                keras.ops.convert_to_numpy(getattr(truth, name)),
+                rtol=1e-5,
+                atol=1e-6,
+            )
+    # The scores it reports are those of the two files on the validation images (pixel error in NumPy).
+    pairs = [(image.numpy(), np.squeeze(mask.numpy()) > 0.5) for image, mask in _pairs(config)[1]]
+    recomputed = json.loads((run / "summary.json").read_text())["statistics_recomputed"]
+    for when, path in (("before", tmp_path / "trained.keras"), ("after", run / "model.keras")):
+        model = load_model(path)
+        wrong = sum(np.sum((np.squeeze(model.predict(image[None], verbose=0)) > 0.5) != mask) for image, mask in pairs)
+        measured = wrong / sum(mask.size for _, mask in pairs)
+        assert recomputed[when]["val_pixel_error"] == pytest.approx(measured, abs=1e-6), when
+    assert recomputed["before"] != recomputed["after"]
+    assert main(["card", str(run)]) == 0
+    card = (run / "MODEL_CARD.md").read_text()
+    assert (
+        "after the last epoch, model.keras's batch-norm statistics were recomputed over 3 batches of training crops "
+        "(validation before → after: "
+    ) in card
+    before, after = (recomputed[when]["val_pixel_error"] for when in ("before", "after"))
+    assert f"val_pixel_error {before:.4f} → {after:.4f}" in card
+    # Nothing else may change on a finished run, and moving averages once replaced do not come back.
+    for extra, words in (
+        ((), "holds a finished run"),
+        (("--val-every", "2"), "only --precise-bn changes it"),
+        (("--val-every", "2", "--precise-bn", "4"), "only --precise-bn changes it"),
+    ):
+        assert main(command(data, run, *options, "--precise-bn", "3", *extra)) == 2
+        assert words in capsys.readouterr().err
+    assert main(command(data, run, *options)) == 2
+    assert "cannot bring back Keras' moving averages" in capsys.readouterr().err
+    assert json.loads((run / "config.json").read_text()) == config  # the refusals wrote nothing
 
 
 @pytest.mark.parametrize(

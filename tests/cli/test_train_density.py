@@ -13,7 +13,7 @@ import tensorflow as tf
 from PIL import Image
 
 from kfcn.cli import main
-from kfcn.cli.train import OPTIONS, _calibrate, _dot_pairs, prepare_run_dir, resolve
+from kfcn.cli.train import OPTIONS, RESUME, _calibrate, _dot_pairs, prepare_run_dir, resolve
 from kfcn.data import density_map, dots_from_image, random_crop_pipeline
 from kfcn.data.density import density_from_mask, dot_mask
 from kfcn.recipes import RECIPES, data_requirements, recipe
@@ -130,7 +130,7 @@ def test_a_run_recorded_before_the_density_options_existed_resumes(data, tmp_pat
     old.pop("calibrate_counts")
     (run / "config.json").write_text(json.dumps(old))
     (run / "training.csv").write_text("epoch,loss\n1,0.5\n")
-    assert prepare_run_dir(dict(config)) == (run, True)
+    assert prepare_run_dir(dict(config)) == (run, RESUME)
 
 
 @pytest.fixture(scope="module")
