@@ -32,21 +32,65 @@ STATE_NAME = "training_metadata.json"  # Keras' own name: a Keras backup folder 
 KERAS_WEIGHTS_NAME = "latest.weights.h5"
 
 
+class StoppedClock:
+    """Counts the seconds this process did not run at all: stopped by SIGSTOP (`kill -STOP`, Ctrl-Z) until
+    SIGCONT. A daemon thread wakes every `tick` seconds; a wake-up more than
+    `slack` seconds late means that the whole process stood still meanwhile (a busy CPU delays a wake-up
+    by milliseconds, not by `slack`). A training time that counts such pauses overstates the run.
+
+    Example:
+    >>> clock = StoppedClock().start()
+    >>> clock.seconds  # nothing stopped the process
+    0.0
+    >>> clock.stop()
+    """
+
+    def __init__(self, tick=1.0, slack=15.0):
+        import threading
+
+        self.tick, self.slack, self.seconds = tick, slack, 0.0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="kfcn-stopped-clock", daemon=True)
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def stop(self):
+        self._done.set()
+
+    def _watch(self):
+        last = time.monotonic()
+        while not self._done.wait(self.tick):
+            now = time.monotonic()
+            late = now - last - self.tick
+            if late > self.slack:
+                self.seconds += late
+            last = now
+
+
 class LogLearningRate(keras.callbacks.Callback):
-    """Adds the optimizer's learning rate and the epoch's wall time in seconds to the logs at the end
-    of each epoch (and so to `training.csv`, from which `kfcn card` sums the training time).
+    """Adds the optimizer's learning rate, the epoch's wall time in seconds and, of that, the seconds the
+    process was stopped (`StoppedClock`) to the logs at the end of each epoch (and so to `training.csv`,
+    from which `kfcn card` sums the training time, stopped time left out).
 
     Example:
     >>> import numpy as np
     >>> model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     >>> model.compile(keras.optimizers.SGD(0.25), "mse")
     >>> history = model.fit(np.zeros((4, 2)), np.zeros((4, 1)), verbose=0, callbacks=[LogLearningRate()])
-    >>> history.history["learning_rate"], history.history["seconds"][0] > 0
-    ([0.25], True)
+    >>> history.history["learning_rate"], history.history["seconds"][0] > 0, history.history["stopped_seconds"]
+    ([0.25], True, [0.0])
     """
 
+    def on_train_begin(self, logs=None):
+        self._clock = StoppedClock().start()
+
+    def on_train_end(self, logs=None):
+        self._clock.stop()
+
     def on_epoch_begin(self, epoch, logs=None):
-        self._started = time.perf_counter()
+        self._started, self._stopped = time.perf_counter(), self._clock.seconds
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is None:
@@ -54,6 +98,7 @@ class LogLearningRate(keras.callbacks.Callback):
         if "learning_rate" not in logs:
             logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         logs["seconds"] = time.perf_counter() - self._started
+        logs["stopped_seconds"] = self._clock.seconds - self._stopped
 
 
 def read_log(csv_path):

@@ -372,6 +372,7 @@ def plot_training_curves(csv_path, png_path, title=None):
     epochs = log.pop("epoch")
     log.pop("learning_rate", None)
     log.pop("seconds", None)
+    log.pop("stopped_seconds", None)
     names = [key for key in log if not key.startswith("val_")]
     columns = min(3, max(1, len(names)))
     rows = -(-len(names) // columns)

@@ -170,3 +170,21 @@ def test_the_epoch_log_numbers_from_one_replaces_a_repeated_epoch_and_renumbers_
     log.on_epoch_end(2, {"loss": np.float32(2.0), "val_loss": float("nan")})
     assert path.read_text().splitlines() == ["epoch,loss,val_loss", "1,4.0,NA", "2,2.5,NA", "3,2.0,NA"]
     assert [p.name for p in tmp_path.iterdir()] == ["training.csv"]  # written under a temporary name, renamed
+
+
+@pytest.mark.skipif(not hasattr(os, "kill") or sys.platform == "win32", reason="SIGSTOP is POSIX")
+def test_the_stopped_clock_counts_the_seconds_the_process_stood_still():
+    import signal
+    import time
+
+    from kfcn.checkpoints import StoppedClock
+
+    clock = StoppedClock(tick=0.05, slack=0.5).start()
+    time.sleep(0.3)
+    assert clock.seconds == 0.0  # running, however busy, is not stopped
+    waker = subprocess.Popen(["sh", "-c", f"sleep 2; kill -CONT {os.getpid()}"])
+    os.kill(os.getpid(), signal.SIGSTOP)  # stands still here until the waker's SIGCONT
+    time.sleep(0.3)  # the clock's thread wakes up late, once
+    clock.stop()
+    waker.wait()
+    assert 1.0 < clock.seconds < 3.0

@@ -214,16 +214,38 @@ def _validation_change(recomputed):
 
 
 def _training_time(log):
-    """The logged training time ("3.42 h", "25.1 min"), and the epochs logged without one."""
+    """The logged training time ("3.42 h", "25.1 min") without the time the process was stopped, and the
+    epochs logged without a time, or so slow that they likely include a pause kfcn did not measure."""
+    import numpy as np
+
     seconds = log.get("seconds")
     logged = [] if seconds is None else [value for value in seconds.tolist() if value == value]  # NaN: unlogged
     if not logged:
         return "an unlogged time (a run of kfcn < 0.2)"
-    total = sum(logged)
+    stopped = log.get("stopped_seconds", np.full(len(seconds), np.nan))  # NaN: not measured
+    notes = []
+    if np.nansum(stopped) >= 1:
+        notes.append(f"not counting {_duration(float(np.nansum(stopped)))} when the process was stopped")
     unlogged = len(seconds) - len(logged)
-    return (f"{total / 3600:.2f} h" if total >= 3600 else f"{total / 60:.1f} min") + (
-        f" (and {unlogged} epoch(s) of kfcn < 0.2, unlogged)" if unlogged else ""
-    )
+    if unlogged:
+        notes.append(f"and {unlogged} epoch(s) of kfcn < 0.2, unlogged")
+    median = float(np.median(logged))
+    slow = [  # stopped time not measured, and over 3x the median epoch: a likely pause
+        (int(epoch), value)
+        for epoch, value, pause in zip(log["epoch"], seconds, stopped)
+        if value == value and pause != pause and value > 3 * median
+    ]
+    if slow:
+        notes.append(
+            f"epoch{'s' if len(slow) > 1 else ''} {', '.join(str(epoch) for epoch, _ in slow)} took "
+            f"{', '.join(f'{value:.0f} s' for _, value in slow)}, over 3x the median epoch's {median:.0f} s: "
+            "the process was likely stopped or sharing the CPU, before kfcn measured stopped time"
+        )
+    return _duration(sum(logged) - float(np.nansum(stopped))) + (f" ({'; '.join(notes)})" if notes else "")
+
+
+def _duration(seconds):
+    return f"{seconds / 3600:.2f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min"
 
 
 def _density_note(config, summary):
@@ -262,7 +284,7 @@ def _shown(value):
 
 
 def _score_table(log, best):
-    names = [key for key in log if key not in ("epoch", "learning_rate", "seconds")]
+    names = [key for key in log if key not in ("epoch", "learning_rate", "seconds", "stopped_seconds")]
     epochs = log["epoch"].astype(int).tolist()
     rows = {"selected": epochs.index(best), "last": len(epochs) - 1}
     header = "| epoch | " + " | ".join(names) + " |"

@@ -140,3 +140,21 @@ def test_an_epoch_without_validation_shows_a_dash_not_nan():
         "| selected: 1 | 0.5000 | — |",
         "| last: 2 | 0.2500 | 0.7500 |",
     ]
+
+
+def test_the_training_time_leaves_out_stopped_time_and_names_likely_unmeasured_pauses():
+    from kfcn.cli.card import _training_time
+
+    nan = np.nan
+    log = {  # epochs 1-4 logged before kfcn measured stopped time, 5-6 after; epoch 3 held a long pause
+        "epoch": np.arange(1.0, 7.0),
+        "seconds": np.array([400.0, 410.0, 3475.0, 390.0, 3000.0, 420.0]),
+        "stopped_seconds": np.array([nan, nan, nan, nan, 2600.0, 0.0]),
+    }
+    # 8,095 s logged - 2,600 s stopped = 5,495 s = 1.53 h; the median epoch (of 400, 410, 3475, 390, 3000, 420)
+    # is 415 s, and of the unmeasured epochs only the 3rd is over 3x that.
+    assert _training_time(log) == (
+        "1.53 h (not counting 43.3 min when the process was stopped; epoch 3 took 3475 s, over 3x the median "
+        "epoch's 415 s: the process was likely stopped or sharing the CPU, before kfcn measured stopped time)"
+    )
+    assert _training_time({"epoch": log["epoch"][:2], "seconds": log["seconds"][:2]}) == "13.5 min"
