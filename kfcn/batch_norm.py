@@ -5,11 +5,12 @@ saw while training. When the weights move fast (SGD at a high learning rate, ear
 run), that average mixes statistics of many past weights, and the model predicts worse in
 inference mode than it trains: a CamVid SegNet-Basic at epoch 9 of SGD at 0.1 scored mIoU
 0.04 on the validation images with its moving averages and 0.18 with statistics recomputed
-over 120 training images. Enough batches matter once the weights settle: at the end of a cosine
-schedule the moving averages are good, and the CamVid U-Net of kfcn's recipe scored mIoU 52.9 with them,
-50.5 with statistics over 10 batches of 6 crops, and 53.9 over 60 (shipped so). SegNet's authors recomputed them after training
-(`compute_bn_statistics`); `torch.optim.swa_utils.update_bn` and Wu & Johnson, "Rethinking
-'Batch' in BatchNorm" (2021), do the same.
+over 120 training images. Enough batches matter once the weights settle: at the end of a
+cosine schedule the moving averages are good, and the CamVid U-Net of kfcn's recipe scored
+mIoU 52.9 with them, 50.5 with statistics over 10 batches of 6 crops, and 53.9 over 60
+(shipped so). SegNet's authors recomputed them after training (`compute_bn_statistics`);
+`torch.optim.swa_utils.update_bn` and Wu & Johnson, "Rethinking 'Batch' in BatchNorm"
+(2021), do the same.
 """
 
 from __future__ import annotations

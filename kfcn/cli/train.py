@@ -1153,10 +1153,19 @@ def _recompute_statistics(config, run_dir, safe_mode=True):
         _compile(model, config | {key: used[key] for key in ("precision", "jit_compile")}, outputs)
         batches = _validation_batches(validation, _check_crop(model, config["crop"]), replicas())
         if "before" not in scores:
-            scores["before"] = model.evaluate(batches, verbose=0, return_dict=True)
-    recompute_batch_norm_statistics(model, statistics)
+            scores["before"] = _timed(
+                "scoring the validation images with its statistics",
+                lambda: model.evaluate(batches, verbose=0, return_dict=True),
+            )
+    _timed(
+        f"recomputing the batch-norm statistics over {config['precise_bn']} batch(es) of training crops",
+        lambda: recompute_batch_norm_statistics(model, statistics),
+    )
     if validation is not None:
-        scores["after"] = model.evaluate(batches, verbose=0, return_dict=True)
+        scores["after"] = _timed(
+            "scoring the validation images with the new statistics",
+            lambda: model.evaluate(batches, verbose=0, return_dict=True),
+        )
     summary["statistics_recomputed"] = {
         "precise_bn": config["precise_bn"],
         "epoch": summary.get("best_epoch"),
@@ -1171,6 +1180,15 @@ def _recompute_statistics(config, run_dir, safe_mode=True):
     )
     for key in scores.get("after", {}):
         print(f"  val_{key}: {scores['before'][key]:.4f} -> {scores['after'][key]:.4f}")
+
+
+def _timed(what, work):
+    """Says what it does (a line, flushed, so a log shows it too), calls `work()`, says how long it took."""
+    print(f"{what}...", flush=True)
+    started = time.time()
+    result = work()
+    print(f"  done in {time.time() - started:.0f} s", flush=True)
+    return result
 
 
 def _pixel_weights(config, train):

@@ -385,7 +385,9 @@ def test_a_finished_run_given_a_new_precise_bn_recomputes_the_statistics_of_its_
     monkeypatch.setattr(kfcn.cli.train, "write_json", write_json)
     capsys.readouterr()
     assert main(command(data, run, *options, "--precise-bn", "3")) == 0
-    assert "batch-norm statistics recomputed over 3 batch(es)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "batch-norm statistics recomputed over 3 batch(es)" in out
+    assert "scoring the validation images with the new statistics...\n  done in" in out  # progress, for a log too
     config = json.loads((run / "config.json").read_text())
     assert config["precise_bn"] == 3 and config["observation_changes"] == [{"after_epoch": 2, "precise_bn": [0, 3]}]
     kept, trained = load_model(run / "model.keras"), load_model(tmp_path / "trained.keras")
