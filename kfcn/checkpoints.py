@@ -83,7 +83,11 @@ class LogLearningRate(keras.callbacks.Callback):
     ([0.25], True, [0.0])
     """
 
+    _clock = None
+
     def on_train_begin(self, logs=None):
+        if self._clock is not None:  # a fit that raised, which skips on_train_end
+            self._clock.stop()
         self._clock = StoppedClock().start()
 
     def on_train_end(self, logs=None):
