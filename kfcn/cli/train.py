@@ -573,8 +573,10 @@ def _record_observation_changes(config, before, before_options, changed, run_dir
     finished run, its last epoch: the change is to model.keras's statistics, RECOMPUTE_STATISTICS)."""
     changes = list(before.get("observation_changes", []))
     if changed:
+        # A finished run's last epoch is in its summary (kept also where kfcn < 0.2 deleted the backup).
+        state = run_dir / ("summary.json" if finished else "backup/training_metadata.json")
         try:
-            resumes_after = int(json.loads((run_dir / "backup" / "training_metadata.json").read_text())["epoch"])
+            resumes_after = int(json.loads(state.read_text())["epochs_run" if finished else "epoch"])
         except (OSError, ValueError, KeyError, TypeError):  # no readable backup: the run starts from epoch 1
             resumes_after = 0
         changes.append({"after_epoch": resumes_after} | {key: [before_options[key], config[key]] for key in changed})
