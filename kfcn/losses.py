@@ -42,7 +42,8 @@ Pixel-weighted cross-entropy (the U-Net loss): use Keras' own cross-entropy with
 per-pixel `sample_weight` of shape (batch, height, width), e.g. from
 `kfcn.data.unet_weight_map`: Keras' cross-entropies return one value per pixel, the
 weight multiplies it, and the mean is taken over all B·H·W pixels. No kfcn class is
-needed (see `tests/test_losses.py::test_pixel_weighted_crossentropy`).
+needed (see `tests/test_losses.py::test_pixel_weighted_crossentropy`), except on PyTorch
+for class-index maps: `SparseCrossEntropy` there (Keras 3.15's fails in the backward).
 """
 
 from __future__ import annotations
@@ -331,6 +332,55 @@ class DiceLoss(_OverlapLoss):
 
 for _loss_class in (JaccardLoss, JaccardJ2Loss, DiceLoss):
     _loss_class.__doc__ = _loss_class.__doc__.replace("ARGS", _OVERLAP_ARGS)
+
+
+@keras.saving.register_keras_serializable(package="kfcn")
+class SparseCrossEntropy(keras.losses.Loss):
+    """Cross-entropy of class-index maps against per-pixel class probabilities, on every backend.
+
+    The value and reduction of `keras.losses.SparseCategoricalCrossentropy`: per pixel
+    −log p[label] (probabilities renormalised and clipped to [ε, 1 − ε], as Keras does),
+    a per-pixel `sample_weight` (batch, height, width) multiplies it, and the mean is taken
+    over the pixels whose label is not `ignore_class`. It runs Keras' op on a
+    (pixels, classes) matrix: on 4-D maps, Keras 3.15's PyTorch backend moves the class
+    axis and its `nll_loss` backward then fails ("grad_input must be contiguous"), so
+    `kfcn train` of a multi-class model could not train on PyTorch.
+
+    Args:
+        ignore_class: label value whose pixels leave the mean (e.g. 11, CamVid's void).
+        name, reduction, dtype: as for any `keras.losses.Loss`.
+
+    Example:
+    >>> import numpy as np
+    >>> probabilities = np.array([[[[0.5, 0.5], [0.9, 0.1]]]])  # one image of 1x2 pixels, 2 classes
+    >>> labels = np.array([[[1, 7]]])  # the second pixel is void
+    >>> round(float(SparseCrossEntropy(ignore_class=7)(labels, probabilities)), 4)  # -log(0.5)
+    0.6931
+    """
+
+    def __init__(self, ignore_class=None, name="sparse_cross_entropy", reduction="sum_over_batch_size", dtype=None):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        self.ignore_class = check_ignore_class(ignore_class)
+
+    def call(self, y_true, y_pred):
+        y_pred = ops.convert_to_tensor(y_pred)
+        y_true = ops.convert_to_tensor(y_true)
+        if len(y_true.shape) == len(y_pred.shape) and y_true.shape[-1] == 1:
+            y_true = y_true[..., 0]
+        shape = ops.shape(y_true)
+        labels = ops.reshape(y_true, (-1,))
+        rows = ops.reshape(y_pred, (-1, y_pred.shape[-1]))
+        if self.ignore_class is None:
+            return ops.reshape(keras.losses.sparse_categorical_crossentropy(labels, rows), shape)
+        valid = labels != ops.cast(self.ignore_class, labels.dtype)
+        losses = keras.losses.sparse_categorical_crossentropy(ops.where(valid, labels, ops.zeros_like(labels)), rows)
+        # Keras' rule for masked pixels: each valid one counts total / valid, so the mean is over the valid ones.
+        total = ops.cast(ops.size(labels), losses.dtype)
+        scale = total / (ops.sum(ops.cast(valid, losses.dtype)) + keras.config.epsilon())
+        return ops.reshape(ops.where(valid, losses * scale, ops.zeros_like(losses)), shape)
+
+    def get_config(self):
+        return super().get_config() | {"ignore_class": self.ignore_class}
 
 
 @keras.saving.register_keras_serializable(package="kfcn")

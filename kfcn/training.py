@@ -52,6 +52,9 @@ def segmentation_loss(name, num_classes, ignore_class=None):
     def cross_entropy():
         if binary:
             return keras.losses.BinaryCrossentropy()
+        if keras.backend.backend() == "torch":  # Keras' own fails in PyTorch's backward on 4-D maps
+            return losses.SparseCrossEntropy(ignore_class=ignore_class)
+        # Keras' own elsewhere: the same values, and a run resumed across this change stays bit-exact.
         return keras.losses.SparseCategoricalCrossentropy(ignore_class=ignore_class)
 
     parts = {

@@ -156,3 +156,31 @@ def test_void_pixels_are_ignored_by_sparse_crossentropy(rng):
     picked = np.take_along_axis(probs, np.minimum(labels, 2).astype(int), axis=-1)[..., 0]
     expected = -np.log(picked)[keep].mean()  # the mean over the non-void pixels only
     assert float(loss(labels, probs)) == pytest.approx(expected, rel=1e-4)
+
+
+@pytest.mark.parametrize("ignore_class", [None, 3])
+def test_sparse_cross_entropy_is_the_weighted_mean_over_the_pixels_it_keeps(rng, ignore_class):
+    labels = rng.integers(0, 3 if ignore_class is None else 4, (2, 6, 5, 1)).astype("float32")
+    probs = rng.dirichlet(np.ones(3), (2, 6, 5)).astype("float32")
+    weights = rng.uniform(0.5, 2, (2, 6, 5)).astype("float32")
+    keep = labels[..., 0] != (-1 if ignore_class is None else ignore_class)
+    picked = np.take_along_axis(probs, np.minimum(labels, 2).astype(int), axis=-1)[..., 0]
+    expected = (-np.log(picked) * weights)[keep].sum() / keep.sum()
+    loss = losses.SparseCrossEntropy(ignore_class=ignore_class)
+    assert float(loss(labels, probs, sample_weight=weights)) == pytest.approx(expected, rel=1e-5)
+    clone = keras.losses.deserialize(keras.losses.serialize(loss))
+    assert float(clone(labels, probs, sample_weight=weights)) == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("name", ["ce", "ce+j2"])
+def test_kfcn_train_s_multi_class_losses_train_a_segmentation_map_on_every_backend(rng, name):
+    # Keras 3.15's sparse cross-entropy on 4-D maps fails in PyTorch's backward ("grad_input must be contiguous").
+    from kfcn.training import segmentation_loss
+
+    inputs = keras.Input((8, 8, 3))
+    model = keras.Model(inputs, keras.layers.Conv2D(3, 3, padding="same", activation="softmax")(inputs))
+    model.compile(keras.optimizers.Adam(0.05), segmentation_loss(name, num_classes=3, ignore_class=3))
+    x = rng.normal(size=(4, 8, 8, 3)).astype("float32")
+    y = np.where(rng.random((4, 8, 8, 1)) < 0.1, 3, np.argmax(x, axis=-1)[..., None]).astype("float32")
+    history = model.fit(x, y, epochs=5, batch_size=2, verbose=0)
+    assert np.isfinite(history.history["loss"]).all() and history.history["loss"][-1] < history.history["loss"][0]
