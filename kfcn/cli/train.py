@@ -519,13 +519,7 @@ def prepare_run_dir(config):
             _keep_recorded_class_weights(config, before)
             _record_observation_changes(config, before, before_options, observing, run_dir)
             return run_dir, RESUME
-        if finished and not changed and observing:
-            _check_statistics_change(config, before_options, observing)
-            config["extended"] = before.get("extended", [])
-            _keep_recorded_class_weights(config, before)
-            _record_observation_changes(config, before, before_options, observing, run_dir, finished=True)
-            return run_dir, RECOMPUTE_STATISTICS
-        if finished and not changed:
+        if finished and not changed and not observing:
             raise ValueError(
                 f"{run_dir} holds a finished run ({run_dir / 'model.keras'}); raise --epochs to extend it, pass "
                 "--overwrite to train again, or choose another --output."
@@ -536,10 +530,12 @@ def prepare_run_dir(config):
                 f"({', '.join(changed)} differ); rerun it with the same options to resume (a larger --epochs "
                 "extends it), pass --overwrite to start again, or choose another --output."
             )
+        if finished:
+            _check_statistics_change(config, before_options, observing)
         config["extended"] = before.get("extended", [])
         _keep_recorded_class_weights(config, before)
-        _record_observation_changes(config, before, before_options, observing, run_dir)
-        return run_dir, RESUME
+        _record_observation_changes(config, before, before_options, observing, run_dir, finished=finished)
+        return run_dir, RECOMPUTE_STATISTICS if finished else RESUME
     if started or (run_dir / "model.keras").exists() or (run_dir / "summary.json").exists():
         raise ValueError(f"{run_dir} holds files of another run; pass --overwrite or choose another --output.")
     return run_dir, START
