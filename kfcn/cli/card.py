@@ -178,13 +178,15 @@ def _observation(config, summary):
     words = {
         "val_every": lambda n: "validated every epoch" if n == 1 else f"validated every {n} epochs and at the last",
         "precise_bn": lambda n: (
-            f"batch-norm statistics recomputed each epoch over {n} batch{'es' if n != 1 else ''} of training crops"
+            f"batch-norm statistics recomputed each epoch over {_batches(n)} of training crops"
             if n
             else "Keras' moving batch-norm statistics"
         ),
     }
     changes = config.get("observation_changes") or []
-    if not changes and config.get("val_every", 1) == 1 and not config.get("precise_bn"):
+    recomputed = summary.get("statistics_recomputed") or {}
+    finished = recomputed.get("complete", True) and recomputed.get("precise_bn")  # (kfcn 0.2 wrote no "complete")
+    if not changes and config.get("val_every", 1) == 1 and not config.get("precise_bn") and not finished:
         return ""
     defaults = {"val_every": 1, "precise_bn": 0}  # a run of kfcn before these options had them so
     first = {  # the settings the run started with: before its first change, else as they are now
@@ -194,16 +196,19 @@ def _observation(config, summary):
     text = "; ".join(words[key](first[key]) for key in words)
     text = " " + text[0].upper() + text[1:]
     for change in changes:
-        if change["after_epoch"] >= summary["epochs_run"]:  # `kfcn train` on the finished run, --precise-bn only
-            text += (
-                f"; after the last epoch, model.keras's batch-norm statistics were recomputed over "
-                f"{change['precise_bn'][1]} batch{'es' if change['precise_bn'][1] != 1 else ''} of training crops"
-                + _validation_change(summary.get("statistics_recomputed", {}))
-            )
-            continue
         shown = "; ".join(words[key](change[key][1]) for key in words if key in change)
-        text += f"; from epoch {change['after_epoch'] + 1}: {shown}"
+        if change["after_epoch"] < summary["epochs_run"] and shown:  # after the last: the sentence below says it
+            text += f"; from epoch {change['after_epoch'] + 1}: {shown}"
+    if finished:
+        text += (
+            f"; after the last epoch, model.keras's batch-norm statistics were recomputed over "
+            f"{_batches(recomputed['precise_bn'])} of training crops" + _validation_change(recomputed)
+        )
     return text + "."
+
+
+def _batches(count):
+    return f"{count} batch{'es' if count != 1 else ''}"
 
 
 def _validation_change(recomputed):

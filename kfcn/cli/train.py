@@ -115,6 +115,13 @@ OPTIONS = {
         "batches of training crops (kfcn.batch_norm; the weights train as without it); 0 keeps Keras' moving "
         "averages (may change when the run resumes; on a finished run, recomputes model.keras's statistics)",
     ),
+    "final_precise_bn": (
+        0,
+        int,
+        "once the run has finished, recompute model.keras's batch-norm statistics over N batches of training crops "
+        "(those of --precise-bn N), scoring the validation images before and after; 0 for none (a finished run "
+        "given a new N recomputes them)",
+    ),
     "epochs": (50, int, "epochs"),
     "steps": (50, int, "steps (batches) per epoch"),
     "patience": (None, int, "stop after this many epochs without a better validation score"),
@@ -144,7 +151,7 @@ CLASS_WEIGHTS_WORDS = ("none", "median-frequency", "sqrt-median-frequency")
 RECORDED = ("extended", "class_weight_values", "precision_used", "observation_changes")
 # Options that change what a run measures and keeps (validation epochs, batch-norm statistics), never the
 # weights it trains: a resumed or extended run may change them (config.json records each change).
-OBSERVING = ("val_every", "precise_bn")
+OBSERVING = ("val_every", "precise_bn", "final_precise_bn")
 # What `prepare_run_dir` finds a run folder asks for: a new run, the rest of an interrupted or extended one,
 # or new batch-norm statistics for a finished run's model.keras.
 START, RESUME, RECOMPUTE_STATISTICS = "start", "resume", "recompute statistics"
@@ -293,8 +300,16 @@ def _check(config):
     for name in ("filters", "depth", "crop", "batch", "epochs", "steps", "val_every"):
         if not is_integer(config[name]) or config[name] < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be a positive integer; got {config[name]!r}.")
-    if not is_integer(config["precise_bn"]) or config["precise_bn"] < 0:
-        raise ValueError(f"--precise-bn must be a whole number of batches, 0 for none; got {config['precise_bn']!r}.")
+    for name in ("precise_bn", "final_precise_bn"):
+        if not is_integer(config[name]) or config[name] < 0:
+            flag = f"--{name.replace('_', '-')}"
+            raise ValueError(f"{flag} must be a whole number of batches, 0 for none; got {config[name]!r}.")
+    if config["final_precise_bn"] and config["calibrate_counts"]:
+        raise ValueError(
+            "--final-precise-bn would give model.keras new batch-norm statistics after --calibrate-counts rescaled "
+            "it, leaving the calibration stale. Use --precise-bn N instead (each epoch's statistics, then the "
+            "calibration, in that order)."
+        )
     if config["momentum"] is not None:
         if config["optimizer"] != "sgd":
             raise ValueError(
@@ -479,8 +494,9 @@ def prepare_run_dir(config):
     `--epochs`, on a finished or an interrupted run, extends it (`config.json` records
     each extension under "extended"). The OBSERVING options (`--val-every`, `--precise-bn`)
     may change on either, recorded under "observation_changes". A finished run given a new
-    `--precise-bn N` (N > 0) and nothing else new recomputes its model.keras's batch-norm statistics
-    over those N batches (RECOMPUTE_STATISTICS), as the last epoch would have with that option. A finished
+    `--final-precise-bn N` (or, without one, a new `--precise-bn N`; N > 0) and nothing else new recomputes
+    its model.keras's batch-norm statistics over those N batches (RECOMPUTE_STATISTICS), as the last epoch
+    would have with `--precise-bn N`; so does its own command where that step was stopped. A finished
     run with the same settings, or a run with other settings, is refused unless `--overwrite`; its files
     are replaced only by `replace_old_run`, after every input has been checked. A folder whose run never
     completed an epoch (no log, no backup) starts afresh with any settings. Run files that
@@ -519,7 +535,8 @@ def prepare_run_dir(config):
             _keep_recorded_class_weights(config, before)
             _record_observation_changes(config, before, before_options, observing, run_dir)
             return run_dir, RESUME
-        if finished and not changed and not observing:
+        # A finished run stopped while its model.keras took the statistics of --final-precise-bn ends that.
+        if finished and not changed and not observing and not _final_statistics_pending(config, run_dir):
             raise ValueError(
                 f"{run_dir} holds a finished run ({run_dir / 'model.keras'}); raise --epochs to extend it, pass "
                 "--overwrite to train again, or choose another --output."
@@ -542,14 +559,30 @@ def prepare_run_dir(config):
 
 
 def _check_statistics_change(config, before_options, observing):
-    """A finished run can take new batch-norm statistics, not give back the ones it replaced."""
-    others = [key for key in observing if key != "precise_bn"]
+    """A finished run can take new batch-norm statistics, not give back the ones it replaced: its model.keras's
+    statistics come from --final-precise-bn N where that is set, else from --precise-bn N."""
+    others = [key for key in observing if key not in ("precise_bn", "final_precise_bn")]
     if others:
         shown = ", ".join(f"--{key.replace('_', '-')} {before_options[key]}" for key in others)
         raise ValueError(
-            f"{config['output']} holds a finished run: only --precise-bn changes it (its model.keras's batch-norm "
-            f"statistics); rerun with the recorded {shown}, or raise --epochs to extend the run."
+            f"{config['output']} holds a finished run: only --final-precise-bn (or --precise-bn) changes it (its "
+            f"model.keras's batch-norm statistics); rerun with the recorded {shown}, or raise --epochs to extend "
+            "the run."
         )
+    if "final_precise_bn" in observing and not config["final_precise_bn"]:
+        raise ValueError(
+            f"{config['output']} holds a finished run whose model.keras keeps the statistics of --final-precise-bn "
+            f"{before_options['final_precise_bn']}; --final-precise-bn 0 cannot bring back the ones they replaced. "
+            "Rerun with the recorded --final-precise-bn, or give another number of batches."
+        )
+    if config["final_precise_bn"]:
+        if "precise_bn" in observing:
+            raise ValueError(
+                f"{config['output']} holds a finished run whose model.keras takes its batch-norm statistics from "
+                f"--final-precise-bn {config['final_precise_bn']}: change that, and rerun with the recorded "
+                f"--precise-bn {before_options['precise_bn']}."
+            )
+        return
     if not config["precise_bn"]:
         raise ValueError(
             f"{config['output']} holds a finished run whose model.keras keeps the statistics of --precise-bn "
@@ -561,6 +594,18 @@ def _check_statistics_change(config, before_options, observing):
             "--calibrate-counts: new batch-norm statistics would leave the finished run's count calibration stale. "
             "Start a run with --precise-bn instead (each epoch's statistics, then the calibration, in that order)."
         )
+
+
+def _final_statistics_pending(config, run_dir):
+    """Whether a finished run's --final-precise-bn N has yet to be given to its model.keras: summary.json marks
+    the statistics of N batches complete only once model.keras holds them."""
+    if not config["final_precise_bn"]:
+        return False
+    try:
+        recomputed = json.loads((run_dir / "summary.json").read_text()).get("statistics_recomputed") or {}
+    except (OSError, ValueError, AttributeError):  # unreadable: the refusal of a finished run says where it is
+        return False
+    return not (recomputed.get("precise_bn") == config["final_precise_bn"] and recomputed.get("complete", True))
 
 
 def _record_observation_changes(config, before, before_options, changed, run_dir, finished=False):
@@ -1090,6 +1135,7 @@ def _train(config, run_dir, resuming, safe_mode=True):
     monitor = _monitored_quantity(config, scores, validation is not None, density, outputs)
     mode = monitor_mode(monitor, model)
     statistics = _statistics_batches(config, model, train)
+    _statistics_batches(config, model, train, "final_precise_bn")  # refused now, not after the training
     with replace_old_run(run_dir, enabled=config["overwrite"]) as old_run:  # every input is checked by now
         write_json(run_dir / "config.json", config)
         (run_dir / "summary.json").unlink(missing_ok=True)  # an extended run is unfinished until it ends again
@@ -1119,30 +1165,37 @@ def _train(config, run_dir, resuming, safe_mode=True):
         )
     calibration = _calibrate(config, run_dir, train) if config["calibrate_counts"] else None
     _summarize(run_dir, model, monitor, mode, weights, calibration, minutes=(time.time() - started) / 60)
+    if config["final_precise_bn"]:
+        _recompute_statistics(config, run_dir, safe_mode)
 
 
 def _recompute_statistics(config, run_dir, safe_mode=True):
-    """A finished run given a new --precise-bn N: model.keras (its best epoch) gets the batch-norm statistics
-    of its weights over the N batches that --precise-bn N would have used at that epoch. With validation data,
-    it is scored before and after (printed, and kept in summary.json under "statistics_recomputed", which
-    `kfcn card` shows). summary.json, model.keras and config.json are written in that order: killed before
-    the last, rerunning the command recomputes the same statistics again (they do not depend on the ones they
-    replace) and keeps the scores "before" that summary.json already holds for this change."""
+    """A finished run's model.keras (its best epoch) gets the batch-norm statistics of its weights over N
+    batches of training crops, the ones --precise-bn N would have used at that epoch: N is --final-precise-bn
+    where that is set (at the end of the training, or given anew to the finished run), else a new
+    --precise-bn. With validation data it is scored before and after (printed, and kept in summary.json under
+    "statistics_recomputed", which `kfcn card` shows).
+
+    summary.json (the change, incomplete), model.keras, summary.json (complete) and config.json are written in
+    that order: stopped before the end, rerunning the command recomputes the same statistics again (they do not
+    depend on the ones they replace) and keeps the scores "before" that summary.json already holds for N."""
     from kfcn.batch_norm import recompute_batch_norm_statistics
     from kfcn.distribute import replicas
     from kfcn.saving import load_model, save_model
 
+    option = "final_precise_bn" if config["final_precise_bn"] else "precise_bn"
+    count = config[option]
     path, summary_path = run_dir / "model.keras", run_dir / "summary.json"
     if not path.is_file():
         raise ValueError(f"{run_dir} holds a finished run without a model.keras (no epoch was saved): nothing to do.")
     model = load_model(path, safe_mode=safe_mode)
     train, validation, _ = _pairs(config)
-    statistics = _statistics_batches(config, model, train)
+    statistics = _statistics_batches(config, model, train, option)
     summary = json.loads(summary_path.read_text())
-    interrupted = summary.get("statistics_recomputed", {})  # this change, stopped before config.json recorded it
+    earlier = summary.get("statistics_recomputed", {})  # of these N batches, stopped before it was recorded
     scores = {}
-    if interrupted.get("precise_bn") == config["precise_bn"] and "before" in interrupted:
-        scores["before"] = {key.removeprefix("val_"): value for key, value in interrupted["before"].items()}
+    if earlier.get("precise_bn") == count and "before" in earlier:
+        scores["before"] = {key.removeprefix("val_"): value for key, value in earlier["before"].items()}
     if validation is not None:
         if config["label_mode"] == "density":
             validation = _with_density_targets(validation, _density_targets(config))
@@ -1156,7 +1209,7 @@ def _recompute_statistics(config, run_dir, safe_mode=True):
                 lambda: model.evaluate(batches, verbose=0, return_dict=True),
             )
     _timed(
-        f"recomputing the batch-norm statistics over {config['precise_bn']} batch(es) of training crops",
+        f"recomputing the batch-norm statistics over {count} batch(es) of training crops",
         lambda: recompute_batch_norm_statistics(model, statistics),
     )
     if validation is not None:
@@ -1165,15 +1218,17 @@ def _recompute_statistics(config, run_dir, safe_mode=True):
             lambda: model.evaluate(batches, verbose=0, return_dict=True),
         )
     summary["statistics_recomputed"] = {
-        "precise_bn": config["precise_bn"],
+        "precise_bn": count,
         "epoch": summary.get("best_epoch"),
         **{when: {f"val_{key}": float(value) for key, value in logged.items()} for when, logged in scores.items()},
+        "complete": False,
     }
     write_json(summary_path, summary)
     save_model(model, path)
+    write_json(summary_path, summary | {"statistics_recomputed": summary["statistics_recomputed"] | {"complete": True}})
     write_json(run_dir / "config.json", config)
     print(
-        f"{path} (epoch {summary.get('best_epoch')}): batch-norm statistics recomputed over {config['precise_bn']} "
+        f"{path} (epoch {summary.get('best_epoch')}): batch-norm statistics recomputed over {count} "
         "batch(es) of training crops; the weights are unchanged"
     )
     for key in scores.get("after", {}):
@@ -1227,22 +1282,24 @@ def _crop_batches(config, model, train, weight_map, target_map):
     )
 
 
-def _statistics_batches(config, model, train):
-    """--precise-bn N: the N batches of training crops (augmented as in training, from a stream of their own
-    seed) on which every epoch's batch-norm statistics are recomputed; the same N each epoch and each resume."""
-    if not config["precise_bn"]:
+def _statistics_batches(config, model, train, option="precise_bn"):
+    """--precise-bn N (or --final-precise-bn N, `option`): the N batches of training crops (augmented as in
+    training, from a stream of their own seed) on which the batch-norm statistics are recomputed; the same
+    batches each epoch, each resume and at the end (the first N of one stream, whichever option asks)."""
+    count, flag = config[option], f"--{option.replace('_', '-')}"
+    if not count:
         return None
     from kfcn.batch_norm import batch_norm_layers
     from kfcn.data import random_crop_pipeline
 
     if not batch_norm_layers(model):
         raise ValueError(
-            f"--precise-bn {config['precise_bn']}: {model.name} has no batch-normalisation layer that training "
-            "updates, so there are no statistics to recompute; leave --precise-bn at 0."
+            f"{flag} {count}: {model.name} has no batch-normalisation layer that training updates, so there are no "
+            f"statistics to recompute; leave {flag} at 0."
         )
     if config["devices"] == "all":
         raise ValueError(
-            "--precise-bn recomputes the statistics on one device; it does not combine with --devices all yet. "
+            f"{flag} recomputes the statistics on one device; it does not combine with --devices all yet. "
             "Drop one of them."
         )
     crops = random_crop_pipeline(
@@ -1254,7 +1311,7 @@ def _statistics_batches(config, model, train):
         cache=False,  # only the N batches are kept
         value_range=_augmentation_range(config, model),
     )
-    return crops.map(lambda x, *_: x).take(config["precise_bn"]).cache()
+    return crops.map(lambda x, *_: x).take(count).cache()
 
 
 def _validation_epochs(config):
@@ -1295,6 +1352,11 @@ def _announce(config, model, run_dir, resuming, validation, weights, recorded):
         print(f"validating every {config['val_every']} epochs and at the last (--val-every)")
     if config["precise_bn"]:
         print(f"batch-norm statistics recomputed each epoch over {config['precise_bn']} batch(es) (--precise-bn)")
+    if config["final_precise_bn"]:
+        print(
+            f"once the run has finished, model.keras's batch-norm statistics recomputed over "
+            f"{config['final_precise_bn']} batch(es) (--final-precise-bn)"
+        )
     used = config["precision_used"]
     if config["precision"] == "auto":
         print(f"precision: {used['precision']}, XLA {'on' if used['jit_compile'] else 'off'} ({used['why']})")

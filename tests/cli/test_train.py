@@ -364,7 +364,7 @@ def test_a_finished_run_given_a_new_precise_bn_recomputes_the_statistics_of_its_
     import shutil
 
     import kfcn.cli.train
-    from kfcn.batch_norm import batch_norm_layers, recompute_batch_norm_statistics
+    from kfcn.batch_norm import recompute_batch_norm_statistics
     from kfcn.cli.train import _pairs, _statistics_batches
 
     options = ("--val-fraction", "0.4", "--monitor", "loss")
@@ -395,23 +395,13 @@ def test_a_finished_run_given_a_new_precise_bn_recomputes_the_statistics_of_its_
     for a, b in zip(kept.trainable_variables, trained.trainable_variables):  # the weights are untouched
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
     recompute_batch_norm_statistics(trained, _statistics_batches(config, trained, _pairs(config)[0]))
-    for ours, truth in zip(batch_norm_layers(kept), batch_norm_layers(trained)):
-        for name in ("moving_mean", "moving_variance"):
-            np.testing.assert_allclose(
-                keras.ops.convert_to_numpy(getattr(ours, name)),
-                keras.ops.convert_to_numpy(getattr(truth, name)),
-                rtol=1e-5,
-                atol=1e-6,
-            )
+    assert_same_statistics(kept, trained)
     # The scores it reports are those of the two files on the validation images (pixel error in NumPy).
-    pairs = [(image.numpy(), np.squeeze(mask.numpy()) > 0.5) for image, mask in _pairs(config)[1]]
     recomputed = json.loads((run / "summary.json").read_text())["statistics_recomputed"]
     for when, path in (("before", tmp_path / "trained.keras"), ("after", run / "model.keras")):
-        model = load_model(path)
-        wrong = sum(np.sum((np.squeeze(model.predict(image[None], verbose=0)) > 0.5) != mask) for image, mask in pairs)
-        measured = wrong / sum(mask.size for _, mask in pairs)
+        measured = numpy_pixel_error(path, _pairs(config)[1])
         assert recomputed[when]["val_pixel_error"] == pytest.approx(measured, abs=1e-6), when
-    assert recomputed["before"] != recomputed["after"]
+    assert recomputed["before"] != recomputed["after"] and recomputed["complete"]
     assert main(["card", str(run)]) == 0
     card = (run / "MODEL_CARD.md").read_text()
     assert (
@@ -423,13 +413,103 @@ def test_a_finished_run_given_a_new_precise_bn_recomputes_the_statistics_of_its_
     # Nothing else may change on a finished run, and moving averages once replaced do not come back.
     for extra, words in (
         ((), "holds a finished run"),
-        (("--val-every", "2"), "only --precise-bn changes it"),
-        (("--val-every", "2", "--precise-bn", "4"), "only --precise-bn changes it"),
+        (("--val-every", "2"), "only --final-precise-bn (or --precise-bn) changes it"),
+        (("--val-every", "2", "--precise-bn", "4"), "only --final-precise-bn (or --precise-bn) changes it"),
     ):
         assert main(command(data, run, *options, "--precise-bn", "3", *extra)) == 2
         assert words in capsys.readouterr().err
     assert main(command(data, run, *options)) == 2
     assert "cannot bring back Keras' moving averages" in capsys.readouterr().err
+    assert json.loads((run / "config.json").read_text()) == config  # the refusals wrote nothing
+
+
+def numpy_pixel_error(path, validation):
+    """The pixel error of the binary model in `path` on the (image, 0/1 mask) pairs of `validation`, in NumPy."""
+    model = load_model(path)
+    pairs = [(image.numpy(), np.squeeze(mask.numpy()) > 0.5) for image, mask in validation]
+    wrong = sum(np.sum((np.squeeze(model.predict(image[None], verbose=0)) > 0.5) != mask) for image, mask in pairs)
+    return wrong / sum(mask.size for _, mask in pairs)
+
+
+def assert_same_statistics(ours, truth):
+    from kfcn.batch_norm import batch_norm_layers
+
+    for a, b in zip(batch_norm_layers(ours), batch_norm_layers(truth), strict=True):
+        for name in ("moving_mean", "moving_variance"):
+            np.testing.assert_allclose(
+                keras.ops.convert_to_numpy(getattr(a, name)),
+                keras.ops.convert_to_numpy(getattr(b, name)),
+                rtol=1e-5,
+                atol=1e-6,
+            )
+
+
+def test_final_precise_bn_gives_the_finished_model_the_statistics_of_its_batches(data, tmp_path, capsys, monkeypatch):
+    import shutil
+
+    import kfcn.cli.train
+    from kfcn.batch_norm import recompute_batch_norm_statistics
+    from kfcn.cli.train import _pairs, _statistics_batches
+
+    options = ("--val-fraction", "0.4", "--monitor", "loss")
+    plain, run = tmp_path / "plain", tmp_path / "run"
+    assert main(command(data, plain, *options)) == 0
+    # Stopped once model.keras holds the new statistics, before summary.json says so: the rerun ends the step
+    # and keeps the scores "before" of the trained model (checked below against the plain run's file).
+    write_json = kfcn.cli.train.write_json
+
+    def stopped_when_complete(path, value):
+        if Path(path).name == "summary.json" and value.get("statistics_recomputed", {}).get("complete"):
+            raise KeyboardInterrupt
+        write_json(path, value)
+
+    monkeypatch.setattr(kfcn.cli.train, "write_json", stopped_when_complete)
+    assert main(command(data, run, *options, "--final-precise-bn", "3")) == 130
+    monkeypatch.setattr(kfcn.cli.train, "write_json", write_json)
+    assert not json.loads((run / "summary.json").read_text())["statistics_recomputed"]["complete"]
+    capsys.readouterr()
+    assert main(command(data, run, *options, "--final-precise-bn", "3")) == 0
+    out = capsys.readouterr().out
+    assert "batch-norm statistics recomputed over 3 batch(es)" in out and "Epoch" not in out  # no training again
+    config = json.loads((run / "config.json").read_text())
+    assert config["final_precise_bn"] == 3 and "observation_changes" not in config
+    # The same weights as the run without the option, with the statistics of the batches of --precise-bn 3.
+    kept, trained = load_model(run / "model.keras"), load_model(plain / "model.keras")
+    for a, b in zip(kept.trainable_variables, trained.trainable_variables):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
+    batches = _statistics_batches(config | {"precise_bn": 3}, trained, _pairs(config)[0])
+    recompute_batch_norm_statistics(trained, batches)
+    assert_same_statistics(kept, trained)
+    recomputed = json.loads((run / "summary.json").read_text())["statistics_recomputed"]
+    for when, path in (("before", plain / "model.keras"), ("after", run / "model.keras")):
+        measured = numpy_pixel_error(path, _pairs(config)[1])
+        assert recomputed[when]["val_pixel_error"] == pytest.approx(measured, abs=1e-6), when
+    assert recomputed["complete"] and recomputed["epoch"] == read_log(run / "training.csv")["loss"].argmin() + 1
+    assert main(["card", str(run)]) == 0
+    card = (run / "MODEL_CARD.md").read_text()
+    assert (
+        "Validated every epoch; Keras' moving batch-norm statistics; after the last epoch, model.keras's batch-norm "
+        "statistics were recomputed over 3 batches of training crops (validation before → after: "
+    ) in card
+    before, after = (recomputed[when]["val_pixel_error"] for when in ("before", "after"))
+    assert f"val_pixel_error {before:.4f} → {after:.4f}" in card
+    # The plain run given the option once finished ends the same; then its command is a finished run's.
+    shutil.rmtree(plain / "backup")
+    assert main(command(data, plain, *options, "--final-precise-bn", "3")) == 0
+    assert "after the last epoch (2) of a finished run: --final-precise-bn 0 -> 3" in capsys.readouterr().out
+    assert_same_statistics(load_model(plain / "model.keras"), kept)
+    assert json.loads((plain / "config.json").read_text())["observation_changes"] == [
+        {"after_epoch": 2, "final_precise_bn": [0, 3]}
+    ]
+    for extra, words in (
+        ((), "holds a finished run"),
+        (("--precise-bn", "2"), "takes its batch-norm statistics from --final-precise-bn 3: change that"),
+        (("--val-every", "2"), "only --final-precise-bn (or --precise-bn) changes it"),
+    ):
+        assert main(command(data, run, *options, "--final-precise-bn", "3", *extra)) == 2
+        assert words in capsys.readouterr().err
+    assert main(command(data, run, *options)) == 2
+    assert "--final-precise-bn 0 cannot bring back the ones they replaced" in capsys.readouterr().err
     assert json.loads((run / "config.json").read_text()) == config  # the refusals wrote nothing
 
 
@@ -440,6 +520,8 @@ def test_a_finished_run_given_a_new_precise_bn_recomputes_the_statistics_of_its_
         (("--val-every", "0"), "--val-every must be a positive integer"),
         (("--precise-bn", "-1"), "--precise-bn must be a whole number of batches"),
         (("--precise-bn", "2", "--no-batch-norm"), "has no batch-normalisation layer"),
+        (("--final-precise-bn", "-1"), "--final-precise-bn must be a whole number of batches"),
+        (("--final-precise-bn", "2", "--no-batch-norm"), "--final-precise-bn 2: unet has no batch-normalisation"),
     ],
 )
 def test_observing_options_that_cannot_work_are_refused(data, tmp_path, options, words, capsys):

@@ -103,6 +103,12 @@ def test_density_options_are_refused_without_density_labels(data, tmp_path, caps
     assert "--calibrate-counts applies to --label-mode density" in error_of([*argv, "--calibrate-counts"], capsys)
 
 
+def test_final_precise_bn_is_refused_where_it_would_leave_the_count_calibration_stale(data, tmp_path, capsys):
+    argv = command(data, tmp_path / "run", "--calibrate-counts", "--final-precise-bn", "2")
+    assert "would give model.keras new batch-norm statistics after --calibrate-counts" in error_of(argv, capsys)
+    assert not (tmp_path / "run").exists()
+
+
 def resolved(data, tmp_path, **given):
     options = {"images": str(data / "images"), "labels": str(data / "labels"), "output": str(tmp_path / "run")}
     return resolve(argparse.Namespace(**(options | given)))
