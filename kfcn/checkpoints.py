@@ -69,10 +69,15 @@ class StoppedClock:
             last = now
 
 
+# The columns of a run's log that describe the run, not the model (LogLearningRate's): no curve, no score.
+RUN_COLUMNS = ("learning_rate", "seconds", "stopped_seconds", "cpu_seconds")
+
+
 class LogLearningRate(keras.callbacks.Callback):
-    """Adds the optimizer's learning rate, the epoch's wall time in seconds and, of that, the seconds the
-    process was stopped (`StoppedClock`) to the logs at the end of each epoch (and so to `training.csv`,
-    from which `kfcn card` sums the training time, stopped time left out).
+    """Adds the optimizer's learning rate, the epoch's wall time in seconds, of that the seconds the process
+    was stopped (`StoppedClock`), and the CPU time its threads used (`time.process_time`: the same on a
+    busy machine, where the wall time grows) to the logs at the end of each epoch (and so to `training.csv`,
+    from which `kfcn card` sums the training time, stopped time left out, and the CPU time).
 
     Example:
     >>> import numpy as np
@@ -81,6 +86,8 @@ class LogLearningRate(keras.callbacks.Callback):
     >>> history = model.fit(np.zeros((4, 2)), np.zeros((4, 1)), verbose=0, callbacks=[LogLearningRate()])
     >>> history.history["learning_rate"], history.history["seconds"][0] > 0, history.history["stopped_seconds"]
     ([0.25], True, [0.0])
+    >>> history.history["cpu_seconds"][0] > 0
+    True
     """
 
     _clock = None
@@ -94,7 +101,7 @@ class LogLearningRate(keras.callbacks.Callback):
         self._clock.stop()
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._started, self._stopped = time.perf_counter(), self._clock.seconds
+        self._started, self._stopped, self._cpu = time.perf_counter(), self._clock.seconds, time.process_time()
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is None:
@@ -103,6 +110,7 @@ class LogLearningRate(keras.callbacks.Callback):
             logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         logs["seconds"] = time.perf_counter() - self._started
         logs["stopped_seconds"] = self._clock.seconds - self._stopped
+        logs["cpu_seconds"] = time.process_time() - self._cpu
 
 
 def read_log(csv_path):

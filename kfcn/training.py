@@ -19,7 +19,7 @@ import keras
 import numpy as np
 
 # read_log lives beside EpochLog, which writes the log; it stays public here as kfcn.training.read_log.
-from kfcn.checkpoints import Backup, BestModelCheckpoint, EpochLog, LogLearningRate, read_log
+from kfcn.checkpoints import RUN_COLUMNS, Backup, BestModelCheckpoint, EpochLog, LogLearningRate, read_log
 
 LOSSES = ("ce+j2", "ce", "j2", "jaccard", "dice", "ce+dice", "mse", "mae")
 
@@ -373,9 +373,8 @@ def plot_training_curves(csv_path, png_path, title=None):
 
     log = read_log(csv_path)
     epochs = log.pop("epoch")
-    log.pop("learning_rate", None)
-    log.pop("seconds", None)
-    log.pop("stopped_seconds", None)
+    for column in RUN_COLUMNS:
+        log.pop(column, None)
     names = [key for key in log if not key.startswith("val_")]
     columns = min(3, max(1, len(names)))
     rows = -(-len(names) // columns)

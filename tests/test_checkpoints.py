@@ -129,8 +129,9 @@ def test_killed_at_any_write_resumes_to_the_uninterrupted_run(data, reference, t
     summary, expected_summary = (json.loads((folder / "summary.json").read_text()) for folder in (run, reference))
     for key in ("monitor", "best_epoch", "epochs_run"):
         assert summary[key] == expected_summary[key], key
-    # Every score of the best epoch repeats; its wall-clock seconds are a measurement, not a result.
-    assert summary["best"].pop("seconds") > 0 and expected_summary["best"].pop("seconds") > 0
+    # Every score of the best epoch repeats; its wall-clock and CPU seconds are measurements, not results.
+    for key in ("seconds", "cpu_seconds"):
+        assert summary["best"].pop(key) > 0 and expected_summary["best"].pop(key) > 0, key
     assert summary["best"] == expected_summary["best"]
     from kfcn.saving import load_model
 
@@ -188,3 +189,28 @@ def test_the_stopped_clock_counts_the_seconds_the_process_stood_still():
     clock.stop()
     waker.wait()
     assert 1.0 < clock.seconds < 3.0
+
+
+def test_an_epochs_cpu_seconds_count_work_not_waiting():
+    import time
+
+    from kfcn.checkpoints import LogLearningRate
+
+    class SleepThenWork(keras.callbacks.Callback):
+        """After the first epoch (which traces the step), epoch 2 sleeps 0.6 s (wall time, no CPU time) and
+        epoch 3 works until it has used 0.5 s of CPU."""
+
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 1:
+                time.sleep(0.6)
+            elif epoch == 2:
+                started = time.process_time()
+                while time.process_time() - started < 0.5:
+                    pass
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    x = np.zeros((4, 2), "float32")
+    logged = model.fit(x, x[:, :1], epochs=3, verbose=0, callbacks=[LogLearningRate(), SleepThenWork()]).history
+    assert logged["seconds"][1] >= 0.6 and logged["cpu_seconds"][1] < 0.3
+    assert logged["cpu_seconds"][2] >= 0.5

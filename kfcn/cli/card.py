@@ -219,8 +219,9 @@ def _validation_change(recomputed):
 
 
 def _training_time(log):
-    """The logged training time ("3.42 h", "25.1 min") without the time the process was stopped, and the
-    epochs logged without a time, or so slow that they likely include a pause kfcn did not measure."""
+    """The logged training time ("3.42 h", "25.1 min") without the time the process was stopped, the epochs
+    logged without a time, or so slow that they likely include a pause kfcn did not measure, and the CPU time
+    (which other work sharing the cores does not inflate, as it does the wall time)."""
     import numpy as np
 
     seconds = log.get("seconds")
@@ -245,6 +246,13 @@ def _training_time(log):
             f"epoch{'s' if len(slow) > 1 else ''} {', '.join(str(epoch) for epoch, _ in slow)} took "
             f"{', '.join(f'{value:.0f} s' for _, value in slow)}, over 3x the median epoch's {median:.0f} s: "
             "the process was likely stopped or sharing the CPU, before kfcn measured stopped time"
+        )
+    cpu = log.get("cpu_seconds", np.full(len(seconds), np.nan))  # NaN: kfcn did not log it yet
+    measured = int(np.sum(cpu == cpu))
+    if measured:
+        notes.append(
+            f"{_duration(float(np.nansum(cpu)))} of CPU time, summed over the cores"
+            + ("" if measured == len(seconds) else f", in the {measured} epochs that logged it")
         )
     return _duration(sum(logged) - float(np.nansum(stopped))) + (f" ({'; '.join(notes)})" if notes else "")
 
@@ -289,7 +297,9 @@ def _shown(value):
 
 
 def _score_table(log, best):
-    names = [key for key in log if key not in ("epoch", "learning_rate", "seconds", "stopped_seconds")]
+    from kfcn.checkpoints import RUN_COLUMNS
+
+    names = [key for key in log if key != "epoch" and key not in RUN_COLUMNS]
     epochs = log["epoch"].astype(int).tolist()
     rows = {"selected": epochs.index(best), "last": len(epochs) - 1}
     header = "| epoch | " + " | ".join(names) + " |"

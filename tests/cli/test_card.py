@@ -158,3 +158,15 @@ def test_the_training_time_leaves_out_stopped_time_and_names_likely_unmeasured_p
         "epoch's 415 s: the process was likely stopped or sharing the CPU, before kfcn measured stopped time)"
     )
     assert _training_time({"epoch": log["epoch"][:2], "seconds": log["seconds"][:2]}) == "13.5 min"
+    # The CPU time of the epochs that logged it, summed over the cores: 760 s + 820 s = 26.3 min.
+    log["cpu_seconds"] = np.array([nan, nan, nan, nan, 760.0, 820.0])
+    assert _training_time(log).endswith(
+        "before kfcn measured stopped time; 26.3 min of CPU time, summed over the cores, in the 2 epochs that "
+        "logged it)"
+    )
+    assert (
+        _training_time(
+            {"epoch": log["epoch"][:2], "seconds": log["seconds"][:2], "cpu_seconds": np.array([790.0, 800.0])}
+        )
+        == "13.5 min (26.5 min of CPU time, summed over the cores)"
+    )
