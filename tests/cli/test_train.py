@@ -396,20 +396,11 @@ def test_a_finished_run_given_a_new_precise_bn_recomputes_the_statistics_of_its_
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
     recompute_batch_norm_statistics(trained, _statistics_batches(config, trained, _pairs(config)[0]))
     assert_same_statistics(kept, trained)
-    # The scores it reports are those of the two files on the validation images (pixel error in NumPy).
-    recomputed = json.loads((run / "summary.json").read_text())["statistics_recomputed"]
-    for when, path in (("before", tmp_path / "trained.keras"), ("after", run / "model.keras")):
-        measured = numpy_pixel_error(path, _pairs(config)[1])
-        assert recomputed[when]["val_pixel_error"] == pytest.approx(measured, abs=1e-6), when
-    assert recomputed["before"] != recomputed["after"] and recomputed["complete"]
-    assert main(["card", str(run)]) == 0
-    card = (run / "MODEL_CARD.md").read_text()
-    assert (
-        "after the last epoch, model.keras's batch-norm statistics were recomputed over 3 batches of training crops "
-        "(validation before → after: "
-    ) in card
-    before, after = (recomputed[when]["val_pixel_error"] for when in ("before", "after"))
-    assert f"val_pixel_error {before:.4f} → {after:.4f}" in card
+    assert_change_reported(
+        run,
+        tmp_path / "trained.keras",
+        "after the last epoch, model.keras's batch-norm statistics were recomputed over 3 batches of training crops",
+    )
     # Nothing else may change on a finished run, and moving averages once replaced do not come back.
     for extra, words in (
         ((), "holds a finished run"),
@@ -429,6 +420,24 @@ def numpy_pixel_error(path, validation):
     pairs = [(image.numpy(), np.squeeze(mask.numpy()) > 0.5) for image, mask in validation]
     wrong = sum(np.sum((np.squeeze(model.predict(image[None], verbose=0)) > 0.5) != mask) for image, mask in pairs)
     return wrong / sum(mask.size for _, mask in pairs)
+
+
+def assert_change_reported(run, trained, sentence):
+    """summary.json's validation scores before and after the statistics change are the NumPy pixel errors of
+    the `trained` file and of the run's model.keras, and the run's card says `sentence` with them."""
+    from kfcn.cli.train import _pairs
+
+    validation = _pairs(json.loads((run / "config.json").read_text()))[1]
+    recomputed = json.loads((run / "summary.json").read_text())["statistics_recomputed"]
+    for when, path in (("before", trained), ("after", run / "model.keras")):
+        measured = numpy_pixel_error(path, validation)
+        assert recomputed[when]["val_pixel_error"] == pytest.approx(measured, abs=1e-6), when
+    assert recomputed["before"] != recomputed["after"] and recomputed["complete"]
+    assert main(["card", str(run)]) == 0
+    card = (run / "MODEL_CARD.md").read_text()
+    before, after = (recomputed[when]["val_pixel_error"] for when in ("before", "after"))
+    assert f"{sentence} (validation before → after: " in card and f"val_pixel_error {before:.4f} → {after:.4f}" in card
+    return recomputed
 
 
 def assert_same_statistics(ours, truth):
@@ -480,19 +489,13 @@ def test_final_precise_bn_gives_the_finished_model_the_statistics_of_its_batches
     batches = _statistics_batches(config | {"precise_bn": 3}, trained, _pairs(config)[0])
     recompute_batch_norm_statistics(trained, batches)
     assert_same_statistics(kept, trained)
-    recomputed = json.loads((run / "summary.json").read_text())["statistics_recomputed"]
-    for when, path in (("before", plain / "model.keras"), ("after", run / "model.keras")):
-        measured = numpy_pixel_error(path, _pairs(config)[1])
-        assert recomputed[when]["val_pixel_error"] == pytest.approx(measured, abs=1e-6), when
-    assert recomputed["complete"] and recomputed["epoch"] == read_log(run / "training.csv")["loss"].argmin() + 1
-    assert main(["card", str(run)]) == 0
-    card = (run / "MODEL_CARD.md").read_text()
-    assert (
+    recomputed = assert_change_reported(
+        run,
+        plain / "model.keras",
         "Validated every epoch; Keras' moving batch-norm statistics; after the last epoch, model.keras's batch-norm "
-        "statistics were recomputed over 3 batches of training crops (validation before → after: "
-    ) in card
-    before, after = (recomputed[when]["val_pixel_error"] for when in ("before", "after"))
-    assert f"val_pixel_error {before:.4f} → {after:.4f}" in card
+        "statistics were recomputed over 3 batches of training crops",
+    )
+    assert recomputed["epoch"] == read_log(run / "training.csv")["loss"].argmin() + 1
     # The plain run given the option once finished ends the same; then its command is a finished run's.
     shutil.rmtree(plain / "backup")
     assert main(command(data, plain, *options, "--final-precise-bn", "3")) == 0
