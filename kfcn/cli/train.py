@@ -492,8 +492,8 @@ def prepare_run_dir(config):
 
     Rerunning the command of an interrupted run resumes it; the same command with a larger
     `--epochs`, on a finished or an interrupted run, extends it (`config.json` records
-    each extension under "extended"). The OBSERVING options (`--val-every`, `--precise-bn`)
-    may change on either, recorded under "observation_changes". A finished run given a new
+    each extension under "extended"). The OBSERVING options (`--val-every`, `--precise-bn`,
+    `--final-precise-bn`) may change on either, recorded under "observation_changes". A finished run given a new
     `--final-precise-bn N` (or, without one, a new `--precise-bn N`; N > 0) and nothing else new recomputes
     its model.keras's batch-norm statistics over those N batches (RECOMPUTE_STATISTICS), as the last epoch
     would have with `--precise-bn N`; so does its own command where that step was stopped. A finished
