@@ -165,16 +165,17 @@ def _training_line(config, summary, log):
     )
     used = config.get("precision_used") or {"precision": config["precision"], "jit_compile": config["jit_compile"]}
     return (
-        f"Trained for {summary['epochs_run']} epoch(s) of {config['steps']} steps in {_training_time(log)} "
-        f"(Keras {summary.get('keras')}, {summary.get('backend')} backend) on {where}, computing in "
+        f"Trained for {summary['epochs_run']} epoch(s) of {config['steps']} steps in {_training_time(log)}, "
+        f"with Keras {summary.get('keras')} ({summary.get('backend')} backend) on {where}, computing in "
         f"{used['precision']} with XLA {'on' if used['jit_compile'] else 'off'}."
-        f"{extended}{_observation(config, summary)}"
+        f"{extended}{_observation(config, summary, validated=any(key.startswith('val_') for key in log))}"
     )
 
 
-def _observation(config, summary):
-    """What the run validated and which batch-norm statistics it kept, from which epoch that changed, and
-    whether model.keras got new statistics after the run finished (with its validation before and after)."""
+def _observation(config, summary, validated=True):
+    """What the run validated (when it had validation data) and which batch-norm statistics it kept, from which
+    epoch that changed, and whether model.keras got new statistics after the run finished (with its validation
+    before and after)."""
     words = {
         "val_every": lambda n: "validated every epoch" if n == 1 else f"validated every {n} epochs and at the last",
         "precise_bn": lambda n: (
@@ -183,6 +184,8 @@ def _observation(config, summary):
             else "Keras' moving batch-norm statistics"
         ),
     }
+    if not validated:
+        words.pop("val_every")
     changes = config.get("observation_changes") or []
     recomputed = summary.get("statistics_recomputed") or {}
     finished = recomputed.get("complete", True) and recomputed.get("precise_bn")  # (kfcn 0.2 wrote no "complete")

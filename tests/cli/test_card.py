@@ -170,3 +170,16 @@ def test_the_training_time_leaves_out_stopped_time_and_names_likely_unmeasured_p
         )
         == "13.5 min (26.5 min of CPU time, summed over the cores)"
     )
+
+
+def test_the_statistics_sentence_says_validated_only_with_validation_data_and_only_a_complete_change():
+    from kfcn.cli.card import _observation
+
+    config = {"val_every": 1, "precise_bn": 0, "final_precise_bn": 2}
+    summary = {"epochs_run": 1, "statistics_recomputed": {"precise_bn": 2, "epoch": 1, "complete": True}}
+    moving = "Keras' moving batch-norm statistics"
+    recomputed = "after the last epoch, model.keras's batch-norm statistics were recomputed over 2 batches"
+    assert _observation(config, summary, validated=False) == f" {moving}; {recomputed} of training crops."
+    assert _observation(config, summary) == f" Validated every epoch; {moving}; {recomputed} of training crops."
+    summary["statistics_recomputed"]["complete"] = False  # stopped before model.keras held them: not done
+    assert _observation(config, summary) == ""
