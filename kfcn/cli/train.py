@@ -1135,7 +1135,7 @@ def _train(config, run_dir, resuming, safe_mode=True):
     monitor = _monitored_quantity(config, scores, validation is not None, density, outputs)
     mode = monitor_mode(monitor, model)
     statistics = _statistics_batches(config, model, train)
-    _statistics_batches(config, model, train, "final_precise_bn")  # refused now, not after the training
+    _check_statistics_option(config, model, "final_precise_bn")  # refused now, not after the training
     with replace_old_run(run_dir, enabled=config["overwrite"]) as old_run:  # every input is checked by now
         write_json(run_dir / "config.json", config)
         (run_dir / "summary.json").unlink(missing_ok=True)  # an extended run is unfinished until it ends again
@@ -1286,22 +1286,12 @@ def _statistics_batches(config, model, train, option="precise_bn"):
     """--precise-bn N (or --final-precise-bn N, `option`): the N batches of training crops (augmented as in
     training, from a stream of their own seed) on which the batch-norm statistics are recomputed; the same
     batches each epoch, each resume and at the end (the first N of one stream, whichever option asks)."""
-    count, flag = config[option], f"--{option.replace('_', '-')}"
+    count = config[option]
     if not count:
         return None
-    from kfcn.batch_norm import batch_norm_layers
     from kfcn.data import random_crop_pipeline
 
-    if not batch_norm_layers(model):
-        raise ValueError(
-            f"{flag} {count}: {model.name} has no batch-normalisation layer that training updates, so there are no "
-            f"statistics to recompute; leave {flag} at 0."
-        )
-    if config["devices"] == "all":
-        raise ValueError(
-            f"{flag} recomputes the statistics on one device; it does not combine with --devices all yet. "
-            "Drop one of them."
-        )
+    _check_statistics_option(config, model, option)
     crops = random_crop_pipeline(
         train,
         config["crop"],
@@ -1312,6 +1302,26 @@ def _statistics_batches(config, model, train, option="precise_bn"):
         value_range=_augmentation_range(config, model),
     )
     return crops.map(lambda x, *_: x).take(count).cache()
+
+
+def _check_statistics_option(config, model, option):
+    """Refuses --precise-bn N or --final-precise-bn N (`option`, N > 0) where there are no statistics to recompute
+    or they cannot be recomputed."""
+    from kfcn.batch_norm import batch_norm_layers
+
+    count, flag = config[option], f"--{option.replace('_', '-')}"
+    if not count:
+        return
+    if not batch_norm_layers(model):
+        raise ValueError(
+            f"{flag} {count}: {model.name} has no batch-normalisation layer that training updates, so there are no "
+            f"statistics to recompute; leave {flag} at 0."
+        )
+    if config["devices"] == "all":
+        raise ValueError(
+            f"{flag} recomputes the statistics on one device; it does not combine with --devices all yet. "
+            "Drop one of them."
+        )
 
 
 def _validation_epochs(config):
