@@ -4,6 +4,10 @@ The card (`RUN_DIR/MODEL_CARD.md` by default) says what the model is, the comman
 setting that made it, the machine and the training time, the held-out scores at the selected
 and at the last epoch, and links the curves; rerun it after the run is extended and it is
 current again, so no card is edited by hand.
+
+Run on an unfinished run (still training, or stopped to be resumed), it writes a progress card:
+the same card marked unfinished, with the epochs left and about how long they take at the
+run's recent pace, and the curves drawn so far (`RUN_DIR/curves.png`).
 """
 
 from __future__ import annotations
@@ -43,23 +47,30 @@ def run(args):
     # and curves along, as OUTPUT-STEM_config.json, _training.csv and _curves.png, so that what it names is
     # beside it.
     prefix = "" if output.parent.resolve() == folder.resolve() else output.stem + "_"
-    text = model_card(folder, evaluations=args.evaluation, prefix=prefix)
-    companions = [name for name in COMPANIONS if prefix and (folder / name).is_file()]
+    finished = (folder / "summary.json").is_file()
+    text = model_card(folder, evaluations=args.evaluation, prefix=prefix, curves=None if finished else True)
     # Every file is written before any replaces its old version (the renames come last, together), so
     # that a stop while writing leaves the old card with its old companions, not a mix of two runs.
     with contextlib.ExitStack() as replaced_together:
+        sources = {name: folder / name for name in COMPANIONS}
+        if not finished:  # the curves so far, drawn with the card (the run draws them again when it ends)
+            from kfcn.training import plot_training_curves
+
+            sources["curves.png"] = replaced_together.enter_context(atomic_path(folder / "curves.png"))
+            plot_training_curves(folder / "training.csv", sources["curves.png"], title=f"{folder.name} (unfinished)")
+        companions = [name for name in COMPANIONS if prefix and sources[name].is_file()]
         for name in companions:
             temporary = replaced_together.enter_context(atomic_path(output.parent / (prefix + name)))
             if name == "config.json":  # with its paths as the card shows them: none of this machine
-                config = json.loads((folder / name).read_text())
+                config = json.loads(sources[name].read_text())
                 temporary.write_text(json.dumps({key: _shown(value) for key, value in config.items()}, indent=2) + "\n")
             else:
-                temporary.write_bytes((folder / name).read_bytes())
+                temporary.write_bytes(sources[name].read_bytes())
         replaced_together.enter_context(atomic_path(output)).write_text(text)
     print(f"wrote {output}" + "".join(f", {output.parent / (prefix + name)}" for name in companions))
 
 
-def model_card(folder, evaluations=(), prefix=""):
+def model_card(folder, evaluations=(), prefix="", curves=None):
     """The Markdown model card of the run folder `folder`.
 
     Args:
@@ -69,11 +80,17 @@ def model_card(folder, evaluations=(), prefix=""):
             per class).
         prefix: the card names the run's files `config.json`, `training.csv` and `curves.png` with this prefix:
             the names of their copies beside a card written outside the run folder.
+        curves: whether the card shows `curves.png`; None: if the folder has it (`kfcn card` draws an unfinished
+            run's curves with its card).
+
+    A run without `summary.json` is unfinished (training, or stopped to be resumed): its card is
+    marked so, says how many epochs are left and about how long they take, and names the best
+    epoch so far (the one `model.keras` holds).
 
     Raises:
-        ValueError: a folder that is not a finished run, naming the missing file; a report that
-            is not `kfcn evaluate`'s or that scored another model file (a stale one, after the run
-            was extended).
+        ValueError: a folder that is no run folder or whose run has not saved a model yet, naming
+            the missing file; a report that is not `kfcn evaluate`'s or that scored another model
+            file (a stale one, after the run was extended).
 
     Example (a finished run folder `runs/cells`):
         kfcn evaluate held_out/images held_out/labels --model runs/cells/model.keras --json held_out.json
@@ -82,20 +99,22 @@ def model_card(folder, evaluations=(), prefix=""):
     from kfcn.training import read_log
 
     folder = Path(folder)
-    for name in ("config.json", "summary.json", "training.csv", "model.keras"):
+    for name in ("config.json", "training.csv", "model.keras"):
         if not (folder / name).is_file():
             raise ValueError(
-                f"{folder} has no {name}: `kfcn card` reads a finished `kfcn train` run folder (rerun its command "
-                "to finish an interrupted one)."
+                f"{folder} has no {name}: `kfcn card` reads a `kfcn train` run folder"
+                + (" once its first epoch has saved a model." if name == "model.keras" else ".")
             )
     config = json.loads((folder / "config.json").read_text())
-    summary = json.loads((folder / "summary.json").read_text())
     log = read_log(folder / "training.csv")
     model = _model_facts(folder / "model.keras")
+    finished = (folder / "summary.json").is_file()
+    summary = json.loads((folder / "summary.json").read_text()) if finished else _progress(config, log, model)
     held_out = [_held_out_section(Path(path), folder / "model.keras") for path in evaluations]
+    curves = (folder / "curves.png").is_file() if curves is None else curves
     monitor, best = summary["monitor"], summary["best_epoch"]
     lines = [
-        f"# {model['name']}: `{folder.name}`",
+        f"# {model['name']}: `{folder.name}`" + ("" if finished else f" (unfinished: {_epochs_logged(config, log)})"),
         "",
         f"A `{config['model']}` of {model['parameters']:,} parameters ({model['head']}, {model['outputs']} output "
         f"channel(s)), trained by `kfcn train` on {_shown(config.get('images') or config.get('tfds'))}"
@@ -103,6 +122,7 @@ def model_card(folder, evaluations=(), prefix=""):
         + ". Input: raw pixel values of any size the strides allow; the model scales them itself."
         + _density_note(config, summary),
         "",
+        *([] if finished else [_progress_note(config, log), ""]),
         "## How it was made",
         "",
         f"    kfcn train --config {prefix}config.json   # every setting below"
@@ -117,22 +137,77 @@ def model_card(folder, evaluations=(), prefix=""):
             if key not in ("overwrite", "output")
         ],
         "",
-        _training_line(config, summary, log),
+        _training_line(config, summary, log, finished),
         "",
         "## Scores",
         "",
         f"`model.keras` is epoch {best}, the best by `{monitor}`"
+        + ("" if finished else " so far")
         + (" (a validation score: the held-out data chose it)." if monitor.startswith("val_") else " (training data)."),
         "",
         _score_table(log, best),
         "",
         f"Every epoch's scores: `{prefix}training.csv`.",
         "",
-        f"![training curves]({prefix}curves.png)" if (folder / "curves.png").is_file() else "",
+        f"![training curves]({prefix}curves.png)" if curves else "",
         "",
         *held_out,
     ]
     return "\n".join(lines)
+
+
+def _progress(config, log, model):
+    """What `summary.json` would say of an unfinished run that its files already tell: the monitored quantity and
+    the best epoch so far (the one `model.keras` holds), and how many epochs ran."""
+    import numpy as np
+
+    from kfcn.cli.train import default_monitor
+    from kfcn.training import monitor_mode
+
+    validated = any(key.startswith("val_") for key in log)
+    monitor = config.get("monitor") or default_monitor(validated, config["label_mode"] == "density", model["outputs"])
+    values = log[monitor]
+    # The first best, as the checkpoint keeps it (it saves only on a strict improvement); NaN: not validated then.
+    best = int(np.nanargmin(values) if monitor_mode(monitor) == "min" else np.nanargmax(values))
+    return {"monitor": monitor, "best_epoch": int(log["epoch"][best]), "epochs_run": len(log["epoch"])}
+
+
+def _epochs_logged(config, log):
+    return f"{len(log['epoch'])} of {config['epochs']} epochs"
+
+
+def _progress_note(config, log, recent=10):
+    """What is left of an unfinished run and about how long it takes at the pace of its last `recent` epochs."""
+    import numpy as np
+
+    left = config["epochs"] - int(log["epoch"][-1])
+    if left <= 0:
+        return (
+            f"**Unfinished:** all {config['epochs']} epochs ran, but the run stopped before it finished. Rerun the "
+            "command that started it, from the folder it was started in, to finish it; then rerun `kfcn card`."
+        )
+    pace = ""
+    seconds = log.get("seconds")
+    if seconds is not None:
+        stopped = np.nan_to_num(log.get("stopped_seconds", np.zeros(len(seconds))))
+        worked = (seconds - stopped)[-recent:]
+        worked = worked[np.isfinite(worked)]
+        if len(worked):
+            mean = float(worked.mean())
+            pace = (
+                f" At the pace of its last {len(worked)} logged epoch(s) ({mean:.0f} s each, validation included), "
+                f"they take about {_duration(left * mean)}"
+                + (
+                    ", then the final batch-norm statistics step (`--final-precise-bn`)."
+                    if config.get("final_precise_bn")
+                    else "."
+                )
+            )
+    return (
+        f"**Unfinished:** {_epochs_logged(config, log)} have run; {left} are left.{pace} Rerun the command that "
+        "started it, from the folder it was started in, to continue it (resume is exact); then rerun `kfcn card`. "
+        "Until then this card reports progress: the scores are those of the best epoch so far."
+    )
 
 
 def _data_note(config):
@@ -148,8 +223,9 @@ def _data_note(config):
     ]
 
 
-def _training_line(config, summary, log):
-    """How long, where and with what the run trained, and how it was extended."""
+def _training_line(config, summary, log, finished=True):
+    """How long, where and with what the run trained, and how it was extended (an unfinished run records where and
+    with which Keras when it ends, so its line says how far it got)."""
     machine = summary.get("machine", {})
     where = (
         f"{machine.get('processor')}, {machine.get('cores')} cores"
@@ -164,10 +240,11 @@ def _training_line(config, summary, log):
         else ""
     )
     used = config.get("precision_used") or {"precision": config["precision"], "jit_compile": config["jit_compile"]}
+    xla = "on" if used["jit_compile"] else "off"
+    made = f"with Keras {summary.get('keras')} ({summary.get('backend')} backend) on {where}, " if finished else ""
     return (
-        f"Trained for {summary['epochs_run']} epoch(s) of {config['steps']} steps in {_training_time(log)}, "
-        f"with Keras {summary.get('keras')} ({summary.get('backend')} backend) on {where}, computing in "
-        f"{used['precision']} with XLA {'on' if used['jit_compile'] else 'off'}."
+        f"Trained {'' if finished else 'so far '}for {summary['epochs_run']} epoch(s) of {config['steps']} steps in "
+        f"{_training_time(log)}, {made}computing in {used['precision']} with XLA {xla}."
         f"{extended}{_observation(config, summary, validated=any(key.startswith('val_') for key in log))}"
     )
 

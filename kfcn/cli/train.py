@@ -1330,11 +1330,20 @@ def _validation_epochs(config):
     return 1 if every == 1 else sorted({*range(every, epochs + 1, every), epochs})
 
 
+def default_monitor(validated, density, outputs):
+    """The quantity that picks the best epoch when --monitor is not given: the count error of a density model, the
+    pixel error of a one-channel one, else the mean IoU; validation's when the run has validation data.
+
+    Example:
+    >>> default_monitor(validated=True, density=False, outputs=11)
+    'val_mean_iou'
+    """
+    return ("val_" if validated else "") + ("count_mae" if density else "pixel_error" if outputs == 1 else "mean_iou")
+
+
 def _monitored_quantity(config, scores, validated, density, outputs):
     """--monitor, or the task's default (validation's when there is validation data), checked against the log."""
-    monitor = config["monitor"] or ("val_" if validated else "") + (
-        "count_mae" if density else "pixel_error" if outputs == 1 else "mean_iou"
-    )
+    monitor = config["monitor"] or default_monitor(validated, density, outputs)
     logged = ["loss", *scores] + ([f"val_{name}" for name in ("loss", *scores)] if validated else [])
     if monitor not in logged:
         hint = " (val_ quantities need validation data: --val-images/--val-labels or --val-fraction)"

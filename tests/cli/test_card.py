@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -127,9 +128,56 @@ def test_a_report_that_is_not_kfcn_evaluate_s_is_refused(tmp_path, capsys):
     assert not (run / "MODEL_CARD.md").exists()
 
 
-def test_a_folder_that_is_no_finished_run_is_named(tmp_path, capsys):
+def test_a_folder_that_is_no_run_or_has_no_model_yet_is_named(tmp_path, capsys):
     assert main(["card", str(tmp_path)]) == 2
     assert "has no config.json" in capsys.readouterr().err
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "training.csv").write_text("epoch,loss\n")
+    assert main(["card", str(tmp_path)]) == 2
+    assert (
+        "has no model.keras: `kfcn card` reads a `kfcn train` run folder once its first epoch"
+        in capsys.readouterr().err
+    )
+
+
+def test_an_unfinished_run_gets_a_progress_card_then_the_finished_card(tmp_path, monkeypatch):
+    import kfcn.training
+    from kfcn.cli.card import _duration
+    from tests.cli.test_train import InterruptAt
+
+    data = write_isbi_crops(tmp_path / "data", count=5, side=48)
+    run, options = tmp_path / "run", ("--epochs", "4", "--val-fraction", "0.2", "--final-precise-bn", "1")
+    plain = kfcn.training.standard_callbacks
+    monkeypatch.setattr(kfcn.training, "standard_callbacks", lambda *a, **k: [*plain(*a, **k), InterruptAt(1)])
+    assert main(command(data, run, *options)) == 2  # stopped after its second epoch
+    monkeypatch.setattr(kfcn.training, "standard_callbacks", plain)
+    assert not (run / "summary.json").exists() and not (run / "curves.png").exists()
+    assert main(["card", str(run)]) == 0
+    card, log = (run / "MODEL_CARD.md").read_text(), read_log(run / "training.csv")
+    assert log["epoch"].tolist() == [1, 2]
+    assert card.splitlines()[0].endswith("`run` (unfinished: 2 of 4 epochs)")
+    best = int(np.argmin(log["val_pixel_error"])) + 1  # the first best: the checkpoint saves strict improvements
+    assert f"`model.keras` is epoch {best}, the best by `val_pixel_error` so far (a validation score" in card
+    pace = float(np.mean(log["seconds"] - log["stopped_seconds"]))
+    assert (
+        f"**Unfinished:** 2 of 4 epochs have run; 2 are left. At the pace of its last 2 logged epoch(s) ({pace:.0f} s "
+        f"each, validation included), they take about {_duration(2 * pace)}, then the final batch-norm statistics "
+        "step (`--final-precise-bn`)."
+    ) in card
+    assert "Trained so far for 2 epoch(s) of 2 steps in " in card
+    assert not re.search(r"\d cores", card) and "Keras 3" not in card  # where and with what: once the run ends
+    assert "![training curves](curves.png)" in card and (run / "curves.png").stat().st_size > 0
+    assert str(tmp_path) not in card
+    # Written elsewhere, the progress card takes the curves it draws along.
+    assert main(["card", str(run), "--output", str(tmp_path / "progress.md")]) == 0
+    assert "![training curves](progress_curves.png)" in (tmp_path / "progress.md").read_text()
+    assert (tmp_path / "progress_curves.png").read_bytes() == (run / "curves.png").read_bytes()
+    # The same command finishes the run, which redraws its curves; the card is then the finished run's.
+    assert main(command(data, run, *options)) == 0
+    assert main(["card", str(run)]) == 0
+    card = (run / "MODEL_CARD.md").read_text()
+    assert "unfinished" not in card.lower() and "so far" not in card
+    assert "Trained for 4 epoch(s) of 2 steps in " in card and re.search(r"\d cores", card)
 
 
 def test_an_epoch_without_validation_shows_a_dash_not_nan():
