@@ -1,11 +1,12 @@
 """A shipped model's deployment forms (SavedModel, TFLite float32 / float16 / int8) and their held-out table.
 
-`export_forms` writes the files and returns, for each form, a function image -> output map that
-runs the written file (not the Keras model), so the table measures what a deployment serves;
-`held_out_table` scores every form with the task's own score and states the drift from Keras;
-`write_report` writes that table with the files and the contract. `replaced_together` stages the
-files so that they replace the old forms only once all are written and measured.
-`examples/export_isbi.py`, `examples/export_counter.py` and `examples/export_camvid.py` use them.
+`export_and_score` is what `examples/export_isbi.py`, `examples/export_counter.py` and
+`examples/export_camvid.py` run: `export_forms` writes the files and returns, for each form, a
+function image -> output map that runs the written file (not the Keras model), so the table
+measures what a deployment serves; `held_out_table` scores every form with the task's own score
+and states the drift from Keras; the report holds that table with the files and the contract.
+The files are staged (`replaced_together`) and the report is written beside its final place, so
+that the old forms and the old report stay until all the new ones are written and measured.
 
 Example (a tiny model; the files go into a temporary folder):
 >>> import tempfile, kfcn
@@ -132,18 +133,39 @@ def held_out_table(forms, images, score):
     return table
 
 
-def write_report(path, command, model_path, contract, files, output, **entries):
-    """Writes the deployment report at `path` atomically (a stopped export leaves the old one whole): the
-    command, the model file, the serving contract's input and output, then `entries` (the held-out set
-    and its table), then the written `files`, which lie under `output`."""
-    report = {
-        "command": command,
-        "model": str(model_path),
-        "input_contract": contract["input"],
-        "output": contract["output"],
-        **entries,
-        "files": files,
-    }
-    with atomic_path(path) as temporary:
-        temporary.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {path}; the exported files are in {output}")
+def export_and_score(
+    model,
+    model_path,
+    output,
+    stem,
+    *,
+    calibration,
+    input_shape,
+    metadata,
+    images,
+    score,
+    report,
+    command,
+    table_key,
+    **entries,
+):
+    """Exports `model` (read from `model_path`) into `output` as `export_forms` does, scores every form on the
+    held-out `images` with `score` (`held_out_table`) and writes the deployment report at `report`: the command,
+    the model file, the serving contract's input and output, `entries` (the held-out set), the table under
+    `table_key`, the files. Until every form is written and measured, the old forms and the old report stay as
+    they were; then the forms replace theirs, and the report its own, in one quick pass. Returns the table."""
+    with atomic_path(report) as staged_report, replaced_together(output) as staging:
+        forms, files, contract = export_forms(model, output, stem, calibration, input_shape, metadata, staging)
+        table = held_out_table(forms, images, score)
+        written = {
+            "command": command,
+            "model": str(model_path),
+            "input_contract": contract["input"],
+            "output": contract["output"],
+            **entries,
+            table_key: table,
+            "files": files,
+        }
+        staged_report.write_text(json.dumps(written, indent=2) + "\n")
+    print(f"wrote {report}; the exported files are in {output}")
+    return table

@@ -25,7 +25,7 @@ import argparse
 from pathlib import Path
 
 from camvid_segmentation import CLASSES, DEFAULT_DATA, VOID, read_split, scores_from_confusion
-from deployment_forms import export_forms, held_out_table, replaced_together, write_report
+from deployment_forms import export_and_score
 
 from kfcn.evaluation import confusion_matrix
 from kfcn.saving import load_model
@@ -83,20 +83,21 @@ def main():
     model = load_model(args.model)
     command = COMMAND + (f" --network {args.network}" if args.network != "unet" else "")
     metadata = {"training": f"saved_models/{stem}.md (recipe {RECIPES[args.network]})", "export_command": command}
-    height, width = images[0].shape[:2]
-    with replaced_together(args.output) as staging:  # the old forms stay until the new are measured
-        forms, files, contract = export_forms(model, args.output, stem, calibration, (height, width), metadata, staging)
-        table = held_out_table(forms, list(images), camvid_scores(labels))
-    write_report(
-        args.report,
-        command + (f" --limit {args.limit}" if args.limit else ""),
+    export_and_score(
+        model,
         args.model,
-        contract,
-        files,
         args.output,
+        stem,
+        calibration=calibration,
+        input_shape=images[0].shape[:2],
+        metadata=metadata,
+        images=list(images),
+        score=camvid_scores(labels),
+        report=args.report,
+        command=command + (f" --limit {args.limit}" if args.limit else ""),
+        table_key="metrics_over_validation_images",
         validation_images=len(images),
         calibration_images=len(calibration),
-        metrics_over_validation_images=table,
     )
 
 

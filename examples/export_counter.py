@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 from count_cells import DEFAULT_DATA, load
-from deployment_forms import export_forms, held_out_table, replaced_together, write_report
+from deployment_forms import export_and_score
 
 from kfcn.saving import load_model
 
@@ -60,20 +60,20 @@ def main():
         "training": f"saved_models/README.md ({args.card.name}: recipe {card['recipe']})",
         "export_command": COMMAND,
     }
-    with replaced_together(args.output) as staging:  # the old forms stay until the new are measured
-        forms, files, contract = export_forms(
-            model, args.output, "vgg_cells_counter", list(images[train]), (256, 256), metadata, staging
-        )
-        table = held_out_table(forms, list(images[held_out]), count_scores(counts[held_out]))
-    write_report(
-        args.report,
-        COMMAND,
+    export_and_score(
+        model,
         args.model,
-        contract,
-        files,
         args.output,
+        "vgg_cells_counter",
+        calibration=list(images[train]),
+        input_shape=(256, 256),
+        metadata=metadata,
+        images=list(images[held_out]),
+        score=count_scores(counts[held_out]),
+        report=args.report,
+        command=COMMAND,
+        table_key="metrics_over_held_out_images",
         held_out_images=card["held_out_images"],
-        metrics_over_held_out_images=table,
     )
 
 

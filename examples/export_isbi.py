@@ -24,7 +24,7 @@ import os
 from pathlib import Path
 
 import numpy as np
-from deployment_forms import export_forms, held_out_table, replaced_together, write_report
+from deployment_forms import export_and_score
 
 from kfcn.data import load_pair
 from kfcn.saving import load_model
@@ -63,18 +63,20 @@ def main():
         errors, dices = zip(*(scores(probability, label) for probability, label in zip(outputs, labels)))
         return {"pixel_error": round(float(np.mean(errors)), 4), "membrane_dice": round(float(np.mean(dices)), 4)}
 
-    with replaced_together(output) as staging:  # the shipped forms stay until the new are measured
-        forms, files, card = export_forms(model, output, "unet_isbi", calibration, (512, 512), metadata, staging)
-        table = held_out_table(forms, images, score)
-    write_report(
-        output / "unet_isbi_deployment.json",
-        COMMAND,
+    export_and_score(
+        model,
         model_path,
-        card,
-        files,
         output,
+        "unet_isbi",
+        calibration=calibration,
+        input_shape=(512, 512),
+        metadata=metadata,
+        images=images,
+        score=score,
+        report=output / "unet_isbi_deployment.json",
+        command=COMMAND,
+        table_key="metrics_mean_over_held_out_slices",
         held_out_slices=HELD_OUT,
-        metrics_mean_over_held_out_slices=table,
     )
 
 

@@ -236,16 +236,18 @@ if run == "killed":  # SIGKILL at the int8 file: the SavedModel and two TFLite f
     kfcn.export.tflite = dying
 model = kfcn.models.unet((None, None, 1), filters=2, depth=1, input_range=(0, 255))
 images = [np.random.default_rng(0).uniform(0, 255, (16, 16, 1)).astype("float32")]
-with deployment_forms.replaced_together(output) as staging:
-    forms, files, card = deployment_forms.export_forms(model, output, "tiny", images, (16, 16), {{"run": run}}, staging)
-    deployment_forms.held_out_table(forms, images, lambda outputs: {{"mean": float(np.mean(outputs))}})
-print(files["tflite_int8"]["path"])
+deployment_forms.export_and_score(
+    model, "tiny.keras", output, "tiny", calibration=images, input_shape=(16, 16), metadata={{"run": run}},
+    images=images, score=lambda outputs: {{"mean": float(np.mean(outputs))}},
+    report=os.path.join(output, "report.json"), command=run, table_key="metrics",
+)
 """
 
 
 def test_a_stopped_export_leaves_every_old_form_and_the_next_replaces_them_all(tmp_path):
-    # The export scripts stage their forms (examples/deployment_forms.replaced_together): a kill while
-    # writing them leaves the forms of the last export, all of one export, whole; the next one replaces all.
+    # The export scripts stage their forms and report (examples/deployment_forms.export_and_score): a kill while
+    # writing them leaves the forms and the report of the last export, all of one export, whole; the next one
+    # replaces all.
     output = tmp_path / "forms"
     (output / "tiny_serving" / "7").mkdir(parents=True)  # another version of the served model: kept
     code = EXPORT_RUN.format(examples=str(ROOT / "examples"))
@@ -263,7 +265,10 @@ def test_a_stopped_export_leaves_every_old_form_and_the_next_replaces_them_all(t
 
     first = export("first")
     assert first.returncode == 0, first.stderr.decode()[-2000:]
-    assert first.stdout.decode().split()[-1] == str(output / "tiny_int8.tflite")  # the final path, not the staged one
+    report = json.loads((output / "report.json").read_text())
+    assert report["files"]["tflite_int8"]["path"] == str(output / "tiny_int8.tflite")  # the final path, not the staged
+    assert report["command"] == "first" and report["model"] == "tiny.keras"
+    assert sorted(report["metrics"]) == ["keras", "saved_model", "tflite_float16", "tflite_float32", "tflite_int8"]
     before = contents()
     assert runs_named_by_the_cards() == ["first"] * 4
     killed = export("killed")
@@ -271,5 +276,6 @@ def test_a_stopped_export_leaves_every_old_form_and_the_next_replaces_them_all(t
     assert {name: data for name, data in contents().items() if ".kfcn-partial-" not in name} == before
     assert export("third").returncode == 0
     assert runs_named_by_the_cards() == ["third"] * 4
+    assert json.loads((output / "report.json").read_text())["command"] == "third"
     assert not [path for path in output.rglob("*") if ".kfcn-partial-" in path.name]  # the killed staging is gone
     assert (output / "tiny_serving" / "7").is_dir()
