@@ -159,6 +159,7 @@ START, RESUME, RECOMPUTE_STATISTICS = "start", "resume", "recompute statistics"
 DENSITY_DEFAULTS = {"loss": "mse", "augment": "flips"}
 DENSITY_LOSSES = ("mse", "mae")
 RUN_FILES = ("model.keras", "training.csv", "curves.png", "config.json", "summary.json")
+REPLACED_RUN_FILES = (*RUN_FILES, "MODEL_CARD.md", "backup")  # what --overwrite moves aside: the card is the old run's
 
 
 def register(commands):
@@ -695,8 +696,8 @@ def class_weight_values(config, train):
 
 
 class replace_old_run:  # noqa: N801  (a context manager used as a statement)
-    """Moves an old run's files aside before training over it, and puts them back if the new
-    run fails before it completes its first epoch; they are deleted once it has."""
+    """Moves an old run's files (and its `kfcn card`, which describes it) aside before training over it, and puts
+    them back if the new run fails before it completes its first epoch; they are deleted once it has."""
 
     def __init__(self, run_dir, enabled):
         self.run_dir, self.enabled = Path(run_dir), enabled
@@ -705,7 +706,7 @@ class replace_old_run:  # noqa: N801  (a context manager used as a statement)
 
     def __enter__(self):
         if self.enabled:
-            for name in (*RUN_FILES, "backup"):
+            for name in REPLACED_RUN_FILES:
                 if (self.run_dir / name).exists():
                     self.aside.mkdir(exist_ok=True)
                     os.replace(self.run_dir / name, self.aside / name)
@@ -722,7 +723,7 @@ class replace_old_run:  # noqa: N801  (a context manager used as a statement)
         if self.moved:  # the new run failed before its first epoch: the old one comes back whole
             import shutil
 
-            for name in (*RUN_FILES, "backup"):
+            for name in REPLACED_RUN_FILES:
                 new = self.run_dir / name
                 if new.is_dir():
                     shutil.rmtree(new, ignore_errors=True)

@@ -229,6 +229,23 @@ def test_overwrite_that_fails_in_its_first_epoch_restores_the_old_run(data, fini
     assert snapshot(finished) == before
 
 
+def test_overwrite_takes_the_old_run_s_card_away_with_it_and_a_failure_restores_both(data, tmp_path, monkeypatch):
+    import kfcn.training
+
+    run = tmp_path / "run"
+    assert main(command(data, run, "--epochs", "1")) == 0
+    assert main(["card", str(run)]) == 0
+    before = snapshot(run)
+    plain = kfcn.training.standard_callbacks
+    monkeypatch.setattr(kfcn.training, "standard_callbacks", lambda *a, **k: [*plain(*a, **k), FailFirstStep()])
+    assert main(command(data, run, "--overwrite", "--epochs", "1", "--seed", "3")) == 2
+    assert snapshot(run) == before  # the card too
+    monkeypatch.setattr(kfcn.training, "standard_callbacks", plain)
+    assert main(command(data, run, "--overwrite", "--epochs", "1", "--seed", "3")) == 0
+    assert not (run / "MODEL_CARD.md").exists()  # it described the replaced run
+    assert json.loads((run / "config.json").read_text())["seed"] == 3
+
+
 def test_a_first_attempt_that_never_trained_does_not_block_the_corrected_command(data, tmp_path, capsys):
     run = tmp_path / "run"
     run.mkdir()
