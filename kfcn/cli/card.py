@@ -294,7 +294,10 @@ def _batches(count):
 def _validation_change(recomputed):
     """The scores of a statistics change: " (validation before → after: val_mean_iou 0.5290 → 0.5390)"."""
     before, after = recomputed.get("before", {}), recomputed.get("after", {})
-    shown = [f"{key} {before[key]:.4f} → {after[key]:.4f}" for key in after if key != "val_loss" and key in before]
+    keys = [key for key in after if key != "val_loss" and key in before]
+    if keys and all(before[key] == after[key] for key in keys):  # e.g. an extension that kept the recomputed model
+        return f" (validation unchanged: {', '.join(f'{key} {after[key]:.4f}' for key in keys)})"
+    shown = [f"{key} {before[key]:.4f} → {after[key]:.4f}" for key in keys]
     return f" (validation before → after: {', '.join(shown)})" if shown else ""
 
 

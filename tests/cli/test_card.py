@@ -231,3 +231,9 @@ def test_the_statistics_sentence_says_validated_only_with_validation_data_and_on
     assert _observation(config, summary) == f" Validated every epoch; {moving}; {recomputed} of training crops."
     summary["statistics_recomputed"]["complete"] = False  # stopped before model.keras held them: not done
     assert _observation(config, summary) == ""
+    # With its validation before and after; an extension that kept the recomputed model.keras recomputes the same.
+    summary["statistics_recomputed"] |= {"complete": True, "before": {"val_loss": 0.7, "val_mean_iou": 0.5}}
+    summary["statistics_recomputed"]["after"] = {"val_loss": 0.6, "val_mean_iou": 0.53}
+    assert _observation(config, summary).endswith("crops (validation before → after: val_mean_iou 0.5000 → 0.5300).")
+    summary["statistics_recomputed"]["after"] = summary["statistics_recomputed"]["before"]
+    assert _observation(config, summary).endswith("crops (validation unchanged: val_mean_iou 0.5000).")
