@@ -542,6 +542,8 @@ def test_final_precise_bn_gives_the_finished_model_the_statistics_of_its_batches
         (("--precise-bn", "2", "--no-batch-norm"), "has no batch-normalisation layer"),
         (("--final-precise-bn", "-1"), "--final-precise-bn must be a whole number of batches"),
         (("--final-precise-bn", "2", "--no-batch-norm"), "--final-precise-bn 2: unet has no batch-normalisation"),
+        (("--precise-bn", "2", "--devices", "all"), "--precise-bn recomputes the statistics on one device"),
+        (("--final-precise-bn", "2", "--devices", "all"), "--final-precise-bn recomputes the statistics on one device"),
     ],
 )
 def test_observing_options_that_cannot_work_are_refused(data, tmp_path, options, words, capsys):
