@@ -281,17 +281,19 @@ def standard_callbacks(run_dir, monitor, mode, patience=None, ema=False, crop_st
     - with `patience`, early stopping; with `ema`, the checkpoint and validation use
       the optimizer's moving average of the weights (`SwapEMAWeights`);
     - with `precise_bn` (fixed input batches), each epoch's batch-norm statistics are
-      recomputed on them before validation and checkpoints (`kfcn.batch_norm.PreciseBatchNorm`).
+      recomputed on them before validation and checkpoints (`kfcn.batch_norm.PreciseBatchNorm`);
+    - a training loss that turns NaN or infinite stops the run at that step, before its
+      epoch writes anything (`StopOnNonFiniteLoss`).
 
     Example:
     >>> import tempfile
     >>> [type(c).__name__ for c in standard_callbacks(tempfile.mkdtemp(), "val_loss", "min", patience=5)]
-    ['BestModelCheckpoint', 'LogLearningRate', 'EpochLog', 'EarlyStopping', 'Backup']
+    ['StopOnNonFiniteLoss', 'BestModelCheckpoint', 'LogLearningRate', 'EpochLog', 'EarlyStopping', 'Backup']
     """
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    callbacks = []
+    callbacks = [StopOnNonFiniteLoss()]
     if crop_stream is not None:
         from kfcn.data import ResumeCropStream
 
@@ -318,6 +320,48 @@ def standard_callbacks(run_dir, monitor, mode, patience=None, ema=False, crop_st
     # the run ends: raising --epochs continues from it.
     callbacks.append(Backup(run_dir / "backup", delete_checkpoint=False))
     return callbacks
+
+
+class TrainingDiverged(ValueError):
+    """The training loss became NaN or infinite: the weights diverged (`StopOnNonFiniteLoss`)."""
+
+
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Raises `TrainingDiverged` at the first training step whose loss is NaN or infinite.
+
+    Once the weights hold a NaN every later step trains on NaN, and Keras' own `TerminateOnNaN`
+    lets the epoch end, so its log row, checkpoint and backup would keep the diverged weights.
+    Raised mid-epoch, before this epoch's writes, it leaves a run folder as it was after the
+    last finite epoch.
+
+    Example:
+    >>> stop = StopOnNonFiniteLoss()
+    >>> stop.on_epoch_begin(1)
+    >>> stop.on_train_batch_end(0, {"loss": 0.7})  # finite: nothing happens
+    >>> stop.on_train_batch_end(3, {"loss": float("nan")})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    kfcn.training.TrainingDiverged: the training loss became nan at epoch 2, step 4: the weights diverged...
+    """
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is None or math.isfinite(float(loss)):
+            return
+        again = (
+            "kfcn train --learning-rate: the same --output takes new settings, since no epoch was kept"
+            if self.epoch == 0
+            else "kfcn train --learning-rate, with --overwrite or another --output"
+        )
+        raise TrainingDiverged(
+            f"the training loss became {float(loss)} at epoch {self.epoch + 1}, step {batch + 1}: the weights "
+            "diverged, and every later step would train on NaN. Nothing of this epoch was written: the run folder "
+            "holds the epochs before it, and resuming would diverge again. Start again with a lower learning rate "
+            f"({again}), or check the labels and the loss."
+        )
 
 
 class RemainingTime(keras.callbacks.Callback):

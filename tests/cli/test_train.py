@@ -1,6 +1,7 @@
 """`kfcn train` in-process on tiny data: the run folder, resuming after an interruption, configs, classes."""
 
 import json
+import re
 from pathlib import Path
 
 import keras
@@ -244,6 +245,32 @@ def test_overwrite_takes_the_old_run_s_card_away_with_it_and_a_failure_restores_
     assert main(command(data, run, "--overwrite", "--epochs", "1", "--seed", "3")) == 0
     assert not (run / "MODEL_CARD.md").exists()  # it described the replaced run
     assert json.loads((run / "config.json").read_text())["seed"] == 3
+
+
+def test_a_diverging_run_stops_at_the_first_nan_step_and_writes_nothing_of_that_epoch(data, tmp_path, capsys):
+    run = tmp_path / "run"
+    diverging = ("--no-batch-norm", "--optimizer", "sgd", "--learning-rate", "1e6")  # the weights overflow at once
+    assert main(command(data, run, *diverging)) == 2
+    error = capsys.readouterr().err
+    assert re.search(r"the training loss became (nan|inf|-inf) at epoch 1, step \d: the weights diverged", error)
+    assert "the same --output takes new settings" in error
+    assert sorted(path.name for path in run.iterdir()) == ["config.json"]  # no log, model, backup or summary
+    assert main(command(data, run, "--no-batch-norm", "--optimizer", "sgd", "--learning-rate", "0.01")) == 0
+
+
+def test_the_summary_picks_the_best_finite_epoch_as_the_checkpoint_did_and_refuses_none(tmp_path):
+    from kfcn.cli.train import _summarize
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)], name="tiny")
+    log = "epoch,loss,val_loss\n1,0.9,0.8\n2,0.7,NA\n3,0.6,0.5\n4,0.5,0.6\n"  # NA: NaN, as EpochLog writes it
+    (tmp_path / "training.csv").write_text(log)
+    _summarize(tmp_path, model, "val_loss", "min", None, None, minutes=1.0)
+    assert json.loads((tmp_path / "summary.json").read_text())["best_epoch"] == 3  # numpy's argmin would say 2
+    (tmp_path / "training.csv").write_text("epoch,loss,val_loss\n1,0.9,NA\n2,0.7,NA\n")
+    (tmp_path / "summary.json").unlink()
+    with pytest.raises(ValueError, match="no epoch logged a finite val_loss"):
+        _summarize(tmp_path, model, "val_loss", "min", None, None, minutes=1.0)
+    assert not (tmp_path / "summary.json").exists()
 
 
 def test_a_first_attempt_that_never_trained_does_not_block_the_corrected_command(data, tmp_path, capsys):
