@@ -82,10 +82,11 @@ VERBS = ("train", "predict", "evaluate", "export", "inspect", "card", "serve-web
 
 
 def kfcn_commands(code):
-    """The argument lists of every `kfcn VERB ...` in a shell block (comments included, up to `&`, `;`, `|`, `#`)."""
+    """The argument lists of every `kfcn VERB ...` in a shell block (comments included, up to `&`, `;`, `|`, `#` or a
+    redirection)."""
     commands = []
-    for line in code.split("\n"):
-        for match in re.finditer(rf"(?:^|[\s:])kfcn\s+((?:{'|'.join(VERBS)})\b[^#&;|]*)", line):
+    for line in code.replace("\\\n", " ").split("\n"):  # a continued line is one command
+        for match in re.finditer(rf"(?:^|[\s:])kfcn\s+((?:{'|'.join(VERBS)})\b[^#&;|<>]*)", line):
             text = match.group(1)
             for name, value in SHELL_VALUES.items():
                 text = text.replace(name, value)
