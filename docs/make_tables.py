@@ -57,17 +57,26 @@ def _minutes(value):
     return f"{value:g}" if value != round(value) else f"{value:.0f}"
 
 
-def _camvid_shipped(root):
-    """The shipped CamVid U-Net, from the files beside it: `kfcn evaluate`'s whole-set scores on the
-    validation images (in %), the run's settings (its card's `_config.json`) and its training minutes
-    (the sum of the seconds column of its card's `_training.csv`)."""
-    report = _load(root, "camvid_unet_evaluation.json")
-    config = _load(root, "camvid_unet_config.json")
-    with open(root / MODELS / "camvid_unet_training.csv", newline="") as log:
+CAMVID_NETWORKS = {"unet": "U-Net", "segnet": "SegNet"}  # saved_models/camvid_NETWORK.keras, in table order
+
+
+def _camvid_shipped(root, network="unet"):
+    """A shipped CamVid network, from the files beside it: `kfcn evaluate`'s whole-set scores on the
+    validation images (in %) and the model's parameter count, the run's settings (its card's `_config.json`)
+    and its training minutes (the sum of the seconds column of its card's `_training.csv`); None where
+    saved_models holds no such network."""
+    stem = f"camvid_{network}"
+    if not (root / MODELS / f"{stem}_evaluation.json").is_file():
+        return None
+    report = _load(root, f"{stem}_evaluation.json")
+    config = _load(root, f"{stem}_config.json")
+    with open(root / MODELS / f"{stem}_training.csv", newline="") as log:
         seconds = sum(float(row["seconds"]) for row in csv.DictReader(log))
     whole = report["whole_set"]
     names = whole["class_names"]
     return {
+        "network": network,
+        "parameters": report["parameters"],
         "scores": {key: 100 * whole[key] for key in ("global_accuracy", "class_accuracy", "mean_iou")},
         "iou_per_class": dict(zip(names, (100 * value for value in whole["iou_per_class"]))),
         "accuracy_per_class": dict(zip(names, (100 * value for value in whole["accuracy_per_class"]))),
@@ -75,6 +84,11 @@ def _camvid_shipped(root):
         "config": config,
         "minutes": round(seconds / 60),
     }
+
+
+def _camvid_shipped_all(root):
+    """Every shipped CamVid network (`_camvid_shipped`), the U-Net first."""
+    return [shipped for shipped in map(lambda network: _camvid_shipped(root, network), CAMVID_NETWORKS) if shipped]
 
 
 # --- README.md -----------------------------------------------------------------------------------
@@ -520,16 +534,19 @@ def camvid_deployment(root):
 
 def _camvid_shipped_name(shipped):
     config = shipped["config"]
+    kernel = (config.get("model_options") or {}).get("kernel_size")
     return (
-        f"**U-Net** (filters {config['filters']}, depth {config['depth']}), `kfcn train --recipe {config['recipe']}`: "
-        f"{config['epochs']} epochs of {config['steps']} steps, {config['class_weights']} weights — shipped"
+        f"**{CAMVID_NETWORKS[shipped['network']]}** (filters {config['filters']}, depth {config['depth']}"
+        + (f", {kernel}×{kernel} convolutions" if kernel else "")
+        + (", pooling-index unpooling" if shipped["network"] == "segnet" else "")
+        + f"), `kfcn train --recipe {config['recipe']}`: {config['epochs']} epochs of {config['steps']} steps, "
+        f"{config['class_weights']} weights — shipped"
     )
 
 
 def camvid_scores(root):
-    """Model card: the shipped CamVid U-Net's validation scores, the example's two networks' and SegNet-Basic's."""
+    """Model card: the shipped CamVid networks' validation scores, the example's two networks' and SegNet-Basic's."""
     report = _load(root, "camvid_segmentation.json")
-    shipped = _camvid_shipped(root)
     results, anchor, settings = report["results"], report["anchor_segnet_basic_test"], report["settings"]
     steps = settings["epochs"] * settings["steps"]
     described = {
@@ -539,12 +556,10 @@ def camvid_scores(root):
         f"`camvid_segmentation.py`: {steps:,} steps",
     }
     keys = ("global_accuracy", "class_accuracy", "mean_iou")
-    config = shipped["config"]
-    if (config["model"], config["filters"], config["depth"]) != ("unet", settings["unet_filters"], settings["depth"]):
-        raise ValueError("the shipped CamVid U-Net is not the example's architecture: give its parameter count")
     rows = [
-        (_camvid_shipped_name(shipped), f"{results['unet']['parameters']:,}")
+        (_camvid_shipped_name(shipped), f"{shipped['parameters']:,}")
         + tuple(f"**{shipped['scores'][key]:.1f}**" for key in keys)
+        for shipped in _camvid_shipped_all(root)
     ]
     for family, scores in results.items():
         rows.append((described[family], f"{scores['parameters']:,}", *(f"{scores[key]:.1f}" for key in keys)))
@@ -559,15 +574,16 @@ def camvid_scores(root):
 
 
 def camvid_per_class(root):
-    """Model card: IoU and accuracy of each CamVid class for the shipped U-Net and the example's two networks."""
+    """Model card: IoU and accuracy of each CamVid class for the shipped networks and the example's two."""
     report = _load(root, "camvid_segmentation.json")
-    shipped = _camvid_shipped(root)
     short = {"sign_symbol": "Sign"}
     header = ["class", *(short.get(name, name.capitalize()) for name in report["classes"])]
     names = {"unet": "example U-Net", "segnet": "example SegNet"}
     rows = []
     for key, what in (("iou_per_class", "IoU"), ("accuracy_per_class", "accuracy")):
-        rows.append((f"**shipped U-Net {what}**", *(f"{shipped[key][name]:.1f}" for name in report["classes"])))
+        for shipped in _camvid_shipped_all(root):
+            label = f"**shipped {CAMVID_NETWORKS[shipped['network']]} {what}**"
+            rows.append((label, *(f"{shipped[key][name]:.1f}" for name in report["classes"])))
         for family, scores in report["results"].items():
             rows.append((f"{names[family]} {what}", *(f"{scores[key][name]:.1f}" for name in report["classes"])))
     return _rows(header, rows)

@@ -58,6 +58,37 @@ def test_make_tables_rewrites_a_stale_table_and_nothing_else(tmp_path):
     assert make_tables.write(tmp_path) == []
 
 
+def test_a_shipped_camvid_segnet_gets_its_rows_beside_the_u_net(tmp_path):
+    # A stand-in SegNet: the U-Net's files renamed, its config and parameter count and one score changed.
+    import json
+
+    models = tmp_path / "saved_models"
+    models.mkdir()
+    for entry in (ROOT / "saved_models").glob("camvid_*"):
+        (models / entry.name).symlink_to(entry)
+    evaluation = json.loads((models / "camvid_unet_evaluation.json").read_text())
+    evaluation["parameters"] = 1417099
+    evaluation["whole_set"]["mean_iou"] = 0.4821
+    evaluation["whole_set"]["iou_per_class"][1] = 0.654
+    config = json.loads((models / "camvid_unet_config.json").read_text())
+    config |= {"recipe": "camvid-segnet", "model": "segnet", "filters": 64, "epochs": 100}
+    config["model_options"] = {"kernel_size": 7, "upsampling": "indices"}
+    (models / "camvid_segnet_evaluation.json").write_text(json.dumps(evaluation))
+    (models / "camvid_segnet_config.json").write_text(json.dumps(config))
+    (models / "camvid_segnet_training.csv").symlink_to(ROOT / "saved_models" / "camvid_unet_training.csv")
+    scores = make_tables.camvid_scores(tmp_path).splitlines()
+    assert scores[2].startswith("| **U-Net** (filters 12, depth 4), `kfcn train --recipe camvid-unet`")
+    assert scores[3] == (
+        "| **SegNet** (filters 64, depth 4, 7×7 convolutions, pooling-index unpooling), `kfcn train --recipe "
+        "camvid-segnet`: 100 epochs of 50 steps, sqrt-median-frequency weights — shipped | 1,417,099 | **85.7** | "
+        "**70.2** | **48.2** |"
+    )
+    per_class = make_tables.camvid_per_class(tmp_path).splitlines()
+    assert [line.split(" |")[0] for line in per_class[2:4]] == ["| **shipped U-Net IoU**", "| **shipped SegNet IoU**"]
+    assert per_class[3].split(" | ")[2] == "65.4"  # Building
+    assert make_tables.camvid_scores(tmp_path).count("— shipped") == 2
+
+
 def test_a_missing_marker_is_named(tmp_path):
     (tmp_path / "saved_models").mkdir()
     (tmp_path / "README.md").write_text("# kfcn\n\nNo tables here.\n")

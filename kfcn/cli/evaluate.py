@@ -251,6 +251,7 @@ def _report(args, model, names, rows, mean, whole_set, confusion):
     report = {
         "model": str(model_path(args)),
         "model_sha256": file_sha256(model_path(args)),
+        "parameters": int(model.count_params()),
         "images": str(args.images),
         "labels": str(args.labels),
         "task": args.task,

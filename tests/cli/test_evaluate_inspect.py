@@ -67,6 +67,7 @@ def test_evaluate_segmentation_matches_an_independent_computation(binary, tmp_pa
     report = json.loads(report_path.read_text())
     assert report["options"] == {"label_mode": "binary", "threshold": 0.5, "border": "singletons", "tta": None}
     model = load_model(binary / "model.keras")
+    assert report["parameters"] == model.count_params()
     expected = {"pixel_error": [], "dice": [], "adapted_rand_error": []}
     for index, row in enumerate(report["per_image"]):
         assert row["image"] == f"s{index}.png"
