@@ -159,7 +159,8 @@ START, RESUME, RECOMPUTE_STATISTICS = "start", "resume", "recompute statistics"
 DENSITY_DEFAULTS = {"loss": "mse", "augment": "flips"}
 DENSITY_LOSSES = ("mse", "mae")
 RUN_FILES = ("model.keras", "training.csv", "curves.png", "config.json", "summary.json")
-REPLACED_RUN_FILES = (*RUN_FILES, "MODEL_CARD.md", "backup")  # what --overwrite moves aside: the card is the old run's
+# What --overwrite moves aside: the run's files, its card and its models kept before new statistics (all the old run's).
+REPLACED_RUN_FILES = (*RUN_FILES, "MODEL_CARD.md", "backup", "model-epoch-*-before-statistics.keras")
 
 
 def register(commands):
@@ -559,6 +560,18 @@ def prepare_run_dir(config):
     return run_dir, START
 
 
+def _kept_note(config):
+    """For a refusal: where a finished run keeps its model.keras as it was before its statistics were recomputed."""
+    run_dir = Path(config["output"])
+    try:
+        kept = json.loads((run_dir / "summary.json").read_text()).get("statistics_recomputed", {}).get("kept")
+    except (OSError, ValueError):
+        kept = None
+    if kept and (run_dir / kept).is_file():
+        return f"model.keras as it was before them is kept as {run_dir / kept}"
+    return "no copy of them was kept"
+
+
 def _check_statistics_change(config, before_options, observing):
     """A finished run can take new batch-norm statistics, not give back the ones it replaced: its model.keras's
     statistics come from --final-precise-bn N where that is set, else from --precise-bn N."""
@@ -573,8 +586,8 @@ def _check_statistics_change(config, before_options, observing):
     if "final_precise_bn" in observing and not config["final_precise_bn"]:
         raise ValueError(
             f"{config['output']} holds a finished run whose model.keras keeps the statistics of --final-precise-bn "
-            f"{before_options['final_precise_bn']}; --final-precise-bn 0 cannot bring back the ones they replaced. "
-            "Rerun with the recorded --final-precise-bn, or give another number of batches."
+            f"{before_options['final_precise_bn']}; --final-precise-bn 0 cannot bring back the ones they replaced "
+            f"({_kept_note(config)}). Rerun with the recorded --final-precise-bn, or give another number of batches."
         )
     if config["final_precise_bn"]:
         if "precise_bn" in observing:
@@ -588,7 +601,8 @@ def _check_statistics_change(config, before_options, observing):
         raise ValueError(
             f"{config['output']} holds a finished run whose model.keras keeps the statistics of --precise-bn "
             f"{before_options['precise_bn']}; --precise-bn 0 cannot bring back Keras' moving averages, which it "
-            "replaced. Rerun with the recorded --precise-bn, or raise --epochs to train on with moving averages."
+            f"replaced ({_kept_note(config)}). Rerun with the recorded --precise-bn, or raise --epochs to train on "
+            "with moving averages."
         )
     if config["calibrate_counts"]:
         raise ValueError(
@@ -706,12 +720,14 @@ class replace_old_run:  # noqa: N801  (a context manager used as a statement)
 
     def __enter__(self):
         if self.enabled:
-            for name in REPLACED_RUN_FILES:
-                if (self.run_dir / name).exists():
-                    self.aside.mkdir(exist_ok=True)
-                    os.replace(self.run_dir / name, self.aside / name)
-                    self.moved.append(name)
+            for path in self._old_files():
+                self.aside.mkdir(exist_ok=True)
+                os.replace(path, self.aside / path.name)
+                self.moved.append(path.name)
         return self
+
+    def _old_files(self):
+        return [path for pattern in REPLACED_RUN_FILES for path in sorted(self.run_dir.glob(pattern))]
 
     def first_epoch_done(self):
         import shutil
@@ -723,8 +739,7 @@ class replace_old_run:  # noqa: N801  (a context manager used as a statement)
         if self.moved:  # the new run failed before its first epoch: the old one comes back whole
             import shutil
 
-            for name in REPLACED_RUN_FILES:
-                new = self.run_dir / name
+            for new in self._old_files():  # what the new run wrote
                 if new.is_dir():
                     shutil.rmtree(new, ignore_errors=True)
                 else:
@@ -1177,9 +1192,16 @@ def _recompute_statistics(config, run_dir, safe_mode=True):
     --precise-bn. With validation data it is scored before and after (printed, and kept in summary.json under
     "statistics_recomputed", which `kfcn card` shows).
 
-    summary.json (the change, incomplete), model.keras, summary.json (complete) and config.json are written in
-    that order: stopped before the end, rerunning the command recomputes the same statistics again (they do not
-    depend on the ones they replace) and keeps the scores "before" that summary.json already holds for N."""
+    The first such step on an epoch's model.keras keeps a copy of it as it was (`kept_before_statistics`), so
+    the statistics it replaces are not lost; later steps on that epoch leave the copy alone.
+
+    The copy, summary.json (the change, incomplete), model.keras, summary.json (complete) and config.json are
+    written in that order: stopped before the end, rerunning the command recomputes the same statistics again
+    (they do not depend on the ones they replace) and keeps the scores "before" that summary.json already holds
+    for N."""
+    import shutil
+
+    from kfcn.atomic import atomic_path
     from kfcn.batch_norm import recompute_batch_norm_statistics
     from kfcn.distribute import replicas
     from kfcn.saving import load_model, save_model
@@ -1218,10 +1240,15 @@ def _recompute_statistics(config, run_dir, safe_mode=True):
             "scoring the validation images with the new statistics",
             lambda: model.evaluate(batches, verbose=0, return_dict=True),
         )
+    kept = kept_before_statistics(run_dir, summary.get("best_epoch"))
+    if not kept.exists() and earlier.get("complete", True):  # else model.keras may hold new statistics already
+        with atomic_path(kept) as temporary:
+            shutil.copyfile(path, temporary)
     summary["statistics_recomputed"] = {
         "precise_bn": count,
         "epoch": summary.get("best_epoch"),
         **{when: {f"val_{key}": float(value) for key, value in logged.items()} for when, logged in scores.items()},
+        **({"kept": kept.name} if kept.exists() else {}),
         "complete": False,
     }
     write_json(summary_path, summary)
@@ -1231,9 +1258,21 @@ def _recompute_statistics(config, run_dir, safe_mode=True):
     print(
         f"{path} (epoch {summary.get('best_epoch')}): batch-norm statistics recomputed over {count} "
         "batch(es) of training crops; the weights are unchanged"
+        + (f"; the model with the statistics they replaced is {kept}" if kept.exists() else "")
     )
     for key in scores.get("after", {}):
         print(f"  val_{key}: {scores['before'][key]:.4f} -> {scores['after'][key]:.4f}")
+
+
+def kept_before_statistics(run_dir, epoch):
+    """The copy of a run's model.keras (the checkpoint of `epoch`) as it was before its batch-norm statistics were
+    first recomputed after the run (--final-precise-bn, or a finished run's new --precise-bn).
+
+    Example:
+    >>> kept_before_statistics(Path("runs/camvid"), 39).name
+    'model-epoch-0039-before-statistics.keras'
+    """
+    return Path(run_dir) / f"model-epoch-{epoch:04d}-before-statistics.keras"
 
 
 def _timed(what, work):

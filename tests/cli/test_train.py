@@ -230,12 +230,15 @@ def test_overwrite_that_fails_in_its_first_epoch_restores_the_old_run(data, fini
     assert snapshot(finished) == before
 
 
-def test_overwrite_takes_the_old_run_s_card_away_with_it_and_a_failure_restores_both(data, tmp_path, monkeypatch):
+def test_overwrite_takes_the_old_run_s_card_and_kept_models_away_and_a_failure_restores_them(
+    data, tmp_path, monkeypatch
+):
     import kfcn.training
 
     run = tmp_path / "run"
     assert main(command(data, run, "--epochs", "1")) == 0
     assert main(["card", str(run)]) == 0
+    (run / "model-epoch-0001-before-statistics.keras").write_bytes(b"the old run's model before its statistics")
     before = snapshot(run)
     plain = kfcn.training.standard_callbacks
     monkeypatch.setattr(kfcn.training, "standard_callbacks", lambda *a, **k: [*plain(*a, **k), FailFirstStep()])
@@ -244,6 +247,7 @@ def test_overwrite_takes_the_old_run_s_card_away_with_it_and_a_failure_restores_
     monkeypatch.setattr(kfcn.training, "standard_callbacks", plain)
     assert main(command(data, run, "--overwrite", "--epochs", "1", "--seed", "3")) == 0
     assert not (run / "MODEL_CARD.md").exists()  # it described the replaced run
+    assert not (run / "model-epoch-0001-before-statistics.keras").exists()  # the replaced run's model
     assert json.loads((run / "config.json").read_text())["seed"] == 3
 
 
@@ -540,6 +544,12 @@ def test_final_precise_bn_gives_the_finished_model_the_statistics_of_its_batches
         "statistics were recomputed over 3 batches of training crops",
     )
     assert recomputed["epoch"] == read_log(run / "training.csv")["loss"].argmin() + 1
+    # model.keras as it was before the step is kept (written before the stop above, never again after it).
+    kept_path = run / f"model-epoch-{recomputed['epoch']:04d}-before-statistics.keras"
+    assert recomputed["kept"] == kept_path.name and f"the model with the statistics they replaced is {kept_path}" in out
+    before_step = load_model(kept_path)
+    assert_same_statistics(before_step, load_model(plain / "model.keras"))  # the plain run's: no step yet
+    kept_bytes = kept_path.read_bytes()
     # The plain run given the option once finished ends the same; then its command is a finished run's.
     shutil.rmtree(plain / "backup")
     assert main(command(data, plain, *options, "--final-precise-bn", "3")) == 0
@@ -556,8 +566,15 @@ def test_final_precise_bn_gives_the_finished_model_the_statistics_of_its_batches
         assert main(command(data, run, *options, "--final-precise-bn", "3", *extra)) == 2
         assert words in capsys.readouterr().err
     assert main(command(data, run, *options)) == 2
-    assert "--final-precise-bn 0 cannot bring back the ones they replaced" in capsys.readouterr().err
+    assert (
+        f"--final-precise-bn 0 cannot bring back the ones they replaced (model.keras as it was before them is kept "
+        f"as {kept_path})" in capsys.readouterr().err
+    )
     assert json.loads((run / "config.json").read_text()) == config  # the refusals wrote nothing
+    # Another number of batches recomputes them again, from the same weights; the kept copy stays the first one.
+    assert main(command(data, run, *options, "--final-precise-bn", "4")) == 0
+    assert kept_path.read_bytes() == kept_bytes
+    assert json.loads((run / "summary.json").read_text())["statistics_recomputed"]["precise_bn"] == 4
 
 
 @pytest.mark.parametrize(
