@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from kfcn.cli.train import OPTIONS
+from kfcn.cli.train_options import OPTIONS
 from kfcn.recipes import RECIPES, recipe
 from kfcn.training import recipe as training_recipe
 

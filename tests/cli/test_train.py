@@ -356,7 +356,7 @@ def test_help_shows_every_default(capsys):
 
 def test_precise_bn_and_val_every_change_what_is_measured_not_what_is_trained(data, tmp_path):
     from kfcn.batch_norm import batch_norm_layers, recompute_batch_norm_statistics
-    from kfcn.cli.train import _pairs, _statistics_batches
+    from kfcn.cli.train_data import data_pairs, statistics_batches
 
     options = ("--epochs", "3", "--val-fraction", "0.4", "--monitor", "loss")
     plain, observed = tmp_path / "plain", tmp_path / "observed"
@@ -372,7 +372,7 @@ def test_precise_bn_and_val_every_change_what_is_measured_not_what_is_trained(da
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
     stored = [keras.ops.convert_to_numpy(layer.moving_mean) for layer in batch_norm_layers(kept)]
     config = json.loads((observed / "config.json").read_text())
-    recompute_batch_norm_statistics(kept, _statistics_batches(config, kept, _pairs(config)[0]))
+    recompute_batch_norm_statistics(kept, statistics_batches(config, kept, data_pairs(config)[0]))
     for layer, before in zip(batch_norm_layers(kept), stored):
         np.testing.assert_allclose(keras.ops.convert_to_numpy(layer.moving_mean), before, rtol=1e-5, atol=1e-6)
     moving = [keras.ops.convert_to_numpy(layer.moving_mean) for layer in batch_norm_layers(same_weights)]
@@ -413,7 +413,7 @@ def test_a_finished_run_given_a_new_precise_bn_recomputes_the_statistics_of_its_
 
     import kfcn.cli.train
     from kfcn.batch_norm import recompute_batch_norm_statistics
-    from kfcn.cli.train import _pairs, _statistics_batches
+    from kfcn.cli.train_data import data_pairs, statistics_batches
 
     options = ("--val-fraction", "0.4", "--monitor", "loss")
     run = tmp_path / "run"
@@ -442,7 +442,7 @@ def test_a_finished_run_given_a_new_precise_bn_recomputes_the_statistics_of_its_
     kept, trained = load_model(run / "model.keras"), load_model(tmp_path / "trained.keras")
     for a, b in zip(kept.trainable_variables, trained.trainable_variables):  # the weights are untouched
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
-    recompute_batch_norm_statistics(trained, _statistics_batches(config, trained, _pairs(config)[0]))
+    recompute_batch_norm_statistics(trained, statistics_batches(config, trained, data_pairs(config)[0]))
     assert_same_statistics(kept, trained)
     assert_change_reported(
         run,
@@ -473,9 +473,9 @@ def numpy_pixel_error(path, validation):
 def assert_change_reported(run, trained, sentence):
     """summary.json's validation scores before and after the statistics change are the NumPy pixel errors of
     the `trained` file and of the run's model.keras, and the run's card says `sentence` with them."""
-    from kfcn.cli.train import _pairs
+    from kfcn.cli.train_data import data_pairs
 
-    validation = _pairs(json.loads((run / "config.json").read_text()))[1]
+    validation = data_pairs(json.loads((run / "config.json").read_text()))[1]
     recomputed = json.loads((run / "summary.json").read_text())["statistics_recomputed"]
     for when, path in (("before", trained), ("after", run / "model.keras")):
         measured = numpy_pixel_error(path, validation)
@@ -506,7 +506,7 @@ def test_final_precise_bn_gives_the_finished_model_the_statistics_of_its_batches
 
     import kfcn.cli.train
     from kfcn.batch_norm import recompute_batch_norm_statistics
-    from kfcn.cli.train import _pairs, _statistics_batches
+    from kfcn.cli.train_data import data_pairs, statistics_batches
 
     options = ("--val-fraction", "0.4", "--monitor", "loss")
     plain, run = tmp_path / "plain", tmp_path / "run"
@@ -534,7 +534,7 @@ def test_final_precise_bn_gives_the_finished_model_the_statistics_of_its_batches
     kept, trained = load_model(run / "model.keras"), load_model(plain / "model.keras")
     for a, b in zip(kept.trainable_variables, trained.trainable_variables):
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
-    batches = _statistics_batches(config | {"precise_bn": 3}, trained, _pairs(config)[0])
+    batches = statistics_batches(config | {"precise_bn": 3}, trained, data_pairs(config)[0])
     recompute_batch_norm_statistics(trained, batches)
     assert_same_statistics(kept, trained)
     recomputed = assert_change_reported(

@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 
 from kfcn.cli import main
-from kfcn.cli.train import OPTIONS, class_weight_values
+from kfcn.cli.train_data import class_weight_values
+from kfcn.cli.train_options import OPTIONS
 from kfcn.recipes import RECIPES, data_requirements, recipe
 from kfcn.training import median_frequency_weights
 from kfcn.training import recipe as training_recipe

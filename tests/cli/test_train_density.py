@@ -13,7 +13,10 @@ import tensorflow as tf
 from PIL import Image
 
 from kfcn.cli import main
-from kfcn.cli.train import OPTIONS, RESUME, _calibrate, _dot_pairs, prepare_run_dir, resolve
+from kfcn.cli.run_folder import RESUME, prepare_run_dir
+from kfcn.cli.train import _calibrate
+from kfcn.cli.train_data import _dot_pairs
+from kfcn.cli.train_options import OPTIONS, resolve
 from kfcn.data import density_map, dots_from_image, random_crop_pipeline
 from kfcn.data.density import density_from_mask, dot_mask
 from kfcn.recipes import RECIPES, data_requirements, recipe

@@ -124,7 +124,7 @@ def test_every_family_lowers_to_builtin_tflite_ops(name, tmp_path):
 
 
 def test_the_command_line_offers_every_family():
-    from kfcn.cli.train import ZOO
+    from kfcn.cli.train_options import ZOO
 
     assert ZOO == tuple(FAMILIES)
 
