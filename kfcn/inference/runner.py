@@ -114,6 +114,11 @@ class TileRunner:
         engine: "keras" (the model's backend) or "litert": a float32 TFLite
             conversion run by LiteRT's XNNPACK kernels, the fastest on CPUs
             (`kfcn.inference.litert`; "same"-padded single-input models).
+
+    Raises:
+        ValueError: (when called) the model's output holds NaN or infinite values for finite tiles (a
+            diverged model's weights, or an overflow in reduced precision): a map of it would be silently
+            wrong.
     """
 
     def __init__(self, model, tta=None, policy=None, engine="keras"):
@@ -124,6 +129,7 @@ class TileRunner:
             raise ValueError(f"`tta` must be None, 'flips' or 'd4'; got {tta!r}.")
         check_engine(engine, self.geometry, policy)
         self.transforms = TTA_TRANSFORMS[tta] if tta else [(0, False)]
+        self.policy = policy
         self.model = _with_policy(model, policy) if policy else model
         self._call = litert_call(self.model) if engine == "litert" else _compiled_call(self.model)
 
@@ -139,6 +145,17 @@ class TileRunner:
             output = np.asarray(keras.ops.convert_to_numpy(output), dtype="float32")
             output = _backward(output, turns, flip)
             total = output if total is None else total + output
+        if not np.all(np.isfinite(total)):  # the inputs are finite (check_image): the model made them
+            raise ValueError(
+                "The model's output holds NaN or infinite values for a finite input, so its maps would be "
+                "meaningless: its weights are likely NaN or infinite (a diverged training run)"
+                + (
+                    f", or it overflowed under the {self.policy!r} policy (predict in float32: policy=None)"
+                    if self.policy
+                    else ""
+                )
+                + ". Use a model file from before the divergence."
+            )
         return total / len(self.transforms)
 
     def _inputs(self, tiles, frames, extras, turns, flip):

@@ -1,4 +1,4 @@
-"""The compiled call behind prediction: one per model, traced once per tile shape."""
+"""The compiled call behind prediction: one per model, traced once per tile shape; a NaN output is refused."""
 
 import gc
 import weakref
@@ -33,3 +33,20 @@ def test_the_cache_does_not_keep_models_alive():
     del model
     gc.collect()
     assert reference() is None
+
+
+@pytest.mark.backend
+def test_a_model_whose_output_is_not_finite_is_refused_not_mapped():
+    import keras
+
+    model = unet((None, None, 1), num_classes=1, filters=2, depth=1)
+    kernel = model.get_layer(index=3).weights[0]  # a diverged run's weights: one NaN spreads to every pixel it sees
+    kernel.assign(np.full(kernel.shape, np.nan, "float32"))
+    image = np.zeros((16, 16), "uint8")
+    assert not np.all(np.isfinite(keras.ops.convert_to_numpy(model(image[None, ..., None].astype("float32")))))
+    for run in (
+        lambda: predict(model, image),
+        lambda: predict_tiled(model, np.zeros((100, 100), "uint8"), 48, progress=False),
+    ):
+        with pytest.raises(ValueError, match="output holds NaN or infinite values for a finite input"):
+            run()
