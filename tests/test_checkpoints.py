@@ -61,36 +61,54 @@ CHILD = """
                 os.kill(os.getpid(), signal.SIGKILL)
 
     kfcn.checkpoints.os = Os()
+    import kfcn.atomic
+
+    replaced = {}  # "after:NAME@n": killed right after the n-th atomic write of NAME once the training has ended
+
+    class AtomicOs:
+        def __getattr__(self, name):
+            return getattr(os, name)
+
+        @staticmethod
+        def replace(source, target):
+            original_replace(source, target)
+            name = "kept" if Path(target).name.startswith("model-epoch-") else Path(target).name
+            if name == "summary.json" or "summary.json" in replaced:  # the first summary.json ends the training
+                replaced[name] = replaced.get(name, 0) + 1
+                if what == "after" and n == f"{name}@{replaced[name]}":
+                    os.kill(os.getpid(), signal.SIGKILL)
+
+    kfcn.atomic.os = AtomicOs()
     from kfcn.cli import main
     sys.exit(main(sys.argv[1:]))
 """
 
 
-def arguments(data, output):
-    """The `kfcn train` command line every run of this module repeats."""
+def arguments(data, output, *extra):
+    """The `kfcn train` command line every run of this module repeats (with `extra` options)."""
     words = ["train", "--images", str(data / "images"), "--labels", str(data / "labels"), "--output", str(output)]
     words += ["--filters", "2", "--depth", "2", "--crop", "32", "--batch", "2", "--epochs", str(EPOCHS)]
-    return words + ["--steps", "2", "--val-fraction", "0.2", "--augment", "geometric"]
+    return words + ["--steps", "2", "--val-fraction", "0.2", "--augment", "geometric", *extra]
 
 
-def killed(data, output, kill_at):
+def killed(data, output, kill_at, *extra):
     """`kfcn train` in a child process that SIGKILLs itself at `kill_at`: the run being interrupted."""
     environment = os.environ | {"KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3", "KILL_AT": kill_at}
     return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(CHILD), *arguments(data, output)],
+        [sys.executable, "-c", textwrap.dedent(CHILD), *arguments(data, output, *extra)],
         env=environment,
         capture_output=True,
         text=True,
     )
 
 
-def rerun(data, output, capsys):
+def rerun(data, output, capsys, *extra):
     """The same command again, in this process (what is tested is the kill, not a second process):
     (exit status, stdout, stderr)."""
     from kfcn.cli import main
 
     capsys.readouterr()
-    code = main(arguments(data, output))
+    code = main(arguments(data, output, *extra))
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -136,6 +154,56 @@ def test_killed_at_any_write_resumes_to_the_uninterrupted_run(data, reference, t
     from kfcn.saving import load_model
 
     load_model(run / "model.keras")  # complete, whatever moment the kill came
+    assert not any(".kfcn-partial-" in p.name for p in run.rglob("*"))
+
+
+FINAL = ("--final-precise-bn", "2")
+
+
+@pytest.fixture(scope="module")
+def final_reference(data, tmp_path_factory):
+    """The uninterrupted run with --final-precise-bn: its model.keras gets new statistics once it has finished."""
+    from kfcn.cli import main
+
+    run = tmp_path_factory.mktemp("final_reference") / "run"
+    assert main(arguments(data, run, *FINAL)) == 0
+    keras.backend.clear_session(free_memory=False)
+    return run
+
+
+def all_weights(path):
+    from kfcn.saving import load_model
+
+    return [keras.ops.convert_to_numpy(weight) for weight in load_model(path).weights]
+
+
+# The final statistics step writes, in order: the kept copy of model.keras, summary.json (the step, incomplete),
+# model.keras, summary.json (complete), config.json; summary.json@1 is the training's own summary, before the
+# step. Killed after any of them, the same command ends where the uninterrupted one did (after the complete
+# summary the run is finished: its command is then refused as a finished run's, with nothing left to do).
+@pytest.mark.parametrize(
+    "kill_after, code",
+    [("summary.json@1", 0), ("kept@1", 0), ("summary.json@2", 0), ("model.keras@1", 0), ("summary.json@3", 2)],
+)
+def test_killed_during_the_final_statistics_step_ends_as_the_uninterrupted_run(
+    data, final_reference, tmp_path, kill_after, code, capsys
+):
+    run = tmp_path / "run"
+    done = killed(data, run, f"after:{kill_after}", *FINAL)
+    assert done.returncode == -9, (done.returncode, done.stderr[-2000:])
+    again, _, err = rerun(data, run, capsys, *FINAL)
+    assert again == code, err[-2000:]
+    step, expected = (
+        json.loads((folder / "summary.json").read_text())["statistics_recomputed"] for folder in (run, final_reference)
+    )
+    assert step["complete"] and step["kept"] == expected["kept"]
+    for when in ("before", "after"):  # the scores of the trained model, then of the new statistics
+        assert step[when] == pytest.approx(expected[when], rel=1e-6), when
+    for name in ("model.keras", expected["kept"]):  # the new statistics; the model as training left it
+        for ours, theirs in zip(all_weights(run / name), all_weights(final_reference / name), strict=True):
+            np.testing.assert_allclose(ours, theirs, rtol=1e-6, atol=1e-7, err_msg=name)
+    config, expected_config = (json.loads((folder / "config.json").read_text()) for folder in (run, final_reference))
+    assert {**config, "output": None} == {**expected_config, "output": None}
     assert not any(".kfcn-partial-" in p.name for p in run.rglob("*"))
 
 

@@ -82,7 +82,8 @@ def prepare_run_dir(config):
             )
         if finished:
             _check_statistics_change(config, before_options, observing)
-        config["extended"] = before.get("extended", [])
+        if before.get("extended"):  # (a resumed run's config.json is the uninterrupted run's: no empty list)
+            config["extended"] = before["extended"]
         _keep_recorded_class_weights(config, before)
         _record_observation_changes(config, before, before_options, observing, run_dir, finished=finished)
         return run_dir, RECOMPUTE_STATISTICS if finished else RESUME
