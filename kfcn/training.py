@@ -264,9 +264,24 @@ def best_so_far(csv_path, monitor, mode):
     if not Path(csv_path).is_file():
         return None
     values = read_log(csv_path).get(monitor)
-    if values is None or not np.isfinite(values).any():
+    best = None if values is None else best_logged_index(values, mode)
+    return None if best is None else float(values[best])
+
+
+def best_logged_index(values, mode):
+    """The row of the best finite value of a logged quantity (the first of equals), the epoch that
+    `BestModelCheckpoint` keeps (it saves finite values only, on a strict improvement); None if none is finite.
+
+    Example:
+    >>> best_logged_index(np.array([0.9, np.nan, 0.5, 0.5]), "min"), best_logged_index(np.array([np.nan]), "max")
+    (2, None)
+    """
+    values = np.asarray(values, dtype="float64")
+    finite = np.isfinite(values)
+    if not finite.any():
         return None
-    return float(np.nanmin(values) if mode == "min" else np.nanmax(values))
+    ranked = np.where(finite, values, np.inf if mode == "min" else -np.inf)
+    return int(ranked.argmin() if mode == "min" else ranked.argmax())
 
 
 def standard_callbacks(run_dir, monitor, mode, patience=None, ema=False, crop_stream=None, precise_bn=None):

@@ -159,16 +159,12 @@ def model_card(folder, evaluations=(), prefix="", curves=None):
 def _progress(config, log, model):
     """What `summary.json` would say of an unfinished run that its files already tell: the monitored quantity and
     the best epoch so far (the one `model.keras` holds), and how many epochs ran."""
-    import numpy as np
-
     from kfcn.cli.train import default_monitor
-    from kfcn.training import monitor_mode
+    from kfcn.training import best_logged_index, monitor_mode
 
     validated = any(key.startswith("val_") for key in log)
     monitor = config.get("monitor") or default_monitor(validated, config["label_mode"] == "density", model["outputs"])
-    values = log[monitor]
-    # The first best, as the checkpoint keeps it (it saves only on a strict improvement); NaN: not validated then.
-    best = int(np.nanargmin(values) if monitor_mode(monitor) == "min" else np.nanargmax(values))
+    best = best_logged_index(log[monitor], monitor_mode(monitor))  # not None: model.keras exists, so one was finite
     return {"monitor": monitor, "best_epoch": int(log["epoch"][best]), "epochs_run": len(log["epoch"])}
 
 

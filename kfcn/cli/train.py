@@ -527,20 +527,18 @@ def _announce(config, model, run_dir, resuming, validation, weights, recorded):
 def _summarize(run_dir, model, monitor, mode, weights, calibration, minutes):
     """Writes summary.json (the best epoch by the monitored quantity, the machine) and curves.png."""
     import keras
-    import numpy as np
 
-    from kfcn.training import plot_training_curves, read_log
+    from kfcn.training import best_logged_index, plot_training_curves, read_log
 
     log = read_log(run_dir / "training.csv")
     plot_training_curves(run_dir / "training.csv", run_dir / "curves.png", title=f"{model.name}: {run_dir.name}")
     values = log[monitor]
-    if not np.isfinite(values).any():  # the checkpoint saves finite values only: there is no model.keras
+    best = best_logged_index(values, mode)  # the epoch the checkpoint kept
+    if best is None:  # the checkpoint saves finite values only: there is no model.keras
         raise ValueError(
             f"no epoch logged a finite {monitor} (see {run_dir / 'training.csv'}), so no model.keras was saved; "
             "choose another --monitor, or check the validation images and labels."
         )
-    finite = np.where(np.isfinite(values), values, np.inf if mode == "min" else -np.inf)  # as the checkpoint kept it
-    best = int(finite.argmin() if mode == "min" else finite.argmax())
     summary = {
         "model": str(run_dir / "model.keras"),
         "monitor": monitor,
