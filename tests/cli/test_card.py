@@ -14,7 +14,7 @@ import pytest
 from kfcn.cli import main
 from kfcn.cli.common import file_sha256
 from kfcn.training import read_log
-from tests.cli.test_train import command
+from tests.cli.conftest import CrashAfterEpoch, add_training_callback, train_command
 from tests.conftest import write_isbi_crops
 
 pytestmark = pytest.mark.tensorflow_only(reason="tf.data pipelines")
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.tensorflow_only(reason="tf.data pipelines")
 def test_the_card_states_the_run_and_is_regenerated_after_an_extension(tmp_path, capsys):
     data = write_isbi_crops(tmp_path / "data", count=5, side=48)
     run = tmp_path / "run"
-    assert main(command(data, run, "--epochs", "2")) == 0
+    assert main(train_command(data, run, "--epochs", "2")) == 0
     assert main(["card", str(run)]) == 0
     card = (run / "MODEL_CARD.md").read_text()
     summary, log = json.loads((run / "summary.json").read_text()), read_log(run / "training.csv")
@@ -71,7 +71,7 @@ def test_the_card_states_the_run_and_is_regenerated_after_an_extension(tmp_path,
         "cells_curves.png",
         "cells_training.csv",
     ]
-    assert main(command(data, run, "--epochs", "3")) == 0  # extended
+    assert main(train_command(data, run, "--epochs", "3")) == 0  # extended
     assert main(["card", str(run)]) == 0
     card = (run / "MODEL_CARD.md").read_text()
     assert "Trained for 3 epoch(s)" in card and "Extended from 2 epochs." in card
@@ -116,7 +116,7 @@ def test_the_card_states_the_run_and_is_regenerated_after_an_extension(tmp_path,
 def test_a_report_that_is_not_kfcn_evaluate_s_is_refused(tmp_path, capsys):
     data = write_isbi_crops(tmp_path / "data", count=5, side=48)
     run = tmp_path / "run"
-    assert main(command(data, run, "--epochs", "1")) == 0
+    assert main(train_command(data, run, "--epochs", "1")) == 0
     (tmp_path / "other.json").write_text('{"scores": 1}')
     assert main(["card", str(run), "--evaluation", str(tmp_path / "other.json")]) == 2
     assert "not a `kfcn evaluate --json` report" in capsys.readouterr().err
@@ -141,16 +141,13 @@ def test_a_folder_that_is_no_run_or_has_no_model_yet_is_named(tmp_path, capsys):
 
 
 def test_an_unfinished_run_gets_a_progress_card_then_the_finished_card(tmp_path, monkeypatch):
-    import kfcn.training
     from kfcn.cli.card import _duration
-    from tests.cli.test_train import InterruptAt
 
     data = write_isbi_crops(tmp_path / "data", count=5, side=48)
     run, options = tmp_path / "run", ("--epochs", "4", "--val-fraction", "0.2", "--final-precise-bn", "1")
-    plain = kfcn.training.standard_callbacks
-    monkeypatch.setattr(kfcn.training, "standard_callbacks", lambda *a, **k: [*plain(*a, **k), InterruptAt(1)])
-    assert main(command(data, run, *options)) == 2  # stopped after its second epoch
-    monkeypatch.setattr(kfcn.training, "standard_callbacks", plain)
+    add_training_callback(monkeypatch, CrashAfterEpoch(2))
+    assert main(train_command(data, run, *options)) == 2  # stopped after its second epoch
+    add_training_callback(monkeypatch, None)
     assert not (run / "summary.json").exists() and not (run / "curves.png").exists()
     assert main(["card", str(run)]) == 0
     card, log = (run / "MODEL_CARD.md").read_text(), read_log(run / "training.csv")
@@ -173,7 +170,7 @@ def test_an_unfinished_run_gets_a_progress_card_then_the_finished_card(tmp_path,
     assert "![training curves](progress_curves.png)" in (tmp_path / "progress.md").read_text()
     assert (tmp_path / "progress_curves.png").read_bytes() == (run / "curves.png").read_bytes()
     # The same command finishes the run, which redraws its curves; the card is then the finished run's.
-    assert main(command(data, run, *options)) == 0
+    assert main(train_command(data, run, *options)) == 0
     assert main(["card", str(run)]) == 0
     card = (run / "MODEL_CARD.md").read_text()
     assert "unfinished" not in card.lower() and "so far" not in card

@@ -1,4 +1,4 @@
-"""`kfcn train` in-process on tiny data: the run folder, resuming after an interruption, configs, classes."""
+"""`kfcn train` in-process on tiny data: what a run writes, configs, precision, divergence, batch-norm statistics."""
 
 import json
 import re
@@ -12,45 +12,14 @@ from PIL import Image
 from kfcn.cli import main
 from kfcn.saving import load_model
 from kfcn.training import read_log
-from tests.conftest import write_isbi_crops
+from tests.cli.conftest import train_command
 
 pytestmark = pytest.mark.tensorflow_only(reason="tf.data pipelines")
 
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    """Five 48x48 crops of ISBI slices with their 0/255 membrane masks."""
-    return write_isbi_crops(tmp_path_factory.mktemp("train_data"), count=5, side=48)
-
-
-def command(data, output, *options):
-    return [
-        "train",
-        "--images",
-        str(data / "images"),
-        "--labels",
-        str(data / "labels"),
-        "--output",
-        str(output),
-        "--filters",
-        "2",
-        "--depth",
-        "2",
-        "--crop",
-        "32",
-        "--batch",
-        "2",
-        "--epochs",
-        "2",
-        "--steps",
-        "2",
-        *options,
-    ]
-
-
-def test_a_run_folder_holds_the_best_model_log_curves_and_config(data, tmp_path, capsys):
+def test_a_run_folder_holds_the_best_model_log_curves_and_config(isbi_crops, tmp_path, capsys):
     run = tmp_path / "run"
-    assert main(command(data, run, "--weight-map", "unet")) == 0
+    assert main(train_command(isbi_crops, run, "--weight-map", "unet")) == 0
     out = capsys.readouterr().out
     assert {p.name for p in run.iterdir()} == {
         "model.keras",
@@ -74,87 +43,32 @@ def test_a_run_folder_holds_the_best_model_log_curves_and_config(data, tmp_path,
     model = load_model(run / "model.keras")
     assert model.output.shape[-1] == 1 and Image.open(run / "curves.png").size[0] > 100
     # The finished run is not trained over by accident.
-    assert main(command(data, run, "--weight-map", "unet")) == 2
+    assert main(train_command(isbi_crops, run, "--weight-map", "unet")) == 2
     assert "finished run" in capsys.readouterr().err
 
 
-class Interrupt(keras.callbacks.Callback):
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch == 1:
-            raise RuntimeError("simulated crash after epoch 2")
-
-
-def test_rerunning_an_interrupted_run_resumes_it_exactly(data, tmp_path, monkeypatch, capsys):
-    import kfcn.training
-
-    reference = tmp_path / "reference"
-    options = ("--epochs", "3", "--val-fraction", "0")
-    assert main(command(data, reference, *options)) == 0
-    run = tmp_path / "run"
-    plain = kfcn.training.standard_callbacks
-    monkeypatch.setattr(kfcn.training, "standard_callbacks", lambda *a, **k: [*plain(*a, **k), Interrupt()])
-    assert main(command(data, run, *options)) == 2
-    assert "simulated crash" in capsys.readouterr().err
-    assert (run / "backup").is_dir() and not (run / "summary.json").exists()
-    # Other settings are refused rather than mixed into the interrupted run.
-    monkeypatch.setattr(kfcn.training, "standard_callbacks", plain)
-    assert main(command(data, run, *options, "--learning-rate", "0.1")) == 2
-    assert "learning_rate" in capsys.readouterr().err
-    assert main(command(data, run, *options)) == 0
-    assert "resuming" in capsys.readouterr().out
-    resumed, uninterrupted = read_log(run / "training.csv"), read_log(reference / "training.csv")
-    assert resumed["epoch"].tolist() == [1, 2, 3]
-    np.testing.assert_array_equal(resumed["loss"], uninterrupted["loss"])  # the same operations, bit for bit
-    assert [p.name for p in (run / "backup").glob("*.weights.h5")] == ["epoch-00003.weights.h5"]  # the last state
-
-
-def test_config_file_with_flags_on_top(data, tmp_path):
+def test_config_file_with_flags_on_top(isbi_crops, tmp_path):
     config = tmp_path / "train.yaml"
     config.write_text("learning-rate: 0.002\naugment: geometric\nepochs: 1\nmodel_options:\n  upsampling: replicate\n")
     run = tmp_path / "run"
-    assert main([*command(data, run), "--config", str(config), "--epochs", "1", "--schedule", "cosine"]) == 0
+    assert (
+        main([*train_command(isbi_crops, run), "--config", str(config), "--epochs", "1", "--schedule", "cosine"]) == 0
+    )
     resolved = json.loads((run / "config.json").read_text())
     assert resolved["learning_rate"] == 0.002 and resolved["augment"] == "geometric"
     assert resolved["schedule"] == "cosine" and resolved["model_options"] == {"upsampling": "replicate"}
     assert any("up" in layer.name and "conv" in layer.name for layer in load_model(run / "model.keras").layers)
 
 
-def test_class_index_labels_with_an_ignored_class(tmp_path, rng):
-    for kind in ("images", "labels"):
-        (tmp_path / kind).mkdir()
-    for index in range(3):
-        Image.fromarray(rng.integers(0, 256, (32, 32), dtype=np.uint8)).save(tmp_path / "images" / f"{index}.png")
-        Image.fromarray(rng.integers(0, 4, (32, 32), dtype=np.uint8)).save(tmp_path / "labels" / f"{index}.png")
+def test_mixed_precision_training_keeps_float32_weights_and_outputs(isbi_crops, tmp_path):
     run = tmp_path / "run"
-    argv = ["train", "--images", str(tmp_path / "images"), "--labels", str(tmp_path / "labels"), "--output", str(run)]
-    argv += ["--label-mode", "index", "--num-classes", "3", "--ignore-class", "3", "--model", "segnet"]
-    argv += ["--filters", "2", "--depth", "2", "--crop", "16", "--epochs", "1", "--steps", "1", "--loss", "ce+dice"]
-    assert main(argv) == 0
-    summary = json.loads((run / "summary.json").read_text())
-    assert summary["monitor"] == "val_mean_iou" and 0 <= summary["best"]["val_mean_iou"] <= 1
-    assert load_model(run / "model.keras").output.shape[-1] == 3
-
-
-def test_a_tfds_dataset_trains_like_a_folder(tmp_path):
-    run = tmp_path / "run"
-    argv = ["train", "--tfds", "isbi2012_membranes", "--tfds-dir", str(tmp_path / "tfds"), "--output", str(run)]
-    argv += ["--filters", "2", "--depth", "2", "--crop", "32", "--epochs", "1", "--steps", "1", "--augment", "none"]
-    assert main(argv) == 0
-    summary = json.loads((run / "summary.json").read_text())
-    assert summary["monitor"] == "val_pixel_error" and 0 <= summary["best"]["val_pixel_error"] <= 1
-    # 25 shipped slices, the last 20 % (5) held out for validation.
-    assert json.loads((run / "config.json").read_text())["val_fraction"] == 0.2
-
-
-def test_mixed_precision_training_keeps_float32_weights_and_outputs(data, tmp_path):
-    run = tmp_path / "run"
-    assert main(command(data, run, "--precision", "mixed_bfloat16", "--epochs", "1")) == 0
+    assert main(train_command(isbi_crops, run, "--precision", "mixed_bfloat16", "--epochs", "1")) == 0
     model = load_model(run / "model.keras")
     assert {w.dtype for w in model.weights} == {"float32"}
     assert model.layers[3].compute_dtype == "bfloat16" and model.layers[-1].compute_dtype == "float32"
 
 
-def test_auto_precision_follows_the_machine_once_and_a_resumed_run_keeps_it(data, tmp_path, monkeypatch, capsys):
+def test_auto_precision_follows_the_machine_once_and_a_resumed_run_keeps_it(isbi_crops, tmp_path, monkeypatch, capsys):
     """--precision auto: bfloat16 without XLA where the CPU has native BF16, float32 elsewhere; the choice is
     recorded, and an extension on a machine without BF16 keeps computing as the run began."""
     import kfcn.cli.train as train
@@ -166,100 +80,34 @@ def test_auto_precision_follows_the_machine_once_and_a_resumed_run_keeps_it(data
 
     pretend(True)
     run = tmp_path / "bf16"
-    assert main(command(data, run, "--precision", "auto", "--jit-compile", "--epochs", "1")) == 0
+    assert main(train_command(isbi_crops, run, "--precision", "auto", "--jit-compile", "--epochs", "1")) == 0
     used = json.loads((run / "config.json").read_text())["precision_used"]
     assert (used["precision"], used["jit_compile"]) == ("mixed_bfloat16", False)
     assert "precision: mixed_bfloat16, XLA off" in capsys.readouterr().out
     assert load_model(run / "model.keras").layers[3].compute_dtype == "bfloat16"
     pretend(False)
-    assert main(command(data, run, "--precision", "auto", "--jit-compile", "--epochs", "2")) == 0  # extended
+    assert (
+        main(train_command(isbi_crops, run, "--precision", "auto", "--jit-compile", "--epochs", "2")) == 0
+    )  # extended
     config = json.loads((run / "config.json").read_text())
     assert config["precision_used"] == used and config["extended"] == [{"epochs_before": 1}]
     assert load_model(run / "model.keras").layers[3].compute_dtype == "bfloat16"
     other = tmp_path / "float32"
-    assert main(command(data, other, "--precision", "auto", "--jit-compile", "--epochs", "1")) == 0
+    assert main(train_command(isbi_crops, other, "--precision", "auto", "--jit-compile", "--epochs", "1")) == 0
     used = json.loads((other / "config.json").read_text())["precision_used"]
     assert (used["precision"], used["jit_compile"]) == ("float32", True) and "no native BF16" in used["why"]
     assert load_model(other / "model.keras").layers[3].compute_dtype == "float32"
 
 
-def snapshot(folder):
-    """Every file under `folder` with its bytes: what a failed command must leave as it was."""
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-@pytest.fixture(scope="module")
-def finished(data, tmp_path_factory):
-    run = tmp_path_factory.mktemp("finished") / "run"
-    assert main(command(data, run, "--epochs", "1")) == 0
-    return run
-
-
-@pytest.mark.parametrize(
-    "mistake, words",
-    [
-        (["--images", "no-such-folder"], "no-such-folder"),
-        (["--crop", "30"], "--crop 30 does not suit the model"),
-        (["--crop", "200"], "too small for --crop 200"),
-        (["--monitor", "val_accuracy"], "--monitor val_accuracy is not a logged quantity"),
-    ],
-)
-def test_overwrite_with_a_mistake_leaves_the_finished_run_untouched(data, finished, mistake, words, capsys):
-    before = snapshot(finished)
-    argv = command(data, finished, "--overwrite", "--epochs", "1")
-    flag = argv.index(mistake[0]) if mistake[0] in argv else None
-    argv = argv[:flag] + argv[flag + 2 :] + mistake if flag is not None else argv + mistake
-    assert main(argv) == 2
-    assert words in capsys.readouterr().err
-    assert snapshot(finished) == before
-
-
-class FailFirstStep(keras.callbacks.Callback):
-    def on_train_batch_end(self, batch, logs=None):
-        raise RuntimeError("disk full (simulated) in the first epoch")
-
-
-def test_overwrite_that_fails_in_its_first_epoch_restores_the_old_run(data, finished, monkeypatch, capsys):
-    import kfcn.training
-
-    before = snapshot(finished)
-    plain = kfcn.training.standard_callbacks
-    monkeypatch.setattr(kfcn.training, "standard_callbacks", lambda *a, **k: [*plain(*a, **k), FailFirstStep()])
-    assert main(command(data, finished, "--overwrite", "--epochs", "1", "--seed", "3")) == 2
-    assert "disk full" in capsys.readouterr().err
-    assert snapshot(finished) == before
-
-
-def test_overwrite_takes_the_old_run_s_card_and_kept_models_away_and_a_failure_restores_them(
-    data, tmp_path, monkeypatch
-):
-    import kfcn.training
-
-    run = tmp_path / "run"
-    assert main(command(data, run, "--epochs", "1")) == 0
-    assert main(["card", str(run)]) == 0
-    (run / "model-epoch-0001-before-statistics.keras").write_bytes(b"the old run's model before its statistics")
-    before = snapshot(run)
-    plain = kfcn.training.standard_callbacks
-    monkeypatch.setattr(kfcn.training, "standard_callbacks", lambda *a, **k: [*plain(*a, **k), FailFirstStep()])
-    assert main(command(data, run, "--overwrite", "--epochs", "1", "--seed", "3")) == 2
-    assert snapshot(run) == before  # the card too
-    monkeypatch.setattr(kfcn.training, "standard_callbacks", plain)
-    assert main(command(data, run, "--overwrite", "--epochs", "1", "--seed", "3")) == 0
-    assert not (run / "MODEL_CARD.md").exists()  # it described the replaced run
-    assert not (run / "model-epoch-0001-before-statistics.keras").exists()  # the replaced run's model
-    assert json.loads((run / "config.json").read_text())["seed"] == 3
-
-
-def test_a_diverging_run_stops_at_the_first_nan_step_and_writes_nothing_of_that_epoch(data, tmp_path, capsys):
+def test_a_diverging_run_stops_at_the_first_nan_step_and_writes_nothing_of_that_epoch(isbi_crops, tmp_path, capsys):
     run = tmp_path / "run"
     diverging = ("--no-batch-norm", "--optimizer", "sgd", "--learning-rate", "1e6")  # the weights overflow at once
-    assert main(command(data, run, *diverging)) == 2
+    assert main(train_command(isbi_crops, run, *diverging)) == 2
     error = capsys.readouterr().err
     assert re.search(r"the training loss became (nan|inf|-inf) at epoch 1, step \d: the weights diverged", error)
     assert "the same --output takes new settings" in error
     assert sorted(path.name for path in run.iterdir()) == ["config.json"]  # no log, model, backup or summary
-    assert main(command(data, run, "--no-batch-norm", "--optimizer", "sgd", "--learning-rate", "0.01")) == 0
+    assert main(train_command(isbi_crops, run, "--no-batch-norm", "--optimizer", "sgd", "--learning-rate", "0.01")) == 0
 
 
 def test_the_summary_picks_the_best_finite_epoch_as_the_checkpoint_did_and_refuses_none(tmp_path):
@@ -277,73 +125,15 @@ def test_the_summary_picks_the_best_finite_epoch_as_the_checkpoint_did_and_refus
     assert not (tmp_path / "summary.json").exists()
 
 
-def test_a_first_attempt_that_never_trained_does_not_block_the_corrected_command(data, tmp_path, capsys):
-    run = tmp_path / "run"
-    run.mkdir()
-    (run / "config.json").write_text(json.dumps({"crop": 999}))  # left by a failed first attempt
-    assert main(command(data, run, "--epochs", "1")) == 0
-    assert json.loads((run / "config.json").read_text())["crop"] == 32
-
-
-def test_config_values_of_the_wrong_type_are_named(data, tmp_path, capsys):
+def test_config_values_of_the_wrong_type_are_named(isbi_crops, tmp_path, capsys):
     config = tmp_path / "train.yaml"
     config.write_text("learning_rate: 1e-3\n")  # YAML 1.1 reads this as text: taken as the number it spells
-    assert main([*command(data, tmp_path / "a", "--epochs", "1"), "--config", str(config)]) == 0
+    assert main([*train_command(isbi_crops, tmp_path / "a", "--epochs", "1"), "--config", str(config)]) == 0
     assert json.loads((tmp_path / "a" / "config.json").read_text())["learning_rate"] == 0.001
     config.write_text("epochs: ten\n")
-    assert main([*command(data, tmp_path / "b")[:-4], "--config", str(config)]) == 2
+    assert main([*train_command(isbi_crops, tmp_path / "b")[:-4], "--config", str(config)]) == 2
     assert "--epochs must be an integer; got 'ten'" in capsys.readouterr().err
     assert not (tmp_path / "b" / "config.json").exists()
-
-
-def test_run_files_that_are_links_are_refused(data, tmp_path, capsys):
-    outside = tmp_path / "precious.keras"
-    outside.write_bytes(b"someone else's file")
-    run = tmp_path / "run"
-    run.mkdir()
-    (run / "model.keras").symlink_to(outside)
-    assert main(command(data, run, "--epochs", "1")) == 2
-    assert "symbolic links (model.keras)" in capsys.readouterr().err
-    assert outside.read_bytes() == b"someone else's file"
-
-
-class InterruptAt(keras.callbacks.Callback):
-    def __init__(self, epoch):
-        super().__init__()
-        self.epoch = epoch
-
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch == self.epoch:
-            raise RuntimeError(f"simulated crash after epoch {epoch + 1}")
-
-
-@pytest.mark.parametrize("schedule", ["constant", "cosine"])
-def test_a_larger_epochs_extends_a_finished_or_interrupted_run(data, tmp_path, monkeypatch, schedule, capsys):
-    import kfcn.training
-
-    options = ("--val-fraction", "0.2", "--schedule", schedule)
-    direct, extended = tmp_path / "direct", tmp_path / "extended"
-    assert main(command(data, direct, *options, "--epochs", "4")) == 0
-    assert main(command(data, extended, *options)) == 0  # 2 epochs, finished
-    # Extended to 4, interrupted after its third epoch, then the same command again.
-    plain = kfcn.training.standard_callbacks
-    monkeypatch.setattr(kfcn.training, "standard_callbacks", lambda *a, **k: [*plain(*a, **k), InterruptAt(2)])
-    assert main(command(data, extended, *options, "--epochs", "4")) == 2
-    monkeypatch.setattr(kfcn.training, "standard_callbacks", plain)
-    assert main(command(data, extended, *options, "--epochs", "4")) == 0
-    assert "extended to 4 epochs" in capsys.readouterr().out
-    config = json.loads((extended / "config.json").read_text())
-    assert config["epochs"] == 4 and config["extended"] == [{"epochs_before": 2}]
-    log, reference = read_log(extended / "training.csv"), read_log(direct / "training.csv")
-    assert log["epoch"].tolist() == [1, 2, 3, 4]
-    if schedule == "constant":  # the run that 4 epochs would have made, bit for bit
-        for key in ("loss", "val_loss", "learning_rate"):
-            np.testing.assert_array_equal(log[key], reference[key], err_msg=key)
-    else:  # what differs: epochs 1-2 followed the 2-epoch cosine, epochs 3-4 follow the 4-epoch one
-        np.testing.assert_array_equal(log["learning_rate"][2:], reference["learning_rate"][2:])
-        assert log["learning_rate"][1] < reference["learning_rate"][1]
-    assert json.loads((extended / "summary.json").read_text())["epochs_run"] == 4
-    assert main(command(data, extended, *options, "--epochs", "3")) == 2  # no shrinking
 
 
 def test_help_shows_every_default(capsys):
@@ -354,14 +144,14 @@ def test_help_shows_every_default(capsys):
         assert phrase in text, phrase
 
 
-def test_precise_bn_and_val_every_change_what_is_measured_not_what_is_trained(data, tmp_path):
+def test_precise_bn_and_val_every_change_what_is_measured_not_what_is_trained(isbi_crops, tmp_path):
     from kfcn.batch_norm import batch_norm_layers, recompute_batch_norm_statistics
     from kfcn.cli.train_data import data_pairs, statistics_batches
 
     options = ("--epochs", "3", "--val-fraction", "0.4", "--monitor", "loss")
     plain, observed = tmp_path / "plain", tmp_path / "observed"
-    assert main(command(data, plain, *options)) == 0
-    assert main(command(data, observed, *options, "--val-every", "2", "--precise-bn", "2")) == 0
+    assert main(train_command(isbi_crops, plain, *options)) == 0
+    assert main(train_command(isbi_crops, observed, *options, "--val-every", "2", "--precise-bn", "2")) == 0
     log, reference = read_log(observed / "training.csv"), read_log(plain / "training.csv")
     np.testing.assert_array_equal(log["loss"], reference["loss"])  # the same training, bit for bit
     assert np.isnan(log["val_loss"][0]) and np.isfinite(log["val_loss"][1:]).all()  # epoch 2 and the last, 3
@@ -379,35 +169,8 @@ def test_precise_bn_and_val_every_change_what_is_measured_not_what_is_trained(da
     assert not all(np.allclose(a, b) for a, b in zip(moving, stored))
 
 
-def test_a_resumed_run_may_change_what_it_measures_and_records_from_when(data, tmp_path, monkeypatch, capsys):
-    import kfcn.training
-
-    options = ("--epochs", "3", "--val-fraction", "0.4", "--monitor", "loss")
-    reference, run = tmp_path / "reference", tmp_path / "run"
-    assert main(command(data, reference, *options)) == 0
-    plain = kfcn.training.standard_callbacks
-    monkeypatch.setattr(kfcn.training, "standard_callbacks", lambda *a, **k: [*plain(*a, **k), InterruptAt(1)])
-    assert main(command(data, run, *options)) == 2
-    monkeypatch.setattr(kfcn.training, "standard_callbacks", plain)
-    assert main(command(data, run, *options, "--val-every", "5", "--precise-bn", "1")) == 0
-    out = capsys.readouterr().out
-    assert "from epoch 3 on: --precise-bn 0 -> 1, --val-every 1 -> 5" in out
-    assert "validating every 5 epochs and at the last" in out and "recomputed each epoch over 1 batch(es)" in out
-    config = json.loads((run / "config.json").read_text())
-    assert config["observation_changes"] == [{"after_epoch": 2, "val_every": [1, 5], "precise_bn": [0, 1]}]
-    log = read_log(run / "training.csv")
-    np.testing.assert_array_equal(log["loss"], read_log(reference / "training.csv")["loss"])
-    assert np.isfinite(log["val_loss"]).all()  # epochs 1-2 validated every epoch, epoch 3 as the last
-    assert main(["card", str(run)]) == 0
-    assert (
-        "Validated every epoch; Keras' moving batch-norm statistics; from epoch 3: validated every 5 epochs and at "
-        "the last; batch-norm statistics recomputed each epoch over 1 batch of training crops."
-    ) in (run / "MODEL_CARD.md").read_text()
-    capsys.readouterr()
-
-
 def test_a_finished_run_given_a_new_precise_bn_recomputes_the_statistics_of_its_model(
-    data, tmp_path, capsys, monkeypatch
+    isbi_crops, tmp_path, capsys, monkeypatch
 ):
     import shutil
 
@@ -417,7 +180,7 @@ def test_a_finished_run_given_a_new_precise_bn_recomputes_the_statistics_of_its_
 
     options = ("--val-fraction", "0.4", "--monitor", "loss")
     run = tmp_path / "run"
-    assert main(command(data, run, *options)) == 0
+    assert main(train_command(isbi_crops, run, *options)) == 0
     shutil.copy(run / "model.keras", tmp_path / "trained.keras")
     shutil.rmtree(run / "backup")  # as kfcn < 0.2 left a finished run: the change is still dated after epoch 2
     # Stopped after model.keras got the new statistics but before config.json recorded it: the rerun ends the
@@ -430,10 +193,10 @@ def test_a_finished_run_given_a_new_precise_bn_recomputes_the_statistics_of_its_
         write_json(path, value)
 
     monkeypatch.setattr(kfcn.cli.train, "write_json", stopped_at_config)
-    assert main(command(data, run, *options, "--precise-bn", "3")) == 130
+    assert main(train_command(isbi_crops, run, *options, "--precise-bn", "3")) == 130
     monkeypatch.setattr(kfcn.cli.train, "write_json", write_json)
     capsys.readouterr()
-    assert main(command(data, run, *options, "--precise-bn", "3")) == 0
+    assert main(train_command(isbi_crops, run, *options, "--precise-bn", "3")) == 0
     out = capsys.readouterr().out
     assert "batch-norm statistics recomputed over 3 batch(es)" in out
     assert "scoring the validation images with the new statistics...\n  done in" in out  # progress, for a log too
@@ -455,9 +218,9 @@ def test_a_finished_run_given_a_new_precise_bn_recomputes_the_statistics_of_its_
         (("--val-every", "2"), "only --final-precise-bn (or --precise-bn) changes it"),
         (("--val-every", "2", "--precise-bn", "4"), "only --final-precise-bn (or --precise-bn) changes it"),
     ):
-        assert main(command(data, run, *options, "--precise-bn", "3", *extra)) == 2
+        assert main(train_command(isbi_crops, run, *options, "--precise-bn", "3", *extra)) == 2
         assert words in capsys.readouterr().err
-    assert main(command(data, run, *options)) == 2
+    assert main(train_command(isbi_crops, run, *options)) == 2
     assert "cannot bring back Keras' moving averages" in capsys.readouterr().err
     assert json.loads((run / "config.json").read_text()) == config  # the refusals wrote nothing
 
@@ -501,7 +264,9 @@ def assert_same_statistics(ours, truth):
             )
 
 
-def test_final_precise_bn_gives_the_finished_model_the_statistics_of_its_batches(data, tmp_path, capsys, monkeypatch):
+def test_final_precise_bn_gives_the_finished_model_the_statistics_of_its_batches(
+    isbi_crops, tmp_path, capsys, monkeypatch
+):
     import shutil
 
     import kfcn.cli.train
@@ -510,7 +275,7 @@ def test_final_precise_bn_gives_the_finished_model_the_statistics_of_its_batches
 
     options = ("--val-fraction", "0.4", "--monitor", "loss")
     plain, run = tmp_path / "plain", tmp_path / "run"
-    assert main(command(data, plain, *options)) == 0
+    assert main(train_command(isbi_crops, plain, *options)) == 0
     # Stopped once model.keras holds the new statistics, before summary.json says so: the rerun ends the step
     # and keeps the scores "before" of the trained model (checked below against the plain run's file).
     write_json = kfcn.cli.train.write_json
@@ -521,11 +286,11 @@ def test_final_precise_bn_gives_the_finished_model_the_statistics_of_its_batches
         write_json(path, value)
 
     monkeypatch.setattr(kfcn.cli.train, "write_json", stopped_when_complete)
-    assert main(command(data, run, *options, "--final-precise-bn", "3")) == 130
+    assert main(train_command(isbi_crops, run, *options, "--final-precise-bn", "3")) == 130
     monkeypatch.setattr(kfcn.cli.train, "write_json", write_json)
     assert not json.loads((run / "summary.json").read_text())["statistics_recomputed"]["complete"]
     capsys.readouterr()
-    assert main(command(data, run, *options, "--final-precise-bn", "3")) == 0
+    assert main(train_command(isbi_crops, run, *options, "--final-precise-bn", "3")) == 0
     out = capsys.readouterr().out
     assert "batch-norm statistics recomputed over 3 batch(es)" in out and "Epoch" not in out  # no training again
     config = json.loads((run / "config.json").read_text())
@@ -552,7 +317,7 @@ def test_final_precise_bn_gives_the_finished_model_the_statistics_of_its_batches
     kept_bytes = kept_path.read_bytes()
     # The plain run given the option once finished ends the same; then its command is a finished run's.
     shutil.rmtree(plain / "backup")
-    assert main(command(data, plain, *options, "--final-precise-bn", "3")) == 0
+    assert main(train_command(isbi_crops, plain, *options, "--final-precise-bn", "3")) == 0
     assert "after the last epoch (2) of a finished run: --final-precise-bn 0 -> 3" in capsys.readouterr().out
     assert_same_statistics(load_model(plain / "model.keras"), kept)
     assert json.loads((plain / "config.json").read_text())["observation_changes"] == [
@@ -563,16 +328,16 @@ def test_final_precise_bn_gives_the_finished_model_the_statistics_of_its_batches
         (("--precise-bn", "2"), "takes its batch-norm statistics from --final-precise-bn 3: change that"),
         (("--val-every", "2"), "only --final-precise-bn (or --precise-bn) changes it"),
     ):
-        assert main(command(data, run, *options, "--final-precise-bn", "3", *extra)) == 2
+        assert main(train_command(isbi_crops, run, *options, "--final-precise-bn", "3", *extra)) == 2
         assert words in capsys.readouterr().err
-    assert main(command(data, run, *options)) == 2
+    assert main(train_command(isbi_crops, run, *options)) == 2
     assert (
         f"--final-precise-bn 0 cannot bring back the ones they replaced (model.keras as it was before them is kept "
         f"as {kept_path})" in capsys.readouterr().err
     )
     assert json.loads((run / "config.json").read_text()) == config  # the refusals wrote nothing
     # Another number of batches recomputes them again, from the same weights; the kept copy stays the first one.
-    assert main(command(data, run, *options, "--final-precise-bn", "4")) == 0
+    assert main(train_command(isbi_crops, run, *options, "--final-precise-bn", "4")) == 0
     assert kept_path.read_bytes() == kept_bytes
     assert json.loads((run / "summary.json").read_text())["statistics_recomputed"]["precise_bn"] == 4
 
@@ -590,7 +355,7 @@ def test_final_precise_bn_gives_the_finished_model_the_statistics_of_its_batches
         (("--final-precise-bn", "2", "--devices", "all"), "--final-precise-bn recomputes the statistics on one device"),
     ],
 )
-def test_observing_options_that_cannot_work_are_refused(data, tmp_path, options, words, capsys):
-    assert main(command(data, tmp_path / "run", "--val-fraction", "0.4", *options)) == 2
+def test_observing_options_that_cannot_work_are_refused(isbi_crops, tmp_path, options, words, capsys):
+    assert main(train_command(isbi_crops, tmp_path / "run", "--val-fraction", "0.4", *options)) == 2
     assert words in capsys.readouterr().err
     assert not (tmp_path / "run" / "training.csv").exists()
