@@ -292,7 +292,8 @@ def standard_callbacks(run_dir, monitor, mode, patience=None, ema=False, crop_st
       command resumes at the epoch it stopped (and `ResumeCropStream` keeps the crop
       stream aligned), and a larger `--epochs` extends a finished run; a kill at any
       moment leaves a state that resumes;
-    - `training.csv`: one row per epoch, with the learning rate;
+    - `training.csv`: one row per epoch, with the learning rate, and `curves.png`, its curves, redrawn at most
+      once a minute while the run goes on (`CurvesPlot`);
     - with `patience`, early stopping; with `ema`, the checkpoint and validation use
       the optimizer's moving average of the weights (`SwapEMAWeights`);
     - with `precise_bn` (fixed input batches), each epoch's batch-norm statistics are
@@ -303,7 +304,9 @@ def standard_callbacks(run_dir, monitor, mode, patience=None, ema=False, crop_st
     Example:
     >>> import tempfile
     >>> [type(c).__name__ for c in standard_callbacks(tempfile.mkdtemp(), "val_loss", "min", patience=5)]
-    ['StopOnNonFiniteLoss', 'BestModelCheckpoint', 'LogLearningRate', 'EpochLog', 'EarlyStopping', 'Backup']
+    ... # doctest: +NORMALIZE_WHITESPACE
+    ['StopOnNonFiniteLoss', 'BestModelCheckpoint', 'LogLearningRate', 'EpochLog', 'CurvesPlot',
+     'EarlyStopping', 'Backup']
     """
 
     run_dir = Path(run_dir)
@@ -327,6 +330,7 @@ def standard_callbacks(run_dir, monitor, mode, patience=None, ema=False, crop_st
     )
     callbacks.append(LogLearningRate())
     callbacks.append(EpochLog(log))
+    callbacks.append(CurvesPlot(log, run_dir / "curves.png"))
     if patience:
         callbacks.append(
             keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=patience, restore_best_weights=False)
@@ -409,6 +413,47 @@ class RemainingTime(keras.callbacks.Callback):
                 f"about {left * self.first / 60:.0f} min or less",
                 flush=True,
             )
+
+
+class CurvesPlot(keras.callbacks.Callback):
+    """Redraws `png_path` from the log at `csv_path` (`plot_training_curves`) at the end of an epoch, at most once
+    every `every_seconds` (60 by default, so that short epochs do not spend their time drawing), titled with the
+    model, the folder and the epoch it shows; the run's last drawing is its caller's (`kfcn train` draws the curves
+    again when the run ends). Comes after the callback that writes the log's row.
+
+    The run is then the only writer of its `curves.png`, which is never more than a minute (and an epoch) behind
+    the log: what a `kfcn card` of the unfinished run shows.
+
+    Example:
+    >>> import numpy as np, tempfile, os
+    >>> from kfcn.checkpoints import EpochLog
+    >>> folder = tempfile.mkdtemp()
+    >>> model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)], name="tiny")
+    >>> model.compile("sgd", "mse")
+    >>> log, png = os.path.join(folder, "training.csv"), os.path.join(folder, "curves.png")
+    >>> callbacks = [EpochLog(log), CurvesPlot(log, png, every_seconds=0)]
+    >>> _ = model.fit(np.zeros((4, 2)), np.zeros((4, 1)), epochs=2, verbose=0, callbacks=callbacks)
+    >>> os.path.isfile(png)
+    True
+    """
+
+    every_seconds = 60.0
+
+    def __init__(self, csv_path, png_path, every_seconds=None):
+        super().__init__()
+        self.csv_path, self.png_path = Path(csv_path), Path(png_path)
+        if every_seconds is not None:
+            self.every_seconds = every_seconds
+
+    def on_train_begin(self, logs=None):
+        self.drawn = time.monotonic()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if time.monotonic() - self.drawn < self.every_seconds:
+            return
+        title = f"{self.model.name}: {self.png_path.parent.name} (epoch {epoch + 1} of {self.params['epochs']})"
+        plot_training_curves(self.csv_path, self.png_path, title=title)
+        self.drawn = time.monotonic()
 
 
 def plot_training_curves(csv_path, png_path, title=None):

@@ -95,3 +95,27 @@ def test_validation_of_some_epochs_only_is_drawn_at_those_epochs(tmp_path):
         images.append(np.asarray(Image.open(tmp_path / f"{name}.png").convert("RGB"), np.int16))
     assert images[0].shape == images[1].shape
     assert (np.abs(images[0] - images[1]).sum(-1) > 60).sum() > 40  # the three validated epochs are drawn
+
+
+@pytest.mark.parametrize("every_seconds, drawn_after", [(0, [1, 2, 3]), (3600, [])])
+def test_the_curves_are_redrawn_after_an_epoch_at_most_every_so_many_seconds(
+    tmp_path, monkeypatch, every_seconds, drawn_after
+):
+    """Each drawing reads the log with the epoch just ended and says which it is; short epochs draw nothing."""
+    import kfcn.training
+    from kfcn.checkpoints import EpochLog
+    from kfcn.training import CurvesPlot
+
+    drawings = []
+    monkeypatch.setattr(
+        kfcn.training,
+        "plot_training_curves",
+        lambda csv_path, png_path, title: drawings.append((read_log(csv_path)["epoch"].tolist(), png_path, title)),
+    )
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)], name="tiny")
+    model.compile("sgd", "mse")
+    log, png = tmp_path / "run" / "training.csv", tmp_path / "run" / "curves.png"
+    log.parent.mkdir()
+    callbacks = [EpochLog(log), CurvesPlot(log, png, every_seconds=every_seconds)]
+    model.fit(np.zeros((4, 2)), np.zeros((4, 1)), epochs=3, verbose=0, callbacks=callbacks)
+    assert drawings == [(list(range(1, k + 1)), png, f"tiny: run (epoch {k} of 3)") for k in drawn_after]

@@ -7,7 +7,8 @@ current again, so no card is edited by hand.
 
 Run on an unfinished run (still training, or stopped to be resumed), it writes a progress card:
 the same card marked unfinished, with the epochs left and about how long they take at the
-run's recent pace, and the curves drawn so far (`RUN_DIR/curves.png`).
+run's recent pace, and the curves so far (`RUN_DIR/curves.png`, which the run redraws at most
+once a minute; the card only reads the run's files, so it never races the run's own writes).
 """
 
 from __future__ import annotations
@@ -47,17 +48,11 @@ def run(args):
     # and curves along, as OUTPUT-STEM_config.json, _training.csv and _curves.png, so that what it names is
     # beside it.
     prefix = "" if output.parent.resolve() == folder.resolve() else output.stem + "_"
-    finished = (folder / "summary.json").is_file()
-    text = model_card(folder, evaluations=args.evaluation, prefix=prefix, curves=None if finished else True)
+    text = model_card(folder, evaluations=args.evaluation, prefix=prefix)
     # Every file is written before any replaces its old version (the renames come last, together), so
     # that a stop while writing leaves the old card with its old companions, not a mix of two runs.
     with contextlib.ExitStack() as replaced_together:
         sources = {name: folder / name for name in COMPANIONS}
-        if not finished:  # the curves so far, drawn with the card (the run draws them again when it ends)
-            from kfcn.training import plot_training_curves
-
-            sources["curves.png"] = replaced_together.enter_context(atomic_path(folder / "curves.png"))
-            plot_training_curves(folder / "training.csv", sources["curves.png"], title=f"{folder.name} (unfinished)")
         companions = [name for name in COMPANIONS if prefix and sources[name].is_file()]
         for name in companions:
             temporary = replaced_together.enter_context(atomic_path(output.parent / (prefix + name)))
@@ -70,7 +65,7 @@ def run(args):
     print(f"wrote {output}" + "".join(f", {output.parent / (prefix + name)}" for name in companions))
 
 
-def model_card(folder, evaluations=(), prefix="", curves=None):
+def model_card(folder, evaluations=(), prefix=""):
     """The Markdown model card of the run folder `folder`.
 
     Args:
@@ -80,8 +75,6 @@ def model_card(folder, evaluations=(), prefix="", curves=None):
             per class).
         prefix: the card names the run's files `config.json`, `training.csv` and `curves.png` with this prefix:
             the names of their copies beside a card written outside the run folder.
-        curves: whether the card shows `curves.png`; None: if the folder has it (`kfcn card` draws an unfinished
-            run's curves with its card).
 
     A run without `summary.json` is unfinished (training, or stopped to be resumed): its card is
     marked so, says how many epochs are left and about how long they take, and names the best
@@ -111,7 +104,7 @@ def model_card(folder, evaluations=(), prefix="", curves=None):
     finished = (folder / "summary.json").is_file()
     summary = json.loads((folder / "summary.json").read_text()) if finished else _progress(config, log, model)
     held_out = [_held_out_section(Path(path), folder / "model.keras") for path in evaluations]
-    curves = (folder / "curves.png").is_file() if curves is None else curves
+    curves = (folder / "curves.png").is_file()  # an unfinished run's, once it has drawn them
     monitor, best = summary["monitor"], summary["best_epoch"]
     lines = [
         f"# {model['name']}: `{folder.name}`" + ("" if finished else f" (unfinished: {_epochs_logged(config, log)})"),

@@ -141,15 +141,24 @@ def test_a_folder_that_is_no_run_or_has_no_model_yet_is_named(tmp_path, capsys):
 
 
 def test_an_unfinished_run_gets_a_progress_card_then_the_finished_card(tmp_path, monkeypatch):
+    import kfcn.training
     from kfcn.cli.card import _duration
 
     data = write_isbi_crops(tmp_path / "data", count=5, side=48)
     run, options = tmp_path / "run", ("--epochs", "4", "--val-fraction", "0.2", "--final-precise-bn", "1")
-    add_training_callback(monkeypatch, CrashAfterEpoch(2))
-    assert main(train_command(data, run, *options)) == 2  # stopped after its second epoch
-    add_training_callback(monkeypatch, None)
+    add_training_callback(monkeypatch, CrashAfterEpoch(1))
+    assert main(train_command(data, run, *options)) == 2  # stopped after its first epoch, a second short of 60 s
     assert not (run / "summary.json").exists() and not (run / "curves.png").exists()
     assert main(["card", str(run)]) == 0
+    assert "unfinished: 1 of 4 epochs" in (run / "MODEL_CARD.md").read_text()
+    assert "curves" not in (run / "MODEL_CARD.md").read_text() and not (run / "curves.png").exists()  # none drawn
+    monkeypatch.setattr(kfcn.training.CurvesPlot, "every_seconds", 0)  # as if each epoch took a minute or more
+    add_training_callback(monkeypatch, CrashAfterEpoch(2))
+    assert main(train_command(data, run, *options)) == 2  # resumed, stopped after its second epoch
+    add_training_callback(monkeypatch, None)
+    drawn = (run / "curves.png").read_bytes()  # by the run, at the end of its second epoch
+    assert main(["card", str(run)]) == 0
+    assert (run / "curves.png").read_bytes() == drawn  # the card reads the run's files, never writes them
     card, log = (run / "MODEL_CARD.md").read_text(), read_log(run / "training.csv")
     assert log["epoch"].tolist() == [1, 2]
     assert card.splitlines()[0].endswith("`run` (unfinished: 2 of 4 epochs)")
@@ -165,7 +174,7 @@ def test_an_unfinished_run_gets_a_progress_card_then_the_finished_card(tmp_path,
     assert not re.search(r"\d cores", card) and "Keras 3" not in card  # where and with what: once the run ends
     assert "![training curves](curves.png)" in card and (run / "curves.png").stat().st_size > 0
     assert str(tmp_path) not in card
-    # Written elsewhere, the progress card takes the curves it draws along.
+    # Written elsewhere, the progress card takes the curves along.
     assert main(["card", str(run), "--output", str(tmp_path / "progress.md")]) == 0
     assert "![training curves](progress_curves.png)" in (tmp_path / "progress.md").read_text()
     assert (tmp_path / "progress_curves.png").read_bytes() == (run / "curves.png").read_bytes()
