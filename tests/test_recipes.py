@@ -30,9 +30,11 @@ def test_train_from_a_recipe_with_flags_on_top(tmp_path):
     run = tmp_path / "run"
     # --weight-map none: the border weights of the recipe's twenty 512 x 512 slices take most of a minute.
     shrink = ["--filters", "2", "--depth", "2", "--crop", "32", "--epochs", "1", "--steps", "1", "--no-jit-compile"]
+    shrink += ["--final-precise-bn", "0"]
     assert main(["train", "--recipe", "isbi2012", "--output", str(run), *shrink, "--weight-map", "none"]) == 0
     config = json.loads((run / "config.json").read_text())
-    expected = recipe("isbi2012") | {"filters": 2, "depth": 2, "crop": 32, "epochs": 1, "steps": 1}
+    shrunk = {"filters": 2, "depth": 2, "crop": 32, "epochs": 1, "steps": 1, "final_precise_bn": 0}
+    expected = recipe("isbi2012") | shrunk
     assert {key: config[key] for key in expected} == expected | {"jit_compile": False, "weight_map": "none"}
     assert config["recipe"] == "isbi2012" and config["images"].endswith("isbi2012/images")
     assert main(["train", "--recipe", "nope", "--output", str(tmp_path / "other")]) == 2
