@@ -70,8 +70,8 @@ def _camvid_shipped(root, network="unet"):
         return None
     report = _load(root, f"{stem}_evaluation.json")
     config = _load(root, f"{stem}_config.json")
-    with open(root / MODELS / f"{stem}_training.csv", newline="") as log:
-        seconds = sum(float(row["seconds"]) for row in csv.DictReader(log))
+    with open(root / MODELS / f"{stem}_training.csv", newline="") as log:  # stopped time left out, as the card does
+        seconds = sum(float(row["seconds"]) - _logged(row.get("stopped_seconds")) for row in csv.DictReader(log))
     whole = report["whole_set"]
     names = whole["class_names"]
     return {
@@ -84,6 +84,11 @@ def _camvid_shipped(root, network="unet"):
         "config": config,
         "minutes": round(seconds / 60),
     }
+
+
+def _logged(value):
+    """A number of training.csv, 0 where the log has none (NA, an empty cell, a column it lacks)."""
+    return 0.0 if value in (None, "", "NA") else float(value)
 
 
 def _camvid_shipped_all(root):
@@ -224,26 +229,39 @@ def applications(root):
         "(CPU shared with the tests)",
     )
     settings, results, anchor = camvid["settings"], camvid["results"], camvid["anchor_segnet_basic_test"]
-    shipped = _camvid_shipped(root)
-    config = shipped["config"]
+    shipped_all = _camvid_shipped_all(root)
 
     def triple(scores, bold=False):
         text = f"{scores['global_accuracy']:.1f} / {scores['class_accuracy']:.1f} / {scores['mean_iou']:.1f}"
         return f"**{text}**" if bold else text
 
+    def listed(texts):
+        return " and ".join(texts)
+
     example_steps = settings["epochs"] * settings["steps"]
+    shipped_files = listed(f"`saved_models/camvid_{shipped['network']}.keras`" for shipped in shipped_all)
+    commands = listed(
+        f"`kfcn train --recipe {config['recipe']}` ({config['crop']}² crops, {config['class_weights']} weighted "
+        f"cross-entropy, {config['epochs'] * config['steps']:,} steps of {config['batch']} crops)"
+        for config in (shipped["config"] for shipped in shipped_all)
+    )
+    names = listed(CAMVID_NETWORKS[shipped["network"]] for shipped in shipped_all)
+    cards = "its card" if len(shipped_all) == 1 else "their cards"
     camvid_row = (
-        "CamVid road scenes, 11 classes + void: a U-Net (shipped: `saved_models/camvid_unet.keras`, with its "
-        "card), and SegNet (pooling-index unpooling) against a U-Net of about its size",
-        f"`kfcn train --recipe {config['recipe']}` (367 training images, {config['crop']}² crops, "
-        f"{config['class_weights']} weighted cross-entropy, {config['epochs'] * config['steps']:,} steps of "
-        f"{config['batch']} crops); `camvid_segmentation.py --jit` ({example_steps:,} steps per network)",
-        f"{shipped['images']} val images, global / class-average accuracy / mIoU: shipped U-Net "
-        f"{triple(shipped['scores'], bold=True)}; example U-Net {triple(results['unet'])}, SegNet "
-        f"{triple(results['segnet'])} (per-class table in [saved_models/README.md](saved_models/README.md))",
+        f"CamVid road scenes, 11 classes + void: the shipped {names} ({shipped_files}, with {cards}), and the "
+        "example's SegNet (pooling-index unpooling) against a U-Net of about its size",
+        f"{commands} on the 367 training images; `camvid_segmentation.py --jit` ({example_steps:,} steps per network)",
+        f"{shipped_all[0]['images']} val images, global / class-average accuracy / mIoU: "
+        + "; ".join(
+            f"shipped {CAMVID_NETWORKS[shipped['network']]} {triple(shipped['scores'], bold=True)}"
+            for shipped in shipped_all
+        )
+        + f"; example U-Net {triple(results['unet'])}, SegNet {triple(results['segnet'])} (per-class table in "
+        "[saved_models/README.md](saved_models/README.md))",
         f"SegNet-Basic, test split: {anchor['global_accuracy']:g} / {anchor['class_accuracy']:g} / "
         f"{anchor['mean_iou']:g}",
-        f"{shipped['minutes']} min (shipped U-Net; its card names the machine); example "
+        listed(f"{shipped['minutes']:,} min (shipped {CAMVID_NETWORKS[shipped['network']]})" for shipped in shipped_all)
+        + f"; {cards} {'names' if len(shipped_all) == 1 else 'name'} the machine; example "
         f"{results['unet']['training_minutes']:g} + {results['segnet']['training_minutes']:g} min",
     )
     settings, summary = contour["settings"], contour["summary"]
@@ -482,28 +500,26 @@ def counter(root):
     )
 
 
-def _deployment_table(root, name, metrics_key, header, cells):
-    """Model card: a shipped model's deployment forms (report `name`, as examples/deployment_forms.py writes
-    it), one row a form: the task's figures `cells(row)` under `header`, the file's size and the drift."""
-    report = _load(root, name)
-    files = report["files"]
-
-    def size(form):
-        return _megabytes(files[form]["bytes"]) if form.startswith("tflite") else "—"
-
-    return _rows(
-        ["form", *header, "size", "max drift", "mean drift"],
-        [
+def _deployment_table(root, names, metrics_key, header, cells):
+    """Model card: shipped models' deployment forms (reports `names`, as examples/deployment_forms.py writes
+    them), one row a form: the task's figures `cells(row)` under `header`, the file's size and the drift.
+    `names` maps each report to the label its rows start with (one report: a str, no label column)."""
+    labelled = not isinstance(names, str)
+    rows = []
+    for name, label in names.items() if labelled else [(names, None)]:
+        report = _load(root, name)
+        rows += [
             (
+                *([label] if labelled else []),
                 FORM_NAMES.get(form, form),
                 *cells(row),
-                size(form),
+                _megabytes(report["files"][form]["bytes"]) if form.startswith("tflite") else "—",
                 _small(row["max_abs_drift_vs_keras"]),
                 _small(row["mean_abs_drift_vs_keras"]),
             )
             for form, row in report[metrics_key].items()
-        ],
-    )
+        ]
+    return _rows([*(["network"] if labelled else []), "form", *header, "size", "max drift", "mean drift"], rows)
 
 
 def counter_deployment(root):
@@ -522,10 +538,16 @@ def counter_deployment(root):
 
 
 def camvid_deployment(root):
-    """Model card: the CamVid U-Net's whole-set scores and drift in each deployment form on the validation images."""
+    """Model card: each shipped CamVid network's whole-set scores and drift in each deployment form on the
+    validation images (a network's rows appear once its `camvid_NETWORK_deployment.json` is committed)."""
+    reports = {
+        f"camvid_{shipped['network']}_deployment.json": CAMVID_NETWORKS[shipped["network"]]
+        for shipped in _camvid_shipped_all(root)
+        if (root / MODELS / f"camvid_{shipped['network']}_deployment.json").is_file()
+    }
     return _deployment_table(
         root,
-        "camvid_unet_deployment.json",
+        reports,
         "metrics_over_validation_images",
         ["global accuracy", "class-average accuracy", "mIoU"],
         lambda row: tuple(f"{row[key]:.2f}" for key in ("global_accuracy", "class_accuracy", "mean_iou")),

@@ -64,7 +64,10 @@ def test_a_shipped_camvid_segnet_gets_its_rows_beside_the_u_net(tmp_path):
 
     models = tmp_path / "saved_models"
     models.mkdir()
+    for entry in (ROOT / "saved_models").glob("*.json"):
+        (models / entry.name).symlink_to(entry)
     for entry in (ROOT / "saved_models").glob("camvid_*"):
+        (models / entry.name).unlink(missing_ok=True)
         (models / entry.name).symlink_to(entry)
     evaluation = json.loads((models / "camvid_unet_evaluation.json").read_text())
     evaluation["parameters"] = 1417099
@@ -75,7 +78,8 @@ def test_a_shipped_camvid_segnet_gets_its_rows_beside_the_u_net(tmp_path):
     config["model_options"] = {"kernel_size": 7, "upsampling": "indices"}
     (models / "camvid_segnet_evaluation.json").write_text(json.dumps(evaluation))
     (models / "camvid_segnet_config.json").write_text(json.dumps(config))
-    (models / "camvid_segnet_training.csv").symlink_to(ROOT / "saved_models" / "camvid_unet_training.csv")
+    # 3,000 s logged by its second epoch, 2,400 of them stopped (kill -STOP): 20 minutes of training, as the card says.
+    (models / "camvid_segnet_training.csv").write_text("epoch,seconds,stopped_seconds\n1,600,NA\n2,3000,2400\n")
     scores = make_tables.camvid_scores(tmp_path).splitlines()
     assert scores[2].startswith("| **U-Net** (filters 12, depth 4), `kfcn train --recipe camvid-unet`")
     assert scores[3] == (
@@ -87,6 +91,22 @@ def test_a_shipped_camvid_segnet_gets_its_rows_beside_the_u_net(tmp_path):
     assert [line.split(" |")[0] for line in per_class[2:4]] == ["| **shipped U-Net IoU**", "| **shipped SegNet IoU**"]
     assert per_class[3].split(" | ")[2] == "65.4"  # Building
     assert make_tables.camvid_scores(tmp_path).count("— shipped") == 2
+    # Its deployment rows follow the U-Net's once its report is there, and the README's application row names both.
+    assert "| network | form |" in make_tables.camvid_deployment(tmp_path)
+    assert "| SegNet |" not in make_tables.camvid_deployment(tmp_path)
+    (models / "camvid_segnet_deployment.json").symlink_to(ROOT / "saved_models" / "camvid_unet_deployment.json")
+    deployment = make_tables.camvid_deployment(tmp_path).splitlines()
+    forms = len(json.loads((models / "camvid_unet_deployment.json").read_text())["metrics_over_validation_images"])
+    assert [line.split(" | ")[0] for line in deployment[2:]] == ["| U-Net"] * forms + ["| SegNet"] * forms
+    assert [line.split(" | ", 1)[1] for line in deployment[2 + forms :]] == [
+        line.split(" | ", 1)[1] for line in deployment[2 : 2 + forms]
+    ]
+    row = next(line for line in make_tables.applications(tmp_path).splitlines() if "CamVid road scenes" in line)
+    assert (
+        "the shipped U-Net and SegNet (`saved_models/camvid_unet.keras` and `saved_models/camvid_segnet.keras`" in row
+    )
+    assert "`kfcn train --recipe camvid-segnet` (224² crops" in row and "shipped SegNet **85.7 / 70.2 / 48.2**" in row
+    assert "min (shipped U-Net) and 20 min (shipped SegNet); their cards name the machine" in row
 
 
 def test_a_missing_marker_is_named(tmp_path):
