@@ -182,7 +182,7 @@ def _application_backbone(name, weights):
         weights=None if weights == "default" else weights,
         input_shape=(None, None, 3),  # any size: the model's own input decides, and the strides are probed
     )
-    outputs = [network.layers[index].output for index in _feature_layer_indices(name)]
+    outputs = [network.layers[index].output for index in _feature_layer_indices(name, network)]
     features = keras.Model(network.inputs, outputs, name=f"{name}_encoder")
     return name, features, 3, None, APPLICATION_PREPROCESSING[mode]
 
@@ -190,30 +190,32 @@ def _application_backbone(name, weights):
 _feature_names_cache: dict = {}
 
 
-def _feature_layer_indices(name):
-    """Positions of the last layer at each of the strides 2, 4, 8, 16, 32 it has, found on a 224x224 probe.
+def _feature_layer_indices(name, network):
+    """Positions in `network` (keras.applications' `name`) of the last layer at each of the strides 2, 4, 8, 16,
+    32 it has, from the layers' output shapes for a 224x224 image, computed symbolically (no second network).
 
     Positions, not names: some networks name a layer by a global counter (ConvNeXt's last
     normalisation), so a second instance names it differently.
     """
     if name not in _feature_names_cache:
         probe_size = 224
-        probe = getattr(keras.applications, BACKBONES[name][0])(
-            include_top=False, weights=None, input_shape=(probe_size, probe_size, 3)
-        )
+        maps = [
+            (index, layer.output)
+            for index, layer in enumerate(network.layers)
+            if not isinstance(layer.output, (list, tuple)) and len(layer.output.shape) == 4
+        ]
+        every_map = keras.Model(network.inputs, [output for _, output in maps])
+        specs = every_map.compute_output_spec(keras.KerasTensor((1, probe_size, probe_size, 3)))
         names = {}
-        for index, layer in enumerate(probe.layers):
-            shape = layer.output.shape if not isinstance(layer.output, (list, tuple)) else None
-            if shape is None or len(shape) != 4 or shape[1] is None:
-                continue
-            stride = probe_size // shape[1]
-            if shape[1] * stride == probe_size and stride in (2, 4, 8, 16, 32):
+        for (index, _), spec in zip(maps, specs):
+            side = spec.shape[1]
+            stride = probe_size // side
+            if side * stride == probe_size and stride in (2, 4, 8, 16, 32):
                 names[stride] = index  # layers are in topological order: keep the last
         if 32 not in names:
             raise ValueError(f"Backbone {name!r} has no feature map at stride 32.")
         # A patchifying stem (ConvNeXt) has no stride-2 map: the decoder then has no skip there.
         _feature_names_cache[name] = [names[stride] for stride in sorted(names)]
-        del probe
     return _feature_names_cache[name]
 
 
