@@ -6,6 +6,7 @@ import pytest
 
 from kfcn.cli.train_options import OPTIONS
 from kfcn.recipes import RECIPES, recipe
+from kfcn.saving import load_model
 from kfcn.training import recipe as training_recipe
 
 
@@ -37,4 +38,5 @@ def test_train_from_a_recipe_with_flags_on_top(tmp_path):
     expected = recipe("isbi2012") | shrunk
     assert {key: config[key] for key in expected} == expected | {"jit_compile": False, "weight_map": "none"}
     assert config["recipe"] == "isbi2012" and config["images"].endswith("isbi2012/images")
+    assert load_model(run / "model.keras").name == "unet_isbi"  # the shipped model's name, from model_options
     assert main(["train", "--recipe", "nope", "--output", str(tmp_path / "other")]) == 2

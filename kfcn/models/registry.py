@@ -25,7 +25,7 @@ def options(name):
     return tuple(key for key in inspect.signature(builder).parameters if key not in taken)
 
 
-def build(name, input_shape, outputs, head=None, **kwargs):
+def build(family, /, input_shape, outputs, head=None, **kwargs):
     """Builds a model of the zoo by family name.
 
     Every family is called the same way: `outputs` channels, and `head=None` meaning
@@ -33,7 +33,8 @@ def build(name, input_shape, outputs, head=None, **kwargs):
     whatever the family's own default; pass `head="regression"` for values.
 
     Args:
-        name: one of `FAMILIES` ("unet", "segnet", "fcn", "plain_cnn").
+        family: one of `FAMILIES` ("unet", "segnet", "fcn", "plain_cnn"); positional, so that `name` is free
+            for the family's own option (the model's name).
         input_shape: `(height, width, channels)`; sides may be None.
         outputs: output channels (classes, or 1 for a mask or a density map).
         head: "binary", "semantic" or "regression" (default: from `outputs`).
@@ -46,11 +47,15 @@ def build(name, input_shape, outputs, head=None, **kwargs):
     >>> model = build("segnet", (None, None, 1), outputs=3, filters=4, depth=2)
     >>> head_of(model), model.output.shape[-1]
     ('semantic', 3)
+    >>> build("unet", (None, None, 1), 1, filters=4, depth=2, name="membranes").name
+    'membranes'
     """
-    builder = _builder(name)
-    unknown = sorted(set(kwargs) - set(options(name)))
+    builder = _builder(family)
+    unknown = sorted(set(kwargs) - set(options(family)))
     if unknown:
-        raise ValueError(f"{name} has no option {', '.join(map(repr, unknown))}; it takes {', '.join(options(name))}.")
+        raise ValueError(
+            f"{family} has no option {', '.join(map(repr, unknown))}; it takes {', '.join(options(family))}."
+        )
     head = resolve_head(head, outputs)
     return builder(input_shape, **{_outputs_argument(builder): outputs, "head": head}, **kwargs)
 

@@ -99,6 +99,14 @@ def test_unknown_options_name_what_the_family_takes(name):
     assert "filters" in options(name) and "input_shape" not in options(name)
 
 
+@pytest.mark.parametrize("family", FAMILIES)
+def test_the_model_s_name_is_an_option_like_the_others(family):
+    """`build`'s family argument is positional, so the family's own `name` option reaches it (a recipe's
+    `model_options: {"name": ...}` names the model it trains)."""
+    assert "name" in options(family)
+    assert build(family, (None, None, 1), 2, **TINY[family], name="renamed").name == "renamed"
+
+
 def test_an_unknown_family_names_the_zoo():
     with pytest.raises(ValueError, match="Unknown model family 'resnet'; kfcn has unet, segnet, fcn, plain_cnn"):
         build("resnet", (None, None, 1), 2)
