@@ -148,20 +148,30 @@ def write_saved_model(model, folder, endpoints):
             "does not know. Export it as TFLite with a fixed input_shape=(height, width) (kfcn export --format "
             "tflite --input-size H W), or build the model for a fixed size."
         ) from None
-    _variables_in_model_order(archive, model)
+    _each_variable_once_in_model_order(archive, model)
     archive.write_out(str(folder), verbose=False)
 
 
-def _variables_in_model_order(archive, model):
-    """Makes `archive` save the variables in the model's own order, so the same model's variables file comes out
-    the same bytes each export (a committed SavedModel re-exported unchanged then adds nothing to git).
+def _each_variable_once_in_model_order(archive, model):
+    """Makes `archive` save each variable once, and in the model's own order.
 
-    Keras' `ExportArchive` lists the variables its endpoints use in the order TensorFlow's function graphs
-    watched them, a set ordered by object ids: each export numbered them differently. Its private
-    `_filter_and_track_resources` (run by `write_out`) builds that list; the list is re-sorted after it. If
-    a later Keras renames either, the export stays correct, only its byte order may vary again
-    (`tests/export/test_export.py` then fails).
+    Once: `ExportArchive.track` lists the model's `keras.Variable` wrappers, and the endpoints capture the
+    `tf.Variable`s they wrap, which Keras lists again as `_all_variables`; two objects per weight, so
+    TensorFlow's checkpoint (which merges only the same object) wrote every weight twice and a served model
+    held two copies in memory (keras-team/keras#23553, open). The tracked collections are given the wrapped
+    `tf.Variable`s, the very objects the endpoints capture: the variables file is then the weights once.
+
+    In order: `_all_variables` lists them in the order TensorFlow's function graphs watched them, a set
+    ordered by object ids, so each export numbered them differently; sorted by the model's order, the same
+    model's variables file comes out the same bytes each export (a committed SavedModel re-exported unchanged
+    then adds nothing to git).
+
+    Both act on Keras' private `_filter_and_track_resources` (run by `write_out`), after it. If a later Keras
+    renames it, the export stays correct, only larger and in a varying byte order again (`tests/export/
+    test_export.py` then fails).
     """
+    import tensorflow as tf
+
     build = getattr(archive, "_filter_and_track_resources", None)
     if build is None:
         return
@@ -170,10 +180,19 @@ def _variables_in_model_order(archive, model):
         rank.setdefault(id(variable), index)
         rank.setdefault(id(getattr(variable, "value", variable)), index)  # the backend variable it wraps
 
-    def build_in_order():
-        build()
-        tracked = getattr(archive._tf_trackable, "_all_variables", None)
-        if tracked is not None:
-            archive._tf_trackable._all_variables = sorted(tracked, key=lambda v: rank.get(id(v), len(rank)))
+    def wrapped(variable):  # the tf.Variable a keras.Variable wraps: the object the endpoints capture
+        value = getattr(variable, "value", None)
+        return value if isinstance(value, tf.Variable) else variable
 
-    archive._filter_and_track_resources = build_in_order
+    def build_once_in_order():
+        build()
+        trackable = archive._tf_trackable
+        for collection in ("variables", "trainable_variables", "non_trainable_variables"):
+            tracked = getattr(trackable, collection, None)
+            if tracked is not None:
+                setattr(trackable, collection, [wrapped(variable) for variable in tracked])
+        tracked = getattr(trackable, "_all_variables", None)
+        if tracked is not None:
+            trackable._all_variables = sorted(tracked, key=lambda v: rank.get(id(v), len(rank)))
+
+    archive._filter_and_track_resources = build_once_in_order

@@ -62,6 +62,19 @@ def test_the_same_model_exports_the_same_variables_file(tmp_path):
 
 
 @pytest.mark.parametrize("name", sorted(ARCHITECTURES))
+def test_the_variables_file_holds_each_weight_once(name, tmp_path):
+    """Keras' ExportArchive saved each weight twice, once per object that refers to it (keras-team/keras#23553):
+    the checkpoint's values add up to the model's variables (its weights, and a dropout's seed state) once."""
+    import tensorflow as tf
+
+    model = ARCHITECTURES[name]()
+    folder = saved_model(model, tmp_path / "serving")
+    stored = tf.train.list_variables(str(folder / "variables" / "variables"))
+    values = sum(int(np.prod(shape)) for key, shape in stored if key != "_CHECKPOINTABLE_OBJECT_GRAPH")
+    assert values == sum(int(np.prod(variable.shape)) for variable in model.variables)
+
+
+@pytest.mark.parametrize("name", sorted(ARCHITECTURES))
 def test_saved_model_serves_any_size_like_keras(name, tmp_path, rng):
     import tensorflow as tf
 
