@@ -63,6 +63,20 @@ def run(args):
                 temporary.write_bytes(sources[name].read_bytes())
         replaced_together.enter_context(atomic_path(output)).write_text(text)
     print(f"wrote {output}" + "".join(f", {output.parent / (prefix + name)}" for name in companions))
+    if not (folder / "summary.json").is_file():
+        print(_activity(folder))
+
+
+def _activity(folder):
+    """Whether an unfinished run is training now: printed, not written into the card, which outlives the moment."""
+    from kfcn.cli.run_folder import training_now
+
+    now = training_now(folder)
+    if now is None:
+        return "The run is unfinished."
+    if now:
+        return "The run is unfinished: a kfcn train process is training it now."
+    return "The run is unfinished and no kfcn train process is training it: rerun its command to continue it."
 
 
 def model_card(folder, evaluations=(), prefix=""):

@@ -5,8 +5,10 @@ that `--overwrite` moves aside or that a statistics step keeps.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import time
 from pathlib import Path
 
 from kfcn.cli.train_options import OBSERVING, OPTIONS
@@ -225,6 +227,73 @@ class replace_old_run:  # noqa: N801  (a context manager used as a statement)
                 os.replace(self.aside / name, self.run_dir / name)
             self.aside.rmdir()
         return False
+
+
+@contextlib.contextmanager
+def held_by_this_process(run_dir, wait_seconds=1.0):
+    """Holds the run folder `run_dir` (which exists) for one `kfcn train` process while it reads and writes
+    there: a second process given the same --output is refused, naming the fix, instead of training beside the
+    first and mixing their epochs, logs and checkpoints (a run rerun in a new session while the last session's
+    process still runs). The hold is an advisory lock on the folder itself (`flock`), which the system releases
+    when the process ends, however it ends: a killed run leaves no stale lock behind. Where the system has no
+    `flock` (Windows), nothing is held.
+
+    Example:
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> with held_by_this_process(folder):
+    ...     training_now(folder)
+    True
+    >>> training_now(folder)
+    False
+    """
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    descriptor = os.open(run_dir, os.O_RDONLY)
+    try:
+        deadline = time.monotonic() + wait_seconds  # `training_now` holds it for an instant
+        while True:
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise ValueError(
+                        f"Another kfcn train process is training in {run_dir} now (it holds the folder); two "
+                        "processes there would mix their epochs. Let it finish, or stop it (`pgrep -af 'kfcn "
+                        "train'` lists them; `kill PID` stops one after its current step, and the same command "
+                        "then resumes), or choose another --output."
+                    ) from None
+                time.sleep(0.05)
+        yield
+    finally:
+        os.close(descriptor)  # releases the hold
+
+
+def training_now(run_dir):
+    """Whether a `kfcn train` process holds the run folder `run_dir` now (`held_by_this_process`); None where
+    the system cannot tell (no `flock`).
+
+    Example:
+    >>> import tempfile
+    >>> training_now(tempfile.mkdtemp())
+    False
+    """
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    descriptor = os.open(run_dir, os.O_RDONLY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(descriptor)
+    return False
 
 
 def kept_before_statistics(run_dir, epoch):

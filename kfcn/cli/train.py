@@ -16,7 +16,14 @@ import time
 from pathlib import Path
 
 from kfcn.cli.common import add_unsafe_option, write_json
-from kfcn.cli.run_folder import RECOMPUTE_STATISTICS, RESUME, kept_before_statistics, prepare_run_dir, replace_old_run
+from kfcn.cli.run_folder import (
+    RECOMPUTE_STATISTICS,
+    RESUME,
+    held_by_this_process,
+    kept_before_statistics,
+    prepare_run_dir,
+    replace_old_run,
+)
 from kfcn.cli.train_data import (
     check_image_sizes,
     check_statistics_option,
@@ -298,21 +305,24 @@ def _calibrate(config, run_dir, train):
 
 
 def run(args):
-    config = resolve(args)
-    run_dir, what = prepare_run_dir(config)
-    if what == RECOMPUTE_STATISTICS:
-        return _recompute_statistics(config, run_dir, not args.unsafe)
-    resuming = what == RESUME
-    if config["devices"] == "all":
-        from kfcn.distribute import data_parallel
+    from kfcn.atomic import check_writable
 
-        with data_parallel() as replicas:  # build, compile and fit inside the scope
-            if config["batch"] % replicas:
-                raise ValueError(
-                    f"--batch {config['batch']} (the global batch) must be a multiple of the {replicas} devices."
-                )
-            return _train(config, run_dir, resuming, not args.unsafe)
-    return _train(config, run_dir, resuming, not args.unsafe)
+    config = resolve(args)
+    with held_by_this_process(check_writable(Path(config["output"]), "--output folder")):
+        run_dir, what = prepare_run_dir(config)
+        if what == RECOMPUTE_STATISTICS:
+            return _recompute_statistics(config, run_dir, not args.unsafe)
+        resuming = what == RESUME
+        if config["devices"] == "all":
+            from kfcn.distribute import data_parallel
+
+            with data_parallel() as replicas:  # build, compile and fit inside the scope
+                if config["batch"] % replicas:
+                    raise ValueError(
+                        f"--batch {config['batch']} (the global batch) must be a multiple of the {replicas} devices."
+                    )
+                return _train(config, run_dir, resuming, not args.unsafe)
+        return _train(config, run_dir, resuming, not args.unsafe)
 
 
 def _train(config, run_dir, resuming, safe_mode=True):

@@ -140,9 +140,10 @@ def test_a_folder_that_is_no_run_or_has_no_model_yet_is_named(tmp_path, capsys):
     )
 
 
-def test_an_unfinished_run_gets_a_progress_card_then_the_finished_card(tmp_path, monkeypatch):
+def test_an_unfinished_run_gets_a_progress_card_then_the_finished_card(tmp_path, monkeypatch, capsys):
     import kfcn.training
     from kfcn.cli.card import _duration
+    from kfcn.cli.run_folder import held_by_this_process
 
     data = write_isbi_crops(tmp_path / "data", count=5, side=48)
     run, options = tmp_path / "run", ("--epochs", "4", "--val-fraction", "0.2", "--final-precise-bn", "1")
@@ -157,8 +158,13 @@ def test_an_unfinished_run_gets_a_progress_card_then_the_finished_card(tmp_path,
     assert main(train_command(data, run, *options)) == 2  # resumed, stopped after its second epoch
     add_training_callback(monkeypatch, None)
     drawn = (run / "curves.png").read_bytes()  # by the run, at the end of its second epoch
+    capsys.readouterr()
     assert main(["card", str(run)]) == 0
     assert (run / "curves.png").read_bytes() == drawn  # the card reads the run's files, never writes them
+    assert "no kfcn train process is training it: rerun its command" in capsys.readouterr().out
+    with held_by_this_process(run):  # as a training process holds it
+        assert main(["card", str(run), "--output", str(tmp_path / "now.md")]) == 0
+    assert "a kfcn train process is training it now" in capsys.readouterr().out
     card, log = (run / "MODEL_CARD.md").read_text(), read_log(run / "training.csv")
     assert log["epoch"].tolist() == [1, 2]
     assert card.splitlines()[0].endswith("`run` (unfinished: 2 of 4 epochs)")

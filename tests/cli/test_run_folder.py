@@ -104,6 +104,26 @@ def test_a_first_attempt_that_never_trained_does_not_block_the_corrected_command
     assert json.loads((run / "config.json").read_text())["crop"] == 32
 
 
+def test_a_second_process_on_a_run_folder_in_use_is_refused_and_writes_nothing(isbi_crops, tmp_path, capsys):
+    """While one process trains in a folder (it holds it), the same command from another (a rerun in a new
+    session while the old one still runs) would mix two runs: it is refused, and the folder is left as it was."""
+    from kfcn.cli.run_folder import held_by_this_process, training_now
+
+    run = tmp_path / "run"
+    assert main(train_command(isbi_crops, run, "--epochs", "1")) == 0
+    before = snapshot(run)
+    extend = train_command(isbi_crops, run, "--epochs", "2")
+    with held_by_this_process(run):  # another open of the folder: as another process holds it
+        assert training_now(run)
+        assert main(extend) == 2
+        error = capsys.readouterr().err
+        assert f"Another kfcn train process is training in {run} now" in error and "kill PID" in error
+        assert snapshot(run) == before
+    assert not training_now(run)  # released with the hold, as a process's end releases it
+    assert main(extend) == 0 and not training_now(run)
+    assert json.loads((run / "config.json").read_text())["extended"] == [{"epochs_before": 1}]
+
+
 def test_run_files_that_are_links_are_refused(isbi_crops, tmp_path, capsys):
     outside = tmp_path / "precious.keras"
     outside.write_bytes(b"someone else's file")
