@@ -196,6 +196,12 @@ def _cell(value):
 class BestModelCheckpoint(keras.callbacks.Callback):
     """Saves the model to `path` (atomically, without optimizer state) whenever `monitor` improves.
 
+    A model training in a mixed policy (`kfcn train --precision mixed_bfloat16`) is saved
+    computing in float32, as `kfcn.models.with_policy(model, "float32")`: its weights are
+    float32 already, and the file then exports to TFLite and runs at full speed on a CPU
+    without native BF16. Mixed precision is how the run computed, not part of the model;
+    predict in it with `policy="mixed_bfloat16"` (`kfcn predict --precision`).
+
     Args:
         path: a `.keras` file.
         monitor: a quantity in the epoch's logs, e.g. "val_pixel_error" or "loss".
@@ -234,9 +240,10 @@ class BestModelCheckpoint(keras.callbacks.Callback):
             )
         value = float(logs[self.monitor])
         if math.isfinite(value) and self._better(value):
+            from kfcn.models.precision import with_policy
             from kfcn.saving import save_model
 
-            save_model(self.model, self.path)
+            save_model(with_policy(self.model, "float32"), self.path)
             self.best = value
 
 

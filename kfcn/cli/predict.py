@@ -356,7 +356,7 @@ def _check_before_predicting(args, model, files, every_file, output):
 
 
 def _policy(args):
-    return None if args.precision == "float32" else args.precision
+    return args.precision  # "float32" too: a model saved in a mixed policy then computes in float32
 
 
 def _predict_image(args, model, image):

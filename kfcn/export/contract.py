@@ -250,18 +250,28 @@ def _output_meaning(head, channels):
 
 
 def exportable(model):
-    """`model` as a functional graph (a Sequential model is wrapped); subclassed models are refused.
+    """`model` as a functional graph (a Sequential model is wrapped) computing in float32; subclassed models are
+    refused.
+
+    Every export computes in float32 (or in the quantization asked for): a model in a mixed
+    policy, e.g. one loaded from a mixed-precision run or made by `kfcn.models.with_policy`,
+    is exported from its float32 copy, since TFLite and ONNX have no builtin bfloat16
+    convolution and a served bfloat16 graph runs emulated, slowly, on most CPUs.
 
     Example:
     >>> seq = keras.Sequential([keras.Input((None, None, 1)), keras.layers.Conv2D(1, 3, padding="same")])
     >>> isinstance(exportable(seq), keras.Model)
     True
+    >>> from kfcn.models import unet, with_policy
+    >>> exportable(with_policy(unet((None, None, 1), filters=2, depth=1), "mixed_bfloat16")).layers[3].compute_dtype
+    'float32'
     """
     from kfcn.analysis.graph import functional_model
+    from kfcn.models.precision import with_policy
 
     if not isinstance(model, keras.Model):
         raise ValueError(f"Export takes a Keras model; got {type(model).__name__}.")
-    return functional_model(model, "kfcn.export")
+    return with_policy(functional_model(model, "kfcn.export"), "float32")
 
 
 def serving_contract(model):

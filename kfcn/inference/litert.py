@@ -39,7 +39,7 @@ def check_engine(engine, geometry, policy):
         raise ValueError(f"`engine` must be one of {ENGINES}; got {engine!r}.")
     if engine == "keras":
         return
-    if policy is not None:
+    if policy not in (None, "float32"):
         raise ValueError(
             f"policy={policy!r} sets Keras' compute precision; engine='litert' always computes in float32. "
             "Use one or the other."

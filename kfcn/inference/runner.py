@@ -110,7 +110,8 @@ class TileRunner:
             rotations; square tiles only), averaged after undoing each transform.
         policy: None (the model as it is) or a Keras dtype policy such as
             "mixed_bfloat16": the model runs as `kfcn.models.with_policy(model, policy)`
-            (made once per model and policy).
+            (made once per model and policy); "float32" runs a model saved in a mixed
+            policy in float32.
         engine: "keras" (the model's backend) or "litert": a float32 TFLite
             conversion run by LiteRT's XNNPACK kernels, the fastest on CPUs
             (`kfcn.inference.litert`; "same"-padded single-input models).
@@ -150,8 +151,8 @@ class TileRunner:
                 "The model's output holds NaN or infinite values for a finite input, so its maps would be "
                 "meaningless: its weights are likely NaN or infinite (a diverged training run)"
                 + (
-                    f", or it overflowed under the {self.policy!r} policy (predict in float32: policy=None)"
-                    if self.policy
+                    f", or it overflowed under the {self.policy!r} policy (predict in float32: policy='float32')"
+                    if self.policy not in (None, "float32")
                     else ""
                 )
                 + ". Use a model file from before the divergence."
@@ -186,8 +187,10 @@ def _backward(batch, turns, flip):
 
 def _with_policy(model, policy):
     """`kfcn.models.with_policy`, cached per model: the copy lives as long as the model."""
-    from kfcn.models.precision import with_policy
+    from kfcn.models.precision import computes_in_float32, with_policy
 
+    if policy == "float32" and computes_in_float32(model):
+        return model  # not cached: a copy that is the model itself would keep the model alive
     copies = _policy_copies.setdefault(model, {})
     if policy not in copies:
         copies[policy] = with_policy(model, policy)

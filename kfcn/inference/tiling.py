@@ -162,8 +162,9 @@ def predict_tiled(
         extra_inputs: `{name: (H, W, c) array}` for further map inputs of the model.
         out: optional preallocated (H, W, K) float32 array or memmap to write into.
         progress: show a progress bar.
-        policy: None or a Keras dtype policy ("mixed_bfloat16", "mixed_float16") to
-            compute in (`kfcn.models.with_policy`); the output stays float32.
+        policy: None (the model as it is) or a Keras dtype policy ("mixed_bfloat16",
+            "mixed_float16", "float32") to compute in (`kfcn.models.with_policy`); the
+            output stays float32.
         memory_budget: bytes `tile_size="auto"` keeps the process's peak resident memory within
             (default 4 GiB): the framework, the model, the image and the output included
             (`kfcn.inference.auto_tile.estimate_peak_bytes`).

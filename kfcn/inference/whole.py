@@ -23,8 +23,9 @@ def predict(model, image, tta=None, extra_inputs=None, policy=None, engine="kera
         image: (H, W, C) or (H, W) array.
         tta: None, "flips" or "d4" test-time augmentation.
         extra_inputs: `{name: (H, W, c) array}` for further map inputs.
-        policy: None or a Keras dtype policy ("mixed_bfloat16", "mixed_float16") to
-            compute in (`kfcn.models.with_policy`); the output stays float32.
+        policy: None (the model as it is) or a Keras dtype policy ("mixed_bfloat16",
+            "mixed_float16", "float32") to compute in (`kfcn.models.with_policy`); the
+            output stays float32.
         engine: "keras", or "litert" to run a float32 TFLite conversion of the model
             with LiteRT's XNNPACK kernels, the fastest on CPUs (converted once per
             model and input shape; see `kfcn.inference.litert`).

@@ -12,7 +12,7 @@ from PIL import Image
 from kfcn.cli import main
 from kfcn.saving import load_model
 from kfcn.training import read_log
-from tests.cli.conftest import train_command
+from tests.cli.conftest import add_training_callback, train_command
 
 pytestmark = pytest.mark.tensorflow_only(reason="tf.data pipelines")
 
@@ -60,12 +60,33 @@ def test_config_file_with_flags_on_top(isbi_crops, tmp_path):
     assert any("up" in layer.name and "conv" in layer.name for layer in load_model(run / "model.keras").layers)
 
 
-def test_mixed_precision_training_keeps_float32_weights_and_outputs(isbi_crops, tmp_path):
+class ComputeDtypes(keras.callbacks.Callback):
+    """Records, at each training start, what the model being trained computes in (its first convolution's)."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def on_train_begin(self, logs=None):
+        convolution = next(layer for layer in self.model.layers if isinstance(layer, keras.layers.Conv2D))
+        self.seen.append(convolution.compute_dtype)
+
+
+def test_mixed_precision_trains_in_bfloat16_and_saves_a_float32_model(isbi_crops, tmp_path, monkeypatch):
+    """Mixed precision is how the run computes, not part of the model: model.keras computes in float32 (so it
+    exports to TFLite and runs at full speed on any CPU), with the float32 weights the run trained."""
+    from kfcn.export import tflite
+    from kfcn.models.precision import computes_in_float32
+
+    dtypes = ComputeDtypes()
+    add_training_callback(monkeypatch, dtypes)
     run = tmp_path / "run"
     assert main(train_command(isbi_crops, run, "--precision", "mixed_bfloat16", "--epochs", "1")) == 0
+    assert dtypes.seen == ["bfloat16"]
     model = load_model(run / "model.keras")
-    assert {w.dtype for w in model.weights} == {"float32"}
-    assert model.layers[3].compute_dtype == "bfloat16" and model.layers[-1].compute_dtype == "float32"
+    assert {w.dtype for w in model.weights} == {"float32"} and computes_in_float32(model)
+    report = tflite(model, tmp_path / "model.tflite", input_shape=(32, 32))
+    assert not [op for op in report["ops"] if op.startswith("Flex") or op == "CUSTOM"]
 
 
 def test_auto_precision_follows_the_machine_once_and_a_resumed_run_keeps_it(isbi_crops, tmp_path, monkeypatch, capsys):
@@ -78,25 +99,25 @@ def test_auto_precision_follows_the_machine_once_and_a_resumed_run_keeps_it(isbi
     def pretend(bf16):
         monkeypatch.setattr(train, "machine", lambda: facts | {"bf16": bf16, "gpu": False})
 
+    dtypes = ComputeDtypes()
+    add_training_callback(monkeypatch, dtypes)
     pretend(True)
     run = tmp_path / "bf16"
     assert main(train_command(isbi_crops, run, "--precision", "auto", "--jit-compile", "--epochs", "1")) == 0
     used = json.loads((run / "config.json").read_text())["precision_used"]
     assert (used["precision"], used["jit_compile"]) == ("mixed_bfloat16", False)
     assert "precision: mixed_bfloat16, XLA off" in capsys.readouterr().out
-    assert load_model(run / "model.keras").layers[3].compute_dtype == "bfloat16"
     pretend(False)
     assert (
         main(train_command(isbi_crops, run, "--precision", "auto", "--jit-compile", "--epochs", "2")) == 0
     )  # extended
     config = json.loads((run / "config.json").read_text())
     assert config["precision_used"] == used and config["extended"] == [{"epochs_before": 1}]
-    assert load_model(run / "model.keras").layers[3].compute_dtype == "bfloat16"
     other = tmp_path / "float32"
     assert main(train_command(isbi_crops, other, "--precision", "auto", "--jit-compile", "--epochs", "1")) == 0
     used = json.loads((other / "config.json").read_text())["precision_used"]
     assert (used["precision"], used["jit_compile"]) == ("float32", True) and "no native BF16" in used["why"]
-    assert load_model(other / "model.keras").layers[3].compute_dtype == "float32"
+    assert dtypes.seen == ["bfloat16", "bfloat16", "float32"]  # the extension trained as the run began
 
 
 def test_a_diverging_run_stops_at_the_first_nan_step_and_writes_nothing_of_that_epoch(isbi_crops, tmp_path, capsys):

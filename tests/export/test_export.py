@@ -16,7 +16,7 @@ import pytest
 from kfcn.cli import main
 from kfcn.export import MODEL_CARD_NAME, saved_model, tflite
 from kfcn.inference import predict
-from kfcn.models import fcn, plain_cnn, segnet, unet
+from kfcn.models import fcn, plain_cnn, segnet, unet, with_policy
 from tests.tolerances import float16_weights_atol, reordered_network_atol
 
 pytestmark = pytest.mark.tensorflow_only(reason="export tests run on TensorFlow")
@@ -115,6 +115,41 @@ def test_tflite_is_builtin_only_and_matches_keras(name, tmp_path, rng):
             expected = predict(model, image)
             atol = reordered_network_atol(model, expected)
             np.testing.assert_allclose(run_tflite(path, image, interpreter), expected, atol=atol)
+
+
+@pytest.mark.parametrize("quantize", [None, "int8"])
+def test_a_mixed_precision_model_exports_as_its_float32_copy(quantize, tmp_path, rng):
+    """TFLite has no builtin bfloat16 convolution: a model in a mixed policy converts from its float32 copy, and
+    the file answers as the float32 model's own conversion does."""
+    keras.utils.set_random_seed(2)
+    model = ARCHITECTURES["segnet_indices"]()
+    mixed = with_policy(model, "mixed_bfloat16")
+    calibration = [raw_image(rng, 32, 32, 3) for _ in range(4)]
+    files = {}
+    for name, source in (("mixed", mixed), ("float32", model)):
+        report = tflite(
+            source,
+            tmp_path / f"{name}.tflite",
+            quantize=quantize,
+            representative_data=calibration,
+            input_shape=(32, 32),
+        )
+        assert not [op for op in report["ops"] if op.startswith("Flex") or op == "CUSTOM"], report["ops"]
+        files[name] = report["path"]
+    image = raw_image(rng, 32, 32, 3)
+    interpreter = interpreters()["tensorflow"]
+    np.testing.assert_array_equal(
+        run_tflite(files["mixed"], image, interpreter), run_tflite(files["float32"], image, interpreter)
+    )
+    if quantize is None:  # the served graph too: float32 variables and float32 operations
+        import tensorflow as tf
+
+        served = {}
+        for name, source in (("mixed", mixed), ("float32", model)):
+            loaded = tf.saved_model.load(str(saved_model(source, tmp_path / f"serving_{name}")))
+            assert {variable.dtype for variable in loaded.variables} == {tf.float32}
+            served[name] = loaded.signatures["serving_default"](tf.constant(image[None]))
+        np.testing.assert_array_equal(*(next(iter(answer.values())).numpy() for answer in served.values()))
 
 
 def test_quantized_tflite_files_run_in_litert_and_tensorflow(tmp_path, rng):

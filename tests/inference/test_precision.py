@@ -38,3 +38,14 @@ def test_policies_reach_every_layer_of_segnet(rng):
     assert np.mean(half.argmax(-1) == full.argmax(-1)) > 0.9
     with pytest.raises(ValueError, match="policy"):
         with_policy(model, "int8")
+
+
+@pytest.mark.backend
+def test_policy_float32_runs_a_mixed_precision_model_in_float32(rng):
+    """A model saved from a mixed-precision run predicts in float32 when asked (`kfcn predict`'s default)."""
+    model = segnet((None, None, 3), num_classes=3, filters=4, depth=2)
+    mixed = with_policy(model, "mixed_bfloat16")
+    image = rng.integers(0, 256, (24, 40, 3)).astype("uint8")
+    np.testing.assert_array_equal(predict(mixed, image, policy="float32"), predict(model, image))
+    as_saved = predict(mixed, image)  # None: the model as it is, in bfloat16
+    assert np.abs(as_saved - predict(model, image)).max() > 0
