@@ -346,37 +346,55 @@ class TrainingDiverged(ValueError):
 
 
 class StopOnNonFiniteLoss(keras.callbacks.Callback):
-    """Raises `TrainingDiverged` at the first training step whose loss is NaN or infinite.
+    """Raises `TrainingDiverged` at the first training step whose loss, or any of whose weights, is NaN or infinite.
 
     Once the weights hold a NaN every later step trains on NaN, and Keras' own `TerminateOnNaN`
     lets the epoch end, so its log row, checkpoint and backup would keep the diverged weights.
     Raised mid-epoch, before this epoch's writes, it leaves a run folder as it was after the
-    last finite epoch.
+    last finite epoch. The loss alone does not tell: on CPUs whose vector max/min turn NaN
+    into the other operand (oneDNN's AVX-512 kernels; the losses' clipping), a model whose
+    weights are all NaN can report a finite loss (`kfcn.finite_weights`), so each step's
+    weights are checked too (one pass over them: a few milliseconds for millions).
 
     Example:
+    >>> inputs = keras.Input((2,))
+    >>> model = keras.Model(inputs, keras.layers.Dense(1, name="dense")(inputs))
     >>> stop = StopOnNonFiniteLoss()
+    >>> stop.set_model(model)
     >>> stop.on_epoch_begin(1)
-    >>> stop.on_train_batch_end(0, {"loss": 0.7})  # finite: nothing happens
+    >>> stop.on_train_batch_end(0, {"loss": 0.7})  # a finite loss and finite weights: nothing happens
     >>> stop.on_train_batch_end(3, {"loss": float("nan")})  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
     kfcn.training.TrainingDiverged: the training loss became nan at epoch 2, step 4: the weights diverged...
+    >>> _ = model.get_layer("dense").bias.assign([float("nan")])
+    >>> stop.on_train_batch_end(4, {"loss": 0.7})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    kfcn.training.TrainingDiverged: 1 weight variable ('dense/bias') became NaN or infinite (the logged loss, 0.7, ...
     """
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):
+        from kfcn.finite_weights import described, non_finite_weights
+
         loss = (logs or {}).get("loss")
         if loss is None or math.isfinite(float(loss)):
-            return
+            diverged = non_finite_weights(self.model)
+            if not diverged:
+                return
+            what = f"{described(diverged)} became NaN or infinite (the logged loss, {loss}, stayed finite)"
+        else:
+            what = f"the training loss became {float(loss)}"
         again = (
             "kfcn train --learning-rate: the same --output takes new settings, since no epoch was kept"
             if self.epoch == 0
             else "kfcn train --learning-rate, with --overwrite or another --output"
         )
         raise TrainingDiverged(
-            f"the training loss became {float(loss)} at epoch {self.epoch + 1}, step {batch + 1}: the weights "
+            f"{what} at epoch {self.epoch + 1}, step {batch + 1}: the weights "
             "diverged, and every later step would train on NaN. Nothing of this epoch was written: the run folder "
             "holds the epochs before it, and resuming would diverge again. Start again with a lower learning rate "
             f"({again}), or check the labels and the loss."

@@ -15,7 +15,7 @@ PACKAGE = Path(kfcn.__file__).parent
 # upward), so each layer can be read, tested and changed knowing only what lies under it. The root
 # package `kfcn` (lazy, it imports nothing eagerly) may be imported from anywhere.
 FOUNDATION = {"arguments", "arrays", "atomic", "image_io", "initializers", "layers", "losses", "metrics"}
-FOUNDATION |= {"names", "optional", "samples", "startup", "targets"}
+FOUNDATION |= {"finite_weights", "names", "optional", "samples", "startup", "targets"}
 LAYERS = [
     FOUNDATION,
     {"analysis", "evaluation", "instances", "recipes", "rendering", "saving"},

@@ -84,23 +84,27 @@ def test_cell_counter_loads_with_plain_keras_and_reproduces_its_model_card():
 CAMVID = ROOT.parent / "shared" / "datasets" / "camvid"
 
 
+SHIPPED_CAMVID = sorted(path.stem.removeprefix("camvid_") for path in (ROOT / "saved_models").glob("camvid_*.keras"))
+
+
 @pytest.mark.skipif(not CAMVID.is_dir(), reason="needs ../shared/datasets/camvid (CI has it)")
-def test_camvid_model_loads_with_plain_keras_and_reproduces_its_validation_table():
-    """The shipped CamVid U-Net is the file its `kfcn evaluate` report scored, and the example's own scoring
+@pytest.mark.parametrize("network", SHIPPED_CAMVID)
+def test_camvid_model_loads_with_plain_keras_and_reproduces_its_validation_table(network):
+    """Each shipped CamVid network is the file its `kfcn evaluate` report scored, and the example's own scoring
     of it on the validation images gives that report's whole-set figures (the README's tables)."""
     from kfcn.cli.common import file_sha256
 
     camvid = example_module("camvid_segmentation")
-    path = ROOT / "saved_models" / "camvid_unet.keras"
-    report = json.loads((ROOT / "saved_models" / "camvid_unet_evaluation.json").read_text())
-    example = json.loads((ROOT / "saved_models" / "camvid_segmentation.json").read_text())
+    path = ROOT / "saved_models" / f"camvid_{network}.keras"
+    report = json.loads((ROOT / "saved_models" / f"camvid_{network}_evaluation.json").read_text())
     assert report["model_sha256"] == file_sha256(path)
     import kfcn.layers  # noqa: F401  (registers kfcn's layers with Keras)
 
     model = keras.saving.load_model(path)
     assert input_range(model) == (0, 255) and model.input.shape[1:] == (None, None, 3)
     assert model.output.shape[-1] == len(camvid.CLASSES) == 11  # void is not an output
-    assert model.count_params() == example["results"]["unet"]["parameters"]  # the tables' parameter count
+    assert {layer.compute_dtype for layer in model.layers} == {"float32"}  # runs at full speed on any CPU
+    assert model.count_params() == report["parameters"]  # the tables' parameter count
     images, labels = camvid.read_split(CAMVID, "val")
     assert len(images) == len(report["per_image"]) == 101
     scores, _ = camvid.evaluate(model, images, labels)

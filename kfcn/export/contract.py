@@ -267,10 +267,12 @@ def exportable(model):
     'float32'
     """
     from kfcn.analysis.graph import functional_model
+    from kfcn.finite_weights import check_finite_weights
     from kfcn.models.precision import with_policy
 
     if not isinstance(model, keras.Model):
         raise ValueError(f"Export takes a Keras model; got {type(model).__name__}.")
+    check_finite_weights(model)
     return with_policy(functional_model(model, "kfcn.export"), "float32")
 
 

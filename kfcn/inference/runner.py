@@ -123,12 +123,14 @@ class TileRunner:
     """
 
     def __init__(self, model, tta=None, policy=None, engine="keras"):
+        from kfcn.finite_weights import check_finite_weights
         from kfcn.inference.litert import check_engine, litert_call
 
         self.geometry = model_geometry(model)
         if tta not in (None, *TTA_TRANSFORMS):
             raise ValueError(f"`tta` must be None, 'flips' or 'd4'; got {tta!r}.")
         check_engine(engine, self.geometry, policy)
+        check_finite_weights(model)
         self.transforms = TTA_TRANSFORMS[tta] if tta else [(0, False)]
         self.policy = policy
         self.model = _with_policy(model, policy) if policy else model

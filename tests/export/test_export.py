@@ -307,6 +307,19 @@ def test_failing_tflite_leaves_no_file(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_model_with_non_finite_weights_is_refused_before_anything_is_written(tmp_path):
+    """A diverged run's model would export into files whose every answer is meaningless (on some CPUs, finite)."""
+    model = plain_cnn((None, None, 1), num_layers=2, filters=2)
+    model.weights[0].assign(np.full(model.weights[0].shape, np.nan, "float32"))
+    for export in (
+        lambda: saved_model(model, tmp_path / "serving"),
+        lambda: tflite(model, tmp_path / "m.tflite"),
+    ):
+        with pytest.raises(ValueError, match="weights hold NaN or infinite values"):
+            export()
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_bad_requests_name_the_fix(tmp_path):
     model = unet((None, None, 1), num_classes=1, filters=2, depth=2)
     with pytest.raises(ValueError, match="representative_data"):

@@ -36,17 +36,33 @@ def test_the_cache_does_not_keep_models_alive():
 
 
 @pytest.mark.backend
+def test_a_model_whose_weights_are_not_finite_is_refused_not_mapped():
+    """A diverged run's weights: refused by their values, on every CPU (where oneDNN's AVX-512 ReLU turns NaN into 0,
+    such a model's maps are finite and plausible, so its outputs could not tell)."""
+    model = unet((None, None, 1), num_classes=1, filters=2, depth=1)
+    kernel = model.get_layer(index=3).weights[0]
+    kernel.assign(np.full(kernel.shape, np.nan, "float32"))
+    for run in (
+        lambda: predict(model, np.zeros((16, 16), "uint8")),
+        lambda: predict_tiled(model, np.zeros((100, 100), "uint8"), 48, progress=False),
+    ):
+        with pytest.raises(
+            ValueError, match=r"weights hold NaN or infinite values: 1 weight variable \('encoder1_conv1/kernel'\)"
+        ):
+            run()
+
+
+@pytest.mark.backend
 def test_a_model_whose_output_is_not_finite_is_refused_not_mapped():
+    """Finite weights, an output that overflows float32 (as reduced precision can): refused by the output's values."""
     import keras
 
-    model = unet((None, None, 1), num_classes=1, filters=2, depth=1)
-    kernel = model.get_layer(index=3).weights[0]  # a diverged run's weights: one NaN spreads to every pixel it sees
-    kernel.assign(np.full(kernel.shape, np.nan, "float32"))
-    image = np.zeros((16, 16), "uint8")
-    assert not np.all(np.isfinite(keras.ops.convert_to_numpy(model(image[None, ..., None].astype("float32")))))
+    inputs = keras.Input((None, None, 1))
+    huge = keras.layers.Conv2D(1, 1, kernel_initializer=keras.initializers.Constant(1e37), use_bias=False)(inputs)
+    model = keras.Model(inputs, huge)  # a pixel of 255 times 1e37 is beyond float32's 3.4e38
     for run in (
-        lambda: predict(model, image),
-        lambda: predict_tiled(model, np.zeros((100, 100), "uint8"), 48, progress=False),
+        lambda: predict(model, np.full((16, 16), 255, "uint8")),
+        lambda: predict_tiled(model, np.full((100, 100), 255, "uint8"), 48, progress=False),
     ):
         with pytest.raises(ValueError, match="output holds NaN or infinite values for a finite input"):
             run()
