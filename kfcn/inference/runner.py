@@ -151,9 +151,10 @@ class TileRunner:
         if not np.all(np.isfinite(total)):  # the inputs are finite (check_image): the model made them
             raise ValueError(
                 "The model's output holds NaN or infinite values for a finite input, so its maps would be "
-                "meaningless: its weights are likely NaN or infinite (a diverged training run)"
+                "meaningless: its weights are finite (checked), so an activation overflowed, as the huge weights of "
+                "a diverging training run make them"
                 + (
-                    f", or it overflowed under the {self.policy!r} policy (predict in float32: policy='float32')"
+                    f", or as the {self.policy!r} policy's narrower range can (predict in float32: policy='float32')"
                     if self.policy not in (None, "float32")
                     else ""
                 )
