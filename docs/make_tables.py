@@ -562,8 +562,15 @@ def _camvid_shipped_name(shipped):
         + (f", {kernel}×{kernel} convolutions" if kernel else "")
         + (", pooling-index unpooling" if shipped["network"] == "segnet" else "")
         + f"), `kfcn train --recipe {config['recipe']}`: {config['epochs']} epochs of {config['steps']} steps, "
-        f"{config['class_weights']} weights — shipped"
+        f"{config['class_weights']} weights{_computed_in(config)} — shipped"
     )
+
+
+def _computed_in(config):
+    """`", mixed bfloat16"` where a run computed in a mixed policy (its config.json's `precision_used`; the saved
+    model computes in float32 either way), else `""`."""
+    used = (config.get("precision_used") or {}).get("precision", config.get("precision", "float32"))
+    return "" if used == "float32" else f", {used.replace('_', ' ')}"
 
 
 def camvid_scores(root):
