@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from kfcn.cli import main
+from kfcn.cli.train import precision_used
 from kfcn.cli.train_data import class_weight_values
 from kfcn.cli.train_options import OPTIONS
 from kfcn.recipes import RECIPES, data_requirements, recipe
@@ -129,13 +130,31 @@ def test_the_camvid_recipes_load_name_known_options_and_ask_for_their_data(name,
     assert not (tmp_path / "run").exists()
 
 
-def test_the_camvid_unet_recipe_holds_the_shipped_models_settings():
-    options = recipe("camvid-unet")
-    # the shipped U-Net's run folder config (copied beside its card by kfcn card) holds every recipe value
-    shipped = json.loads((ROOT / "saved_models" / "camvid_unet_config.json").read_text())
-    assert shipped["recipe"] == "camvid-unet"
-    assert {key: shipped[key] for key in options} == options
-    assert (options["model"], options["filters"], options["class_weights"]) == ("unet", 12, "sqrt-median-frequency")
+SHIPPED_CAMVID = sorted(path.stem.split("_")[1] for path in (ROOT / "saved_models").glob("camvid_*_config.json"))
+
+
+@pytest.mark.parametrize("network", SHIPPED_CAMVID)
+def test_a_camvid_recipe_holds_its_shipped_models_settings(network):
+    name = f"camvid-{network}"
+    options = recipe(name)
+    # the shipped network's run folder config (copied beside its card by kfcn card) holds every recipe value;
+    # `precision: auto` is decided by the machine, so the shipped run's choice is what auto makes on its CPU
+    shipped = json.loads((ROOT / "saved_models" / f"camvid_{network}_config.json").read_text())
+    assert shipped["recipe"] == name and shipped["model"] == network
+    machine_dependent = {"precision", "jit_compile"} if options["precision"] == "auto" else set()
+    assert {key: shipped[key] for key in options if key not in machine_dependent} == {
+        key: value for key, value in options.items() if key not in machine_dependent
+    }
+    if machine_dependent:
+        native_bf16 = precision_used(options, {"bf16": True, "gpu": False})
+        assert {key: shipped["precision_used"][key] for key in ("precision", "jit_compile")} == {
+            key: native_bf16[key] for key in ("precision", "jit_compile")
+        }
+    assert options["class_weights"] == "sqrt-median-frequency"
+
+
+def test_the_shipped_camvid_unet_is_among_the_checked():
+    assert "unet" in SHIPPED_CAMVID and recipe("camvid-unet")["filters"] == 12
 
 
 def test_the_help_lists_every_recipe(capsys, monkeypatch):
