@@ -245,9 +245,12 @@ def _training_line(config, summary, log, finished=True):
     used = config.get("precision_used") or {"precision": config["precision"], "jit_compile": config["jit_compile"]}
     xla = "on" if used["jit_compile"] else "off"
     made = f"with Keras {summary.get('keras')} ({summary.get('backend')} backend) on {where}, " if finished else ""
+    # kfcn train saves every model.keras computing in float32 (kfcn.checkpoints), whatever policy trained it.
+    mixed = used["precision"] != "float32"
+    saved = " model.keras computes in float32 (its weights were float32 throughout)." if mixed else ""
     return (
         f"Trained {'' if finished else 'so far '}for {summary['epochs_run']} epoch(s) of {config['steps']} steps in "
-        f"{_training_time(log)}, {made}computing in {used['precision']} with XLA {xla}."
+        f"{_training_time(log)}, {made}computing in {used['precision']} with XLA {xla}.{saved}"
         f"{extended}{_observation(config, summary, validated=any(key.startswith('val_') for key in log))}"
     )
 

@@ -249,3 +249,16 @@ def test_the_statistics_sentence_says_validated_only_with_validation_data_and_on
     assert _observation(config, summary).endswith("crops (validation before → after: val_mean_iou 0.5000 → 0.5300).")
     summary["statistics_recomputed"]["after"] = summary["statistics_recomputed"]["before"]
     assert _observation(config, summary).endswith("crops (validation unchanged: val_mean_iou 0.5000).")
+
+
+def test_a_run_in_a_mixed_policy_says_its_model_keras_computes_in_float32():
+    from kfcn.cli.card import _training_line
+
+    config = {"steps": 50, "val_every": 1, "precise_bn": 0, "final_precise_bn": 0, "jit_compile": True}
+    summary = {"epochs_run": 2, "keras": "3.15.1", "backend": "tensorflow"}
+    log = {"epoch": np.array([1.0, 2.0]), "seconds": np.array([60.0, 60.0])}
+    used = {"precision": "mixed_bfloat16", "jit_compile": False, "why": "as given"}
+    mixed = _training_line(config | {"precision": "mixed_bfloat16", "precision_used": used}, summary, log)
+    assert "computing in mixed_bfloat16 with XLA off. model.keras computes in float32" in mixed
+    plain = _training_line(config | {"precision": "float32"}, summary, log)  # an older config: no precision_used
+    assert "computing in float32 with XLA on." in plain and "model.keras computes" not in plain
