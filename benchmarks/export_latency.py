@@ -29,12 +29,19 @@ from kfcn.inference import predict  # noqa: E402
 from kfcn.saving import load_model  # noqa: E402
 
 SAVED = Path(__file__).resolve().parents[1] / "saved_models"
+EXPORTED = ("unet_isbi_serving/1", "unet_isbi_float32.tflite", "unet_isbi_float16.tflite", "unet_isbi_int8.tflite")
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=10)
     args = parser.parse_args()
+    missing = [name for name in EXPORTED if not (SAVED / name).exists()]
+    if missing:
+        raise SystemExit(
+            f"no {', '.join(missing)} in {SAVED}: only the int8 file is committed; run "
+            "`python examples/export_isbi.py` first to write the others."
+        )
     image = np.asarray(kfcn.data.read_image(kfcn.samples.isbi2012_dir() / "images" / "slice_20.png"), dtype="float32")
     model = load_model(kfcn.samples.shipped_model_path())
     bare = tf.function(lambda x: model(x, training=False), jit_compile=False)

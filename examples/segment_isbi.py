@@ -1,6 +1,6 @@
 """kfcn's main job: segment the held-out ISBI 2012 slices with the shipped U-Net.
 
-Slices 20-24 were held out from training (examples/train_isbi.py). Each is segmented
+Slices 20-24 were held out from training (kfcn train --recipe isbi2012). Each is segmented
 whole and tile by tile; the four first ones are also stitched into a 1024x1024 mosaic,
 larger than anything the network saw in training, and segmented twice: tiled (the
 overlap-tile strategy) and resized to 512x512 and back (the alternative). Writes
@@ -49,7 +49,7 @@ def main():
     parser.add_argument("--tile", type=int, default=512)
     args = parser.parse_args()
     if not Path(args.model).exists():
-        raise SystemExit(f"No model at {args.model}. Train one with: python examples/train_isbi.py")
+        raise SystemExit(f"No model at {args.model}. Train one with: kfcn train --recipe isbi2012 --output runs/isbi")
     model = load_model(args.model)
     geometry = model_geometry(model)
     print(

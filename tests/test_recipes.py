@@ -40,3 +40,24 @@ def test_train_from_a_recipe_with_flags_on_top(tmp_path):
     assert config["recipe"] == "isbi2012" and config["images"].endswith("isbi2012/images")
     assert load_model(run / "model.keras").name == "unet_isbi"  # the shipped model's name, from model_options
     assert main(["train", "--recipe", "nope", "--output", str(tmp_path / "other")]) == 2
+
+
+def test_the_isbi_recipe_holds_the_shipped_u_nets_settings():
+    # The shipped U-Net's run folder config (beside its card, saved_models/unet_isbi_config.json) holds every value
+    # of the recipe: the data as the package's samples, and `precision: auto` as auto decides on a native-BF16 CPU.
+    from pathlib import Path
+
+    from kfcn.cli.train import precision_used
+
+    root = Path(__file__).resolve().parents[1]
+    shipped = json.loads((root / "saved_models" / "unet_isbi_config.json").read_text())
+    options = recipe("isbi2012")
+    assert shipped["recipe"] == "isbi2012" and options["precision"] == "auto"
+    for key in ("images", "labels"):
+        assert shipped[key] == f"kfcn/assets/isbi2012/{key}" and options[key].endswith(f"isbi2012/{key}")
+    settled = set(options) - {"images", "labels", "precision", "jit_compile"}
+    assert {key: shipped[key] for key in settled} == {key: options[key] for key in settled}
+    native_bf16 = precision_used(options, {"bf16": True, "gpu": False})
+    assert {key: shipped["precision_used"][key] for key in ("precision", "jit_compile")} == {
+        key: native_bf16[key] for key in ("precision", "jit_compile")
+    }
