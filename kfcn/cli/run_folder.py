@@ -11,7 +11,7 @@ import os
 import time
 from pathlib import Path
 
-from kfcn.cli.train_options import OBSERVING, OPTIONS
+from kfcn.cli.train_options import OBSERVING, OPTIONS, PATH_OPTIONS
 
 # What `prepare_run_dir` finds a run folder asks for: a new run, the rest of an interrupted or extended one,
 # or new batch-norm statistics for a finished run's model.keras.
@@ -55,7 +55,7 @@ def prepare_run_dir(config):
         before = json.loads(saved.read_text())
         # An option added to kfcn after the run started counts as its default.
         before_options = {k: before.get(k, spec[0]) for k, spec in OPTIONS.items() if k != "overwrite"}
-        changed = sorted(k for k in before_options if before_options[k] != config[k])
+        changed = sorted(k for k in before_options if not _same_setting(k, before_options[k], config[k]))
         observing = [k for k in changed if k in OBSERVING]
         changed = [k for k in changed if k not in OBSERVING]
         finished = (run_dir / "summary.json").is_file()
@@ -92,6 +92,37 @@ def prepare_run_dir(config):
     if started or (run_dir / "model.keras").exists() or (run_dir / "summary.json").exists():
         raise ValueError(f"{run_dir} holds files of another run; pass --overwrite or choose another --output.")
     return run_dir, START
+
+
+def _same_setting(key, before, now):
+    """Whether option `key` recorded as `before` asks for what `now` does. `--output` always does (the run is
+    the folder found, by whatever path), a path option does when both name the same place (relative or
+    absolute, through links) or the same folder of the data kfcn ships (a run started with one install of
+    kfcn resumes with another's), and any other option when the values are equal.
+
+    Example:
+    >>> _same_setting("output", "runs/a", "/home/me/runs/a"), _same_setting("epochs", 10, 20)
+    (True, False)
+    """
+    if key == "output" or before == now:
+        return True
+    if key in PATH_OPTIONS and isinstance(before, str) and isinstance(now, str):
+        return _place(before) == _place(now)
+    return False
+
+
+def _place(path):
+    """Where `path` points: `@samples/...` within the data kfcn ships (under `kfcn/assets/` of any install
+    whose folder this install ships too), else its absolute path with links resolved."""
+    from kfcn.recipes import samples_root
+
+    parts = Path(path).parts
+    for i in range(len(parts) - 2, -1, -1):
+        if parts[i : i + 2] == ("kfcn", "assets") and i + 2 < len(parts):
+            inside = Path(*parts[i + 2 :])
+            if (samples_root() / inside.parts[0]).is_dir():
+                return f"@samples/{inside.as_posix()}"
+    return os.path.realpath(path)
 
 
 def _kept_note(config):

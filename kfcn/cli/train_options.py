@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 from pathlib import Path
 
 from kfcn.arguments import is_integer
@@ -144,6 +145,8 @@ CLASS_WEIGHTS_WORDS = ("none", "median-frequency", "sqrt-median-frequency")
 RECORDED = ("extended", "class_weight_values", "precision_used", "observation_changes")
 # Options that change what a run measures and keeps (validation epochs, batch-norm statistics), never the
 # weights it trains: a resumed or extended run may change them (config.json records each change).
+# Options that name a file or folder (`model` where it is a .keras file).
+PATH_OPTIONS = ("model", "images", "labels", "tfds_dir", "val_images", "val_labels")
 OBSERVING = ("val_every", "precise_bn", "final_precise_bn")
 # Where --label-mode density defaults otherwise, unless a recipe, --config or a flag sets the option.
 DENSITY_DEFAULTS = {"loss": "mse", "augment": "flips"}
@@ -197,8 +200,18 @@ def resolve(args):
     if recipe_name is not None:
         _check_recipe_data(recipe_name, config)
     _check_types(config)
+    _absolute_paths(config)
     _check(config)
     return config
+
+
+def _absolute_paths(config):
+    """Files and folders as absolute paths (links kept), so that the run folder's config.json names the same
+    place when the run is resumed from another working folder."""
+    for key in PATH_OPTIONS:
+        value = config[key]
+        if isinstance(value, str) and value and (key != "model" or value.endswith(".keras")):
+            config[key] = os.path.abspath(value)
 
 
 def _check_recipe_data(name, config):

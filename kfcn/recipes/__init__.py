@@ -35,7 +35,7 @@ def recipe(name):
         options.pop(key, None)
     for key, value in options.items():
         if isinstance(value, str) and value.startswith("@samples/"):
-            options[key] = str(_samples_root() / value.removeprefix("@samples/"))
+            options[key] = str(samples_root() / value.removeprefix("@samples/"))
     return options
 
 
@@ -66,7 +66,8 @@ def _read(name):
     return yaml.safe_load((FOLDER / f"{name}.yaml").read_text())
 
 
-def _samples_root():
+def samples_root():
+    """The folder of the data kfcn ships, which a recipe's `@samples/...` paths point into."""
     from kfcn.samples import isbi2012_dir
 
     return isbi2012_dir().parent

@@ -1,6 +1,8 @@
 """The run folder of `kfcn train`: resuming, extending, overwriting and refusing what would mix two runs."""
 
 import json
+import shutil
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -32,6 +34,38 @@ def test_rerunning_an_interrupted_run_resumes_it_exactly(isbi_crops, tmp_path, m
     assert resumed["epoch"].tolist() == [1, 2, 3]
     np.testing.assert_array_equal(resumed["loss"], uninterrupted["loss"])  # the same operations, bit for bit
     assert [p.name for p in (run / "backup").glob("*.weights.h5")] == ["epoch-00003.weights.h5"]  # the last state
+
+
+def test_the_same_run_folder_and_data_by_other_paths_resume_and_other_data_is_refused(
+    isbi_crops, tmp_path, monkeypatch, capsys
+):
+    # Started from one folder with relative paths, rerun from another with absolute ones and the data through a
+    # link: the same run, so it resumes. A copy of the data elsewhere is other data, and is refused.
+    options = ("--epochs", "2", "--val-fraction", "0")
+    (tmp_path / "work").mkdir()
+    (tmp_path / "work" / "data").symlink_to(isbi_crops)
+    monkeypatch.chdir(tmp_path / "work")
+    add_training_callback(monkeypatch, CrashAfterEpoch(1))
+    assert main(train_command(Path("data"), Path("runs/a"), *options)) == 2
+    capsys.readouterr()
+    add_training_callback(monkeypatch, None)
+    monkeypatch.chdir(tmp_path)
+    copy = shutil.copytree(isbi_crops, tmp_path / "copy")
+    assert main(train_command(copy, tmp_path / "work" / "runs" / "a", *options)) == 2
+    assert "(images, labels differ)" in capsys.readouterr().err
+    assert main(train_command(isbi_crops, tmp_path / "work" / "runs" / "a", *options)) == 0
+    assert "resuming" in capsys.readouterr().out
+    assert read_log(tmp_path / "work" / "runs" / "a" / "training.csv")["epoch"].tolist() == [1, 2]
+
+
+def test_the_data_kfcn_ships_is_the_same_setting_from_any_install():
+    from kfcn.cli.run_folder import _same_setting
+    from kfcn.recipes import recipe
+
+    here = recipe("isbi2012")["images"]
+    assert _same_setting("images", "/elsewhere/venv/lib/site-packages/kfcn/assets/isbi2012/images", here)
+    assert not _same_setting("images", "/elsewhere/kfcn/assets/isbi2012/labels", here)
+    assert not _same_setting("images", "/elsewhere/kfcn/assets/no-such-sample/images", "/elsewhere/other/images")
 
 
 def snapshot(folder):
