@@ -49,6 +49,7 @@ from figures import save_panels
 
 import kfcn.saving
 import kfcn.training
+from kfcn.atomic import atomic_path
 from kfcn.data import folder_dataset, load_pair, pair_files, random_crop_pipeline, read_image
 from kfcn.data.augment import horizontal_flip
 from kfcn.evaluation import confusion_matrix, confusion_scores
@@ -240,7 +241,8 @@ def main():
             "keras": keras.__version__,
             "backend": keras.backend.backend(),
         }
-        Path(args.report).write_text(json.dumps(report, indent=2) + "\n")
+        with atomic_path(Path(args.report)) as temporary:
+            temporary.write_text(json.dumps(report, indent=2) + "\n")
     if args.figure:
         names = {"segnet": "SegNet", "unet": "U-Net"}
         figure(args.figure, val_images, val_labels, {names[family]: maps for family, maps in predictions.items()})

@@ -40,6 +40,7 @@ from example_options import example_parser, shrink_if_quick
 from figures import save_panels
 from train_isbi import HELD_OUT, compile_isbi, isbi_batches, isbi_model
 
+from kfcn.atomic import atomic_path
 from kfcn.data import isbi2012_dir, load_pair, pair_files, perturb_contours
 from kfcn.evaluation import segmentation_scores
 
@@ -145,7 +146,8 @@ def main():
             "keras": keras.__version__,
             "backend": keras.backend.backend(),
         }
-        Path(args.report).write_text(json.dumps(report, indent=2) + "\n")
+        with atomic_path(Path(args.report)) as temporary:
+            temporary.write_text(json.dumps(report, indent=2) + "\n")
     if args.figure:
         figure(args.figure, train_labels[0], variants["perturbed"][0], held_out_labels[0], shown)
 

@@ -31,6 +31,7 @@ import tensorflow as tf
 from example_options import example_parser, shrink_if_quick
 from PIL import Image
 
+from kfcn.atomic import atomic_path
 from kfcn.data import density_map, dots_from_image, random_crop_pipeline
 from kfcn.data.augment import flips_and_rot90
 from kfcn.training import calibrate_density_model, fold_density_scale, make_optimizer
@@ -124,7 +125,8 @@ def main():
         print(f"N = {size}: MAE {np.mean(maes):.2f} +- {np.std(maes):.2f} over {len(maes)} seed(s)")
     if args.report:
         settings = vars(args) | {"data": os.path.relpath(args.data)}  # no absolute path of this machine
-        Path(args.report).write_text(json.dumps({"settings": settings, "results": results}, indent=2) + "\n")
+        with atomic_path(Path(args.report)) as temporary:
+            temporary.write_text(json.dumps({"settings": settings, "results": results}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ import numpy as np
 from example_options import example_parser, shrink_if_quick
 from figures import save_panels
 
+from kfcn.atomic import atomic_path
 from kfcn.data import bulge_disk_galaxy
 from kfcn.training import make_optimizer
 
@@ -89,7 +90,8 @@ def main():
     print(json.dumps({"held_out": args.test, "components": summary, "minutes": round(minutes, 1)}))
     if args.report:
         report = {"settings": vars(args), "held_out": args.test, "components": summary, "minutes": round(minutes, 1)}
-        Path(args.report).write_text(json.dumps(report, indent=2) + "\n")
+        with atomic_path(Path(args.report)) as temporary:
+            temporary.write_text(json.dumps(report, indent=2) + "\n")
     if args.figure:
         write_figure(args.figure, model, test_images[0], test_components[0])
 

@@ -30,6 +30,7 @@ from example_options import example_parser, shrink_if_quick
 from figures import save_panels
 from PIL import Image
 
+from kfcn.atomic import atomic_path
 from kfcn.data import degrade, random_crop_pipeline
 from kfcn.data.augment import flips_and_rot90
 from kfcn.evaluation import restoration_scores
@@ -109,7 +110,8 @@ def main():
     if args.report:
         report = {"settings": vars(args), "degradation": DEGRADATION, "per_slice": rows, "mean": mean}
         report["minutes"] = round(minutes, 1)
-        Path(args.report).write_text(json.dumps(report, indent=2) + "\n")
+        with atomic_path(Path(args.report)) as temporary:
+            temporary.write_text(json.dumps(report, indent=2) + "\n")
     if args.figure:
         write_figure(args.figure, image, blurred, restored[..., 0], rows[-1])
 

@@ -38,6 +38,7 @@ import numpy as np
 from example_options import example_parser, shrink_if_quick
 from figures import save_panels
 
+from kfcn.atomic import atomic_path
 from kfcn.data import three_class_labels, touching_ellipses
 from kfcn.instances import instance_f1, instances_from_foreground, instances_from_probabilities
 from kfcn.training import make_optimizer
@@ -166,7 +167,8 @@ def main():
     if args.report:
         report = {"settings": vars(args), **summary}
         Path(args.report).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.report).write_text(json.dumps(report, indent=2) + "\n")
+        with atomic_path(Path(args.report)) as temporary:
+            temporary.write_text(json.dumps(report, indent=2) + "\n")
     if args.figure:
         write_figure(args.figure, test_images[0, ..., 0], test_instances[0], examples)
 

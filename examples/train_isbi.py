@@ -26,6 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 import kfcn.saving
+from kfcn.atomic import atomic_path
 from kfcn.data import folder_dataset, isbi2012_dir, random_crop_pipeline
 
 HELD_OUT = 5
@@ -137,7 +138,8 @@ def main():
         "final_epoch": final,
         "parameters": int(model.count_params()),
     }
-    output.with_name(output.stem + "_training.json").write_text(json.dumps(summary, indent=2) + "\n")
+    with atomic_path(output.with_name(output.stem + "_training.json")) as temporary:
+        temporary.write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary, indent=2))
 
 

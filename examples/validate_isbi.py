@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from kfcn.atomic import atomic_path
 from kfcn.evaluation import best_rand_error, isbi2012_original_scores, segmentation_scores
 from kfcn.inference import predict
 from kfcn.samples import isbi2012_dir, shipped_model_path
@@ -71,7 +72,8 @@ def main():
         "tta_d4": validation_table(model, tta="d4"),
     }
     output = Path(args.output)
-    output.write_text(json.dumps(report, indent=2) + "\n")
+    with atomic_path(output) as temporary:
+        temporary.write_text(json.dumps(report, indent=2) + "\n")
     for name in ("plain", "tta_d4"):
         print(name, {key: round(value, 4) for key, value in report[name]["mean"].items()})
         print(f"{name}, as ISBI 2012 first ranked (1 - best F-score):", report[name]["isbi2012_original"])
