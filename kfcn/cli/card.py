@@ -371,15 +371,24 @@ def _density_note(config, summary):
 
 
 def _shown(value):
-    """A path as the card shows it: relative to the working folder, or inside the kfcn package (no
-    absolute path of the machine that wrote the card); other values as they are."""
+    """A path as the card shows it: relative to the working folder (or to the folder above it: data beside
+    the project, `../shared/...`), or inside the kfcn package; else its name alone (no absolute path of the
+    machine that wrote the card); other values as they are.
+
+    Example:
+    >>> _shown(str(Path.cwd() / "runs" / "a")), _shown(str(Path.cwd().parent / "data")), _shown(3)
+    ('runs/a', '../data', 3)
+    """
     if not isinstance(value, str) or not Path(value).is_absolute():
         return value
     path = Path(value).resolve()
     package = Path(__file__).resolve().parents[1]
-    for base in (Path.cwd(), package.parent):
+    bases = [(Path.cwd(), ""), (package.parent, "")]
+    if len(Path.cwd().parts) > 2:  # the folder above the working one, unless that is the root
+        bases.append((Path.cwd().parent, "../"))
+    for base, above in bases:
         try:
-            return str(path.relative_to(base))
+            return above + str(path.relative_to(base))
         except ValueError:
             continue
     return path.name
