@@ -465,22 +465,21 @@ def _megabytes(size):
 
 
 def deployment_files(root):
-    """Model card: the shipped deployment forms and their sizes (from the files themselves)."""
+    """Model card: the shipped deployment forms and their sizes (from the deployment report, which
+    `examples/export_isbi.py` writes beside the files; only the int8 one is committed)."""
     report = _load(root, "unet_isbi_deployment.json")
     files = report["files"]
-    saved_model = root / files["saved_model"]
-    saved_model_bytes = sum(path.stat().st_size for path in saved_model.rglob("*") if path.is_file())
+    saved_model = files["saved_model"]
     contract = report["input_contract"]
-    signatures = json.loads((saved_model / "kfcn_model_card.json").read_text())["serving"]["signatures"]
-    served = ", ".join(f"`{name}` ({dtype})" for name, dtype in signatures.items())
+    served = ", ".join(f"`{name}` ({dtype})" for name, dtype in saved_model["signatures"].items())
     return _rows(
         ["file", "what", "size"],
         [
             (
-                f"`{Path(files['saved_model']).relative_to(MODELS).as_posix()}/`",
+                f"`{Path(saved_model['path']).relative_to(MODELS).as_posix()}/`",
                 f"SavedModel for TF Serving: {served} take `{contract['name']}` (any height and width) and return "
                 f"`{report['output']['name']}`; `kfcn_model_card.json` inside",
-                _megabytes(saved_model_bytes),
+                _megabytes(saved_model["bytes"]),
             ),
             (
                 "`unet_isbi_float32.tflite`",

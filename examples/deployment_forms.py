@@ -82,8 +82,9 @@ def _replace_folder(new, old):
 def export_forms(model, output, stem, calibration, input_shape, metadata, staging=None):
     """Writes OUTPUT/STEM_serving/1 (SavedModel) and OUTPUT/STEM_{float32,float16,int8}.tflite (fixed
     `input_shape`; int8 calibrated on the raw `calibration` images), into `staging` (from
-    `replaced_together(OUTPUT)`) when given; returns (forms: name -> predictor, files: name -> path or
-    {path, bytes, ops} as they will lie in OUTPUT, the SavedModel's model card)."""
+    `replaced_together(OUTPUT)`) when given; returns (forms: name -> predictor, files: name -> {path, bytes,
+    signatures} for the SavedModel and {path, bytes, ops} for a TFLite file, as they will lie in OUTPUT, the
+    SavedModel's model card)."""
     output = Path(output)
     written = Path(staging) if staging is not None else output
     folder = kfcn.export.saved_model(model, written / f"{stem}_serving", version=1, overwrite=True, metadata=metadata)
@@ -107,8 +108,14 @@ def export_forms(model, output, stem, calibration, input_shape, metadata, stagin
     final = {"saved_model": output / folder.relative_to(written)} | {
         f"tflite_{name}": output / Path(report["path"]).relative_to(written) for name, report in reports.items()
     }
+    saved_model_bytes = sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
     files = {
-        "saved_model": str(final["saved_model"]),
+        # what the tables need, so that they come from the report alone (the SavedModel is not committed)
+        "saved_model": {
+            "path": str(final["saved_model"]),
+            "bytes": saved_model_bytes,
+            "signatures": card["serving"]["signatures"],
+        },
         **{
             f"tflite_{name}": {"path": str(final[f"tflite_{name}"]), "bytes": r["bytes"], "ops": r["ops"]}
             for name, r in reports.items()
