@@ -63,8 +63,8 @@ test-wheel: $(STAMP) $(WHEEL_STAMP)
 # Every README figure and table from the shipped files, in a few minutes on 2 cores:
 #   tables between <!-- table:NAME --> markers in README.md and saved_models/README.md, from
 #   saved_models/*.json (docs/make_tables.py; tests/test_figures.py checks them); docs/models.md;
-#   docs/images/isbi_comparison.png, isbi_overlays.png and erf_unet_isbi.png from the shipped
-#   ISBI U-Net; vgg_cells_counting.png and camvid_predictions.png from the shipped counter and
+#   docs/images/isbi_comparison.png, isbi_overlays.png, erf_unet_isbi.png and isbi_errors.png (with
+#   saved_models/unet_isbi_error_analysis.json, which the model's card shows) from the shipped ISBI U-Net; vgg_cells_counting.png and camvid_predictions.png from the shipped counter and
 #   CamVid U-Net on the datasets in $(SHARED_DATA) (skipped, with a note, where they are absent).
 # Not redrawn here: the figures of networks that are not shipped, which only each example's
 # full training run makes (its --figure; commands in the README's applications table):
@@ -83,6 +83,7 @@ figures: $(STAMP)
 	$(FIGURE_PY) examples/tiling_figure.py
 	$(FIGURE_PY) examples/make_gallery.py
 	$(FIGURE_PY) examples/erf_figure.py
+	$(FIGURE_PY) examples/isbi_error_analysis.py --log saved_models/unet_isbi_training.csv
 	if [ -d $(SHARED_DATA)/vgg_cells ]; then $(FIGURE_PY) examples/counting_figure.py --data $(SHARED_DATA)/vgg_cells; \
 	else echo "kept docs/images/vgg_cells_counting.png: no $(SHARED_DATA)/vgg_cells"; fi
 	if [ -d $(SHARED_DATA)/camvid ]; then $(FIGURE_PY) examples/camvid_figure.py --data $(SHARED_DATA)/camvid; \

@@ -13,6 +13,7 @@ from kfcn.evaluation import (
     data_range,
     isbi2012_original_scores,
     mean_scores,
+    pixel_errors_by_edge_distance,
     rand_and_vi,
     restoration_scores,
     segmentation_scores,
@@ -198,6 +199,34 @@ def test_best_rand_error_finds_the_threshold_that_closes_the_membrane():
     assert at_half["rand_error_best"] == 0.0  # the default grid holds 0.7 too
 
 
+def test_errors_by_edge_distance_equal_a_pixel_by_pixel_search(rng):
+    label = (rng.random((9, 11)) > 0.6).astype(int)
+    probability = rng.random((9, 11))
+    scores = pixel_errors_by_edge_distance(probability, label, tolerances=(1, 1.5, 2))
+    wrong = (probability > 0.5) != label.astype(bool)
+    rows, columns = np.indices(label.shape)
+
+    def edge_distance(row, column):  # to the nearest pixel of the other class, by brute force
+        other = label != label[row, column]
+        return np.sqrt((rows[other] - row) ** 2 + (columns[other] - column) ** 2).min()
+
+    distance = np.array([[edge_distance(r, c) for c in range(11)] for r in range(9)])
+    for tolerance in (1, 1.5, 2):
+        assert scores[f"pixel_error_beyond_{tolerance:g}px"] == pytest.approx(np.mean(wrong & (distance > tolerance)))
+        assert scores[f"edge_band_{tolerance:g}px"] == pytest.approx(np.mean(distance <= tolerance))
+    assert scores["pixel_error"] == pytest.approx(wrong.mean())
+    assert scores["false_foreground"] + scores["false_background"] == pytest.approx(wrong.mean())
+    assert scores["false_foreground"] == pytest.approx(np.mean((probability > 0.5) & (label == 0)))
+    softmax = np.stack([1 - probability, probability], axis=-1)  # a two-class softmax: channel 1 is the foreground
+    assert pixel_errors_by_edge_distance(softmax, label, tolerances=(1, 1.5, 2)) == pytest.approx(scores)
+
+
+def test_a_label_of_one_class_has_no_edge_so_every_error_is_far_from_one():
+    scores = pixel_errors_by_edge_distance(np.full((4, 4), 0.9), np.zeros((4, 4), int), tolerances=(3,))
+    assert scores["pixel_error_beyond_3px"] == scores["pixel_error"] == scores["false_foreground"] == 1.0
+    assert scores["edge_band_3px"] == 0.0
+
+
 def test_rand_error_without_any_true_segment_is_nan():
     assert math.isnan(rand_and_vi(np.ones((3, 3), int), np.zeros((3, 3), int))["adapted_rand_error"])
 
@@ -242,6 +271,9 @@ def test_mean_scores_leave_nan_out():
         (lambda: segmentation_scores(np.full((4, 4, 2), 0.5), np.zeros((4, 4), int), "index", 3), "3 classes"),
         (lambda: segmentation_scores(np.full((4, 4, 3), 0.3), np.full((4, 4), 3), "index", 3), r"\[3\] outside"),
         (lambda: segmentation_scores(np.full((4, 4, 1), 0.5), np.zeros((5, 4), int)), "differ"),
+        (lambda: pixel_errors_by_edge_distance(np.full((4, 4, 3), 0.3), np.zeros((4, 4), int)), "two-class"),
+        (lambda: pixel_errors_by_edge_distance(np.full((4, 4), 0.5), np.full((4, 4), 255)), "labels // 255"),
+        (lambda: pixel_errors_by_edge_distance(np.full((4, 5), 0.5), np.zeros((4, 4), int)), "differ"),
         (lambda: restoration_scores(np.zeros((8, 8, 1)), np.zeros((8, 8, 3), np.uint8)), "channels"),
         (lambda: restoration_scores(np.full((8, 8, 1), 0.5), np.full((8, 8, 1), 200, np.uint8)), r"\[0, 1\] values"),
         (lambda: restoration_scores(np.zeros((4, 4, 1)), np.zeros((4, 4, 1), np.uint8)), "7x7"),

@@ -279,3 +279,32 @@ def test_a_stopped_export_leaves_every_old_form_and_the_next_replaces_them_all(t
     assert json.loads((output / "report.json").read_text())["command"] == "third"
     assert not [path for path in output.rglob("*") if ".kfcn-partial-" in path.name]  # the killed staging is gone
     assert (output / "tiny_serving" / "7").is_dir()
+
+
+def test_isbi_error_analysis_splits_the_pixel_error_and_its_section_states_the_report(tmp_path):
+    import kfcn.models
+    from kfcn.cli.common import file_sha256
+    from kfcn.evaluation import pixel_errors_by_edge_distance
+    from kfcn.inference import predict
+
+    model = kfcn.models.unet((None, None, 1), filters=2, depth=2, input_range=(0, 255))
+    model.save(tmp_path / "tiny.keras")
+    rows = "".join(f"{epoch},{100 * epoch},0.2,0.{epoch:02d}\n" for epoch in range(1, 41))
+    (tmp_path / "training.csv").write_text("epoch,cpu_seconds,pixel_error,val_pixel_error\n" + rows)
+    arguments = ["--model", "tiny.keras", "--log", "training.csv", "--output", "report.json", "--figure", "f.png"]
+    printed = run_example("isbi_error_analysis.py", tmp_path, *arguments)
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["model_sha256"] == file_sha256(tmp_path / "tiny.keras") and (tmp_path / "f.png").is_file()
+    assert report["held_out"]["slices"] == ["slice_20"] and report["training"]["slices"] == ["slice_00"]
+    analysis = example_module("isbi_error_analysis")
+    image, label = analysis.slice_pair(20)
+    expected = pixel_errors_by_edge_distance(predict(model, image), label, tolerances=(1, 2))
+    for key, value in expected.items():
+        assert report["held_out"]["mean"][key] == pytest.approx(value, abs=1e-6), key
+    assert report["held_out"]["mean"]["pixel_error_best_threshold"] <= expected["pixel_error"]
+    first, last = report["learning_curve"]
+    assert first["epochs"] == [1, 30] and last["epochs"] == [31, 40]
+    assert last["cpu_hours"] == pytest.approx(100 * sum(range(1, 41)) / 3600)
+    assert first["val_pixel_error"] == pytest.approx(np.mean([epoch / 100 for epoch in range(1, 31)]))
+    assert report["markdown"] == analysis.markdown(report) and report["markdown"] in printed
+    assert "| held-out slices 20 |" in report["markdown"] and "| training slices 00, whole |" in report["markdown"]

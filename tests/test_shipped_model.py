@@ -40,6 +40,24 @@ def test_held_out_scores_match_the_model_card():
         assert value == pytest.approx(stated["plain"]["isbi2012_original"][key], abs=2e-4), key
 
 
+def test_the_error_analysis_is_of_the_shipped_model_and_its_held_out_split_reproduces():
+    """saved_models/unet_isbi_error_analysis.json (the card's section on where the pixel error lies) analysed the
+    shipped file, its Markdown states its numbers, and its held-out means come out again from the model."""
+    from kfcn.cli.common import file_sha256
+
+    analysis = example_module("isbi_error_analysis")
+    stated = json.loads((ROOT / "saved_models" / "unet_isbi_error_analysis.json").read_text())
+    assert stated["model_sha256"] == file_sha256(shipped_model_path())
+    assert (
+        stated["markdown"] == analysis.markdown(stated)
+        and stated["markdown"] in (ROOT / "saved_models" / "unet_isbi.md").read_text()
+    )
+    measured, _ = analysis.set_scores(load_model(shipped_model_path()), analysis.SETS["held_out"])
+    assert measured["slices"] == stated["held_out"]["slices"]
+    for key, value in measured["mean"].items():
+        assert value == pytest.approx(stated["held_out"]["mean"][key], abs=2e-4), key
+
+
 def test_the_shipped_model_exported_as_a_savedmodel_serves_it_through_both_signatures(tmp_path):
     # The SavedModel is not committed (examples/export_isbi.py writes it into saved_models/, ignored by git): the
     # shipped .keras is exported here as that script exports it, and both signatures its card lists serve what the

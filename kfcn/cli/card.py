@@ -2,8 +2,10 @@
 
 The card (`RUN_DIR/MODEL_CARD.md` by default) says what the model is, the command and every
 setting that made it, the machine and the training time, the held-out scores at the selected
-and at the last epoch, and links the curves; rerun it after the run is extended and it is
-current again, so no card is edited by hand.
+and at the last epoch, and links the curves; held-out tables (`--evaluation`) and analyses of
+the model (`--analysis`: where its errors lie, say) follow, each refused unless it is of this
+very model.keras. Rerun it after the run is extended and it is current again, so no card is
+edited by hand.
 
 Run on an unfinished run (still training, or stopped to be resumed), it writes a progress card:
 the same card marked unfinished, with the epochs left and about how long they take at the
@@ -36,6 +38,15 @@ def register(commands):
         help="a `kfcn evaluate --json` report of the run's model.keras on held-out data, shown as the card's "
         "held-out table (repeat for several sets); refused if it scored another file",
     )
+    sub.add_argument(
+        "--analysis",
+        action="append",
+        default=[],
+        metavar="JSON",
+        help="a report of an analysis of the run's model.keras (a JSON object with its `model_sha256` and a "
+        "`markdown` section, as examples/isbi_error_analysis.py writes), added to the card after the held-out "
+        "tables (repeat for several); refused if it analysed another file",
+    )
     sub.set_defaults(run=run)
 
 
@@ -48,7 +59,7 @@ def run(args):
     # and curves along, as OUTPUT-STEM_config.json, _training.csv and _curves.png, so that what it names is
     # beside it.
     prefix = "" if output.parent.resolve() == folder.resolve() else output.stem + "_"
-    text = model_card(folder, evaluations=args.evaluation, prefix=prefix)
+    text = model_card(folder, evaluations=args.evaluation, analyses=args.analysis, prefix=prefix)
     # Every file is written before any replaces its old version (the renames come last, together), so
     # that a stop while writing leaves the old card with its old companions, not a mix of two runs.
     with contextlib.ExitStack() as replaced_together:
@@ -79,7 +90,7 @@ def _activity(folder):
     return "The run is unfinished and no kfcn train process is training it: rerun its command to continue it."
 
 
-def model_card(folder, evaluations=(), prefix=""):
+def model_card(folder, evaluations=(), analyses=(), prefix=""):
     """The Markdown model card of the run folder `folder`.
 
     Args:
@@ -87,6 +98,8 @@ def model_card(folder, evaluations=(), prefix=""):
         evaluations: paths of `kfcn evaluate --json` reports of the folder's `model.keras` on
             held-out data, each shown as a table (for segmentation with the whole set's scores
             per class).
+        analyses: paths of JSON reports of analyses of the folder's `model.keras` (objects with its
+            `model_sha256` and a `markdown` section, which the card shows after the held-out tables).
         prefix: the card names the run's files `config.json`, `training.csv` and `curves.png` with this prefix:
             the names of their copies beside a card written outside the run folder.
 
@@ -97,7 +110,7 @@ def model_card(folder, evaluations=(), prefix=""):
     Raises:
         ValueError: a folder that is no run folder or whose run has not saved a model yet, naming
             the missing file; a report that is not `kfcn evaluate`'s or that scored another model
-            file (a stale one, after the run was extended).
+            file (a stale one, after the run was extended); the same for an analysis.
 
     Example (a finished run folder `runs/cells`):
         kfcn evaluate held_out/images held_out/labels --model runs/cells/model.keras --json held_out.json
@@ -118,6 +131,7 @@ def model_card(folder, evaluations=(), prefix=""):
     finished = (folder / "summary.json").is_file()
     summary = json.loads((folder / "summary.json").read_text()) if finished else _progress(config, log, model)
     held_out = [_held_out_section(Path(path), folder / "model.keras") for path in evaluations]
+    analysed = [_analysis_section(Path(path), folder / "model.keras") for path in analyses]
     curves = (folder / "curves.png").is_file()  # an unfinished run's, once it has drawn them
     monitor, best = summary["monitor"], summary["best_epoch"]
     lines = [
@@ -159,6 +173,7 @@ def model_card(folder, evaluations=(), prefix=""):
         f"![training curves]({prefix}curves.png)" if curves else "",
         "",
         *held_out,
+        *analysed,
     ]
     return "\n".join(lines)
 
@@ -474,6 +489,29 @@ def _held_out_section(path, model_file):
             "",
         ]
     return "\n".join(lines)
+
+
+def _analysis_section(path, model_file):
+    """The Markdown section of an analysis report, checked to be of `model_file`."""
+    from kfcn.cli.common import file_sha256
+
+    try:
+        report = json.loads(path.read_text())
+        section = report["markdown"]
+        if not isinstance(section, str):
+            raise TypeError("its markdown is not text")
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ValueError(
+            f"--analysis {path}: not an analysis report ({error}): a JSON object with the analysed file's "
+            "model_sha256 and a markdown section, as examples/isbi_error_analysis.py writes."
+        ) from None
+    if report.get("model_sha256") != file_sha256(model_file):
+        raise ValueError(
+            f"--analysis {path} analysed {report.get('model')!r}, not this run's {model_file.name} (another file, "
+            "or the run has changed since: it was extended or retrained). Rerun the analysis on "
+            f"{_shown(str(model_file.resolve()))} and pass the new report."
+        )
+    return section.rstrip("\n") + "\n"
 
 
 def _number(value):

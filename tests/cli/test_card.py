@@ -128,6 +128,27 @@ def test_a_report_that_is_not_kfcn_evaluate_s_is_refused(tmp_path, capsys):
     assert not (run / "MODEL_CARD.md").exists()
 
 
+def test_an_analysis_of_the_run_s_model_is_added_to_its_card_and_one_of_another_file_is_refused(tmp_path, capsys):
+    data = write_isbi_crops(tmp_path / "data", count=5, side=48)
+    run = tmp_path / "run"
+    assert main(train_command(data, run, "--epochs", "1")) == 0
+    section = "## Where the error comes from\n\n| slices | beyond 2 px |\n|---|---|\n| held out | 0.0123 |\n"
+    analysis = {"model": "run/model.keras", "model_sha256": file_sha256(run / "model.keras"), "markdown": section}
+    (tmp_path / "analysis.json").write_text(json.dumps(analysis))
+    assert main(["card", str(run), "--analysis", str(tmp_path / "analysis.json")]) == 0
+    card = (run / "MODEL_CARD.md").read_text()
+    assert card.endswith(section) and card.index("![training curves]") < card.index(section)
+    for name, report, message in [
+        ("stale.json", analysis | {"model_sha256": "0" * 64}, "analysed 'run/model.keras', not this run's model.keras"),
+        ("bare.json", {"model_sha256": analysis["model_sha256"]}, "not an analysis report"),
+        ("list.json", [section], "not an analysis report"),
+    ]:
+        (tmp_path / name).write_text(json.dumps(report))
+        assert main(["card", str(run), "--analysis", str(tmp_path / name), "--output", str(tmp_path / "x.md")]) == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "x.md").exists() and (run / "MODEL_CARD.md").read_text() == card
+
+
 def test_a_folder_that_is_no_run_or_has_no_model_yet_is_named(tmp_path, capsys):
     assert main(["card", str(tmp_path)]) == 2
     assert "has no config.json" in capsys.readouterr().err
