@@ -11,6 +11,7 @@ from kfcn.evaluation import (
     confusion_scores,
     counting_scores,
     data_range,
+    errors_near_edges,
     isbi2012_original_scores,
     mean_scores,
     pixel_errors_by_edge_distance,
@@ -202,23 +203,44 @@ def test_best_rand_error_finds_the_threshold_that_closes_the_membrane():
 def test_errors_by_edge_distance_equal_a_pixel_by_pixel_search(rng):
     label = (rng.random((9, 11)) > 0.6).astype(int)
     probability = rng.random((9, 11))
+    predicted = (probability > 0.5).astype(int)
     scores = pixel_errors_by_edge_distance(probability, label, tolerances=(1, 1.5, 2))
-    wrong = (probability > 0.5) != label.astype(bool)
+    wrong = predicted != label
     rows, columns = np.indices(label.shape)
 
-    def edge_distance(row, column):  # to the nearest pixel of the other class, by brute force
-        other = label != label[row, column]
-        return np.sqrt((rows[other] - row) ** 2 + (columns[other] - column) ** 2).min()
+    def distance_to_other_class(mask, row, column):  # by brute force, over every pixel
+        other = mask != mask[row, column]
+        return np.sqrt((rows[other] - row) ** 2 + (columns[other] - column) ** 2).min() if other.any() else np.inf
 
-    distance = np.array([[edge_distance(r, c) for c in range(11)] for r in range(9)])
+    in_label = np.array([[distance_to_other_class(label, r, c) for c in range(11)] for r in range(9)])
+    in_prediction = np.array([[distance_to_other_class(predicted, r, c) for c in range(11)] for r in range(9)])
     for tolerance in (1, 1.5, 2):
-        assert scores[f"pixel_error_beyond_{tolerance:g}px"] == pytest.approx(np.mean(wrong & (distance > tolerance)))
-        assert scores[f"edge_band_{tolerance:g}px"] == pytest.approx(np.mean(distance <= tolerance))
+        # a wrong pixel is forgiven when its predicted class is that close in the label and its true class that
+        # close in the prediction
+        far = wrong & ((in_label > tolerance) | (in_prediction > tolerance))
+        assert np.array_equal(errors_near_edges(predicted, label, tolerance), wrong & ~far)
+        assert scores[f"pixel_error_beyond_{tolerance:g}px"] == pytest.approx(far.mean())
+        assert scores[f"false_foreground_beyond_{tolerance:g}px"] == pytest.approx(np.mean(far & (predicted == 1)))
+        assert scores[f"edge_band_{tolerance:g}px"] == pytest.approx(np.mean(in_label <= tolerance))
     assert scores["pixel_error"] == pytest.approx(wrong.mean())
     assert scores["false_foreground"] + scores["false_background"] == pytest.approx(wrong.mean())
     assert scores["false_foreground"] == pytest.approx(np.mean((probability > 0.5) & (label == 0)))
     softmax = np.stack([1 - probability, probability], axis=-1)  # a two-class softmax: channel 1 is the foreground
     assert pixel_errors_by_edge_distance(softmax, label, tolerances=(1, 1.5, 2)) == pytest.approx(scores)
+
+
+def test_a_membrane_drawn_thicker_is_near_its_edges_and_a_gap_or_an_invented_one_is_not():
+    label = np.ones((9, 15), int)
+    label[:, 7] = 0  # a vertical membrane, 1 px wide
+    thicker = label.copy()
+    thicker[:, 6:9] = 0
+    assert errors_near_edges(thicker, label, 1).sum() == 18 == (thicker != label).sum()
+    gap = label.copy()
+    gap[2:7, 7] = 1  # a 5-px gap: only its two ends have a predicted membrane within 1 px
+    assert errors_near_edges(gap, label, 1).astype(int)[:, 7].tolist() == [0, 0, 1, 0, 0, 0, 1, 0, 0]
+    invented = label.copy()
+    invented[4, 1:4] = 0  # inside the left cell, 3 px and more from the true membrane
+    assert not errors_near_edges(invented, label, 2).any()
 
 
 def test_a_label_of_one_class_has_no_edge_so_every_error_is_far_from_one():

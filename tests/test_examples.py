@@ -284,7 +284,7 @@ def test_a_stopped_export_leaves_every_old_form_and_the_next_replaces_them_all(t
 def test_isbi_error_analysis_splits_the_pixel_error_and_its_section_states_the_report(tmp_path):
     import kfcn.models
     from kfcn.cli.common import file_sha256
-    from kfcn.evaluation import pixel_errors_by_edge_distance
+    from kfcn.evaluation import best_rand_error, pixel_errors_by_edge_distance
     from kfcn.inference import predict
 
     model = kfcn.models.unet((None, None, 1), filters=2, depth=2, input_range=(0, 255))
@@ -302,6 +302,8 @@ def test_isbi_error_analysis_splits_the_pixel_error_and_its_section_states_the_r
     for key, value in expected.items():
         assert report["held_out"]["mean"][key] == pytest.approx(value, abs=1e-6), key
     assert report["held_out"]["mean"]["pixel_error_best_threshold"] <= expected["pixel_error"]
+    rand = best_rand_error(predict(model, image)[..., -1:], label)["adapted_rand_error"]
+    assert report["held_out"]["mean"]["rand_error_singletons"] == pytest.approx(rand, abs=1e-6)
     first, last = report["learning_curve"]
     assert first["epochs"] == [1, 30] and last["epochs"] == [31, 40]
     assert last["cpu_hours"] == pytest.approx(100 * sum(range(1, 41)) / 3600)
