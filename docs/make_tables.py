@@ -95,7 +95,9 @@ def _camvid_shipped_all(root):
     return [shipped for shipped in map(lambda network: _camvid_shipped(root, network), CAMVID_NETWORKS) if shipped]
 
 
-ISBI_RECIPE_RUNS = ("unet_isbi", "experiments/unet_isbi_recipe")  # shipped, or kept as an experiment
+# The runs of `kfcn train --recipe isbi2012`: the shipped one (unet_isbi), and any kept as experiments
+# (experiments/unet_isbi_recipe*, e.g. one extended to more epochs that did not beat it).
+ISBI_SHIPPED, ISBI_RECIPE_EXPERIMENTS = "unet_isbi", "experiments/unet_isbi_recipe*_config.json"
 ISBI_FILTERS_16 = ("unet_isbi", "experiments/unet_isbi_f16_plateau")  # shipped until the recipe's run replaced it
 
 
@@ -105,21 +107,43 @@ def _training_seconds(root, name):
         return sum(float(row["seconds"]) - _logged(row.get("stopped_seconds")) for row in csv.DictReader(log))
 
 
-def _isbi_recipe_run(root):
-    """The ISBI run of `kfcn train --recipe isbi2012`, shipped (saved_models/unet_isbi_*, its card's files) or kept
-    as an experiment (saved_models/experiments/unet_isbi_recipe_*): its settings, steps, hours and the
-    held-out table of `examples/validate_isbi.py`; None where neither is there."""
-    for stem in ISBI_RECIPE_RUNS:
-        if (root / MODELS / f"{stem}_config.json").is_file():
-            config = _load(root, f"{stem}_config.json")
-            return {
-                "shipped": stem == ISBI_RECIPE_RUNS[0],
+def _cpu_seconds(root, name):
+    """The CPU seconds (summed over the cores) of a card's `_training.csv`; None where it does not log them."""
+    with open(root / MODELS / name, newline="") as log:
+        rows = list(csv.DictReader(log))
+    return sum(_logged(row.get("cpu_seconds")) for row in rows) if rows and "cpu_seconds" in rows[0] else None
+
+
+def _isbi_recipe_runs(root):
+    """The ISBI runs of `kfcn train --recipe isbi2012`: the shipped one first (saved_models/unet_isbi_*, its card's
+    files) where it is such a run, then those kept as experiments (saved_models/experiments/unet_isbi_recipe*_*), by
+    name: each run's settings, steps, hours and the held-out table of `examples/validate_isbi.py`."""
+    stems = [ISBI_SHIPPED] if (root / MODELS / f"{ISBI_SHIPPED}_config.json").is_file() else []
+    stems += sorted(
+        str(path.relative_to(root / MODELS)).removesuffix("_config.json")
+        for path in (root / MODELS).glob(ISBI_RECIPE_EXPERIMENTS)
+    )
+    runs = []
+    for stem in stems:
+        config = _load(root, f"{stem}_config.json")
+        runs.append(
+            {
+                "shipped": stem == ISBI_SHIPPED,
                 "config": config,
                 "steps": config["epochs"] * config["steps"],
                 "hours": _training_seconds(root, f"{stem}_training.csv") / 3600,
+                "cpu_hours": (_cpu_seconds(root, f"{stem}_training.csv") or math.nan) / 3600,
                 "validation": _load(root, f"{stem}_validation.json"),
             }
-    return None
+        )
+    return runs
+
+
+def _run_time(run):
+    """'1.9 h (3.5 CPU h)': the wall time and, where logged, the CPU time summed over the cores."""
+    return f"{run['hours']:.1f} h" + (
+        f" ({run['cpu_hours']:.1f} CPU h)" if run["cpu_hours"] == run["cpu_hours"] else ""
+    )
 
 
 def _isbi_filters_16(root):
@@ -131,9 +155,16 @@ def _isbi_filters_16(root):
     raise FileNotFoundError("saved_models has no 16-filter ISBI U-Net's training.json (unet_isbi or experiments)")
 
 
-def _isbi_recipe_label(run):
-    """'filters 32, U-Net border weights, cosine from 1e-3, 90 epochs, mixed bfloat16' from a run's settings."""
+def _without_epochs(config):
+    return {key: value for key, value in config.items() if key not in ("epochs", "precision_used")}
+
+
+def _isbi_recipe_label(run, before=None):
+    """'filters 32, U-Net border weights, cosine from 1e-3, ..., mixed bfloat16' from a run's settings; 'the same
+    recipe, 210 epochs' where they are those of the run listed `before` but for the epochs."""
     config = run["config"]
+    if before is not None and _without_epochs(config) == _without_epochs(before["config"]):
+        return f"the same recipe, {config['epochs']} epochs"
     weights = "U-Net border weights" if config["weight_map"] == "unet" else f"weight map {config['weight_map']}"
     return (
         f"filters {config['filters']}, {weights}, {config['schedule']} from {config['learning_rate']:g}, "
@@ -149,7 +180,8 @@ def isbi_results(root):
     shipped = _load(root, "unet_isbi_validation.json")
     unweighted = _load(root, "experiments/unet_isbi_f32_unweighted_validation.json")
     finetuned = _load(root, "experiments/unet_isbi_f32_weighted_finetune_validation.json")
-    recipe, filters_16 = _isbi_recipe_run(root), _isbi_filters_16(root)
+    runs, filters_16 = _isbi_recipe_runs(root), _isbi_filters_16(root)
+    recipe_shipped = bool(runs and runs[0]["shipped"])
 
     def scores(mean, labelled=False):
         thin, singletons = mean["rand_error_best_thin"], mean["rand_error_best_singletons"]
@@ -189,20 +221,18 @@ def isbi_results(root):
             ('the same with `tta="d4"`', *scores(shipped["tta_d4"]["mean"])),
             *(
                 [("the 16-filter U-Net shipped before it", *scores(filters_16["validation"]["plain"]["mean"]))]
-                if recipe and recipe["shipped"]
+                if recipe_shipped
                 else []
             ),
-            *(
-                [
-                    (
-                        f"the {recipe['config']['filters']}-filter U-Net of `--recipe isbi2012` with border weights, "
-                        f"{recipe['steps']:,} steps (not shipped)",
-                        *scores(recipe["validation"]["plain"]["mean"]),
-                    )
-                ]
-                if recipe and not recipe["shipped"]
-                else []
-            ),
+            *[
+                (
+                    f"the {run['config']['filters']}-filter U-Net of `--recipe isbi2012` with border weights, "
+                    f"{run['steps']:,} steps, {_run_time(run)} (not shipped)",
+                    *scores(run["validation"]["plain"]["mean"]),
+                )
+                for run in runs
+                if not run["shipped"]
+            ],
             ("a 32-filter U-Net without border weights (not shipped)", *scores(unweighted["plain"]["mean"])),
             ("that one fine-tuned with border weights (not shipped)", *scores(finetuned["plain"]["mean"])),
             ("the goal for the shipped model", "≤ 0.07", "≤ 0.06 (`singletons`), thin ≤ 0.035"),
@@ -388,7 +418,7 @@ def isbi_validation(root):
 
 def isbi_attempts(root):
     """Model card: every ISBI training attempt, scored on the held-out slices."""
-    recipe, filters_16 = _isbi_recipe_run(root), _isbi_filters_16(root)
+    runs, filters_16 = _isbi_recipe_runs(root), _isbi_filters_16(root)
     unweighted = _load(root, "experiments/unet_isbi_f32_unweighted_validation.json")
     unweighted_training = _load(root, "experiments/unet_isbi_f32_unweighted_training.json")
     finetuned = _load(root, "experiments/unet_isbi_f32_weighted_finetune_validation.json")
@@ -410,20 +440,20 @@ def isbi_attempts(root):
         )
 
     recipe_rows = []
-    if recipe:
-        shipped = " (shipped)" if recipe["shipped"] else ""
-        recipe_rows = [
+    for before, run in zip([None, *runs], runs):
+        shipped = run["shipped"]
+        recipe_rows += [
             (
-                ("**shipped**: " if shipped else "") + _isbi_recipe_label(recipe),
-                f"{recipe['steps']:,}",
-                f"{recipe['hours']:.1f} h",
-                *scores(recipe["validation"]["plain"]["mean"], bold=("pixel_error", "rand") if shipped else ()),
+                ("**shipped**: " if shipped else "") + _isbi_recipe_label(run, before),
+                f"{run['steps']:,}",
+                _run_time(run),
+                *scores(run["validation"]["plain"]["mean"], bold=("pixel_error", "rand") if shipped else ()),
             ),
-            ('the same, `tta="d4"`', "", "", *scores(recipe["validation"]["tta_d4"]["mean"])),
+            ('the same, `tta="d4"`', "", "", *scores(run["validation"]["tta_d4"]["mean"])),
         ]
-    previous = bool(recipe and recipe["shipped"])
+    previous = bool(runs and runs[0]["shipped"])
     return _rows(
-        ["model", "steps", "CPU time", "pixel error", "Rand error", "VI split / merge"],
+        ["model", "steps", "time on a 2-core CPU", "pixel error", "Rand error", "VI split / merge"],
         [
             *recipe_rows,
             (

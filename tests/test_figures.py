@@ -96,6 +96,38 @@ def test_the_isbi_recipe_run_gets_its_rows_kept_as_an_experiment_or_shipped(tmp_
     assert ("(not shipped) | 0.0812 |" in results) == (not shipped)
 
 
+def test_a_recipe_run_kept_beside_the_shipped_one_gets_its_rows_and_says_what_differs(tmp_path):
+    # The shipped recipe run (the committed files) and the same run extended to 210 epochs, kept as an experiment
+    # (experiments/unet_isbi_recipe_e210_*) since it did not beat it: a stand-in with one score changed.
+    import json
+    import shutil
+
+    models = tmp_path / "saved_models"
+    shutil.copytree(ROOT / "saved_models", models)  # copies, not links: the files written below stay in tmp_path
+    config = json.loads((models / "unet_isbi_config.json").read_text()) | {"epochs": 210}
+    validation = json.loads((models / "unet_isbi_validation.json").read_text())
+    extended = validation | {
+        "plain": validation["plain"] | {"mean": validation["plain"]["mean"] | {"pixel_error": 0.0999}}
+    }
+    stem = models / "experiments" / "unet_isbi_recipe_e210"
+    (stem.parent / f"{stem.name}_config.json").write_text(json.dumps(config))
+    (stem.parent / f"{stem.name}_validation.json").write_text(json.dumps(extended))
+    log = "epoch,cpu_seconds,seconds,stopped_seconds\n1,7200,3600,NA\n2,10800,5400,0\n"  # 2.5 h, 5 CPU h
+    (stem.parent / f"{stem.name}_training.csv").write_text(log)
+    attempts = make_tables.isbi_attempts(tmp_path).splitlines()
+    assert (
+        attempts[2].startswith("| **shipped**: filters 32, U-Net border weights")
+        and "(3.5 CPU h) | **0.0936** |" in (attempts[2])
+    )
+    assert attempts[4].startswith("| the same recipe, 210 epochs | 10,500 | 2.5 h (5.0 CPU h) | 0.0999 | ")
+    assert attempts[6].startswith("| shipped until the recipe's run: filters 16")
+    results = make_tables.isbi_results(tmp_path)
+    assert (
+        "| the 32-filter U-Net of `--recipe isbi2012` with border weights, 10,500 steps, 2.5 h (5.0 CPU h) (not "
+        in (results)
+    )
+
+
 def test_a_shipped_camvid_segnet_gets_its_rows_beside_the_u_net(tmp_path):
     # A stand-in SegNet: the U-Net's files renamed, its config and parameter count and one score changed.
     import json
