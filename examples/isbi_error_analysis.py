@@ -32,7 +32,7 @@ from figures import save_panels
 from PIL import Image
 
 from kfcn.atomic import atomic_path
-from kfcn.cli.common import file_sha256
+from kfcn.cli.common import file_sha256, shown_path
 from kfcn.evaluation import best_rand_error, errors_near_edges, pixel_errors_by_edge_distance
 from kfcn.inference import predict
 from kfcn.samples import isbi2012_dir, shipped_model_path
@@ -191,7 +191,10 @@ def main():
     sets = {name: indices[:1] for name, indices in SETS.items()} if args.quick else SETS
     model_path = Path(args.model) if args.model else shipped_model_path()
     model = load_model(model_path)
-    report = {"model": args.model or "kfcn/assets/models/unet_isbi.keras", "model_sha256": file_sha256(model_path)}
+    report = {
+        "model": shown_path(args.model) if args.model else "kfcn/assets/models/unet_isbi.keras",
+        "model_sha256": file_sha256(model_path),
+    }
     report["threshold"] = 0.5
     report["held_out"], (index, image, label, probability) = set_scores(model, sets["held_out"])
     report["training"], _ = set_scores(model, sets["training"])

@@ -27,6 +27,7 @@ import numpy as np
 from PIL import Image
 
 from kfcn.atomic import atomic_path
+from kfcn.cli.common import shown_path
 from kfcn.evaluation import best_rand_error, isbi2012_original_scores, segmentation_scores
 from kfcn.inference import predict
 from kfcn.samples import isbi2012_dir, shipped_model_path
@@ -66,7 +67,7 @@ def main():
     args = parser.parse_args()
     model = load_model(args.model or shipped_model_path())
     report = {
-        "model": args.model or "kfcn/assets/models/unet_isbi.keras",
+        "model": shown_path(args.model) if args.model else "kfcn/assets/models/unet_isbi.keras",
         "held_out": HELD_OUT,
         "plain": validation_table(model),
         "tta_d4": validation_table(model, tta="d4"),

@@ -20,6 +20,8 @@ import json
 import math
 from pathlib import Path
 
+from kfcn.cli.common import shown_path
+
 COMPANIONS = ("config.json", "training.csv", "curves.png")  # the run's files a card names
 
 
@@ -69,7 +71,9 @@ def run(args):
             temporary = replaced_together.enter_context(atomic_path(output.parent / (prefix + name)))
             if name == "config.json":  # with its paths as the card shows them: none of this machine
                 config = json.loads(sources[name].read_text())
-                temporary.write_text(json.dumps({key: _shown(value) for key, value in config.items()}, indent=2) + "\n")
+                temporary.write_text(
+                    json.dumps({key: shown_path(value) for key, value in config.items()}, indent=2) + "\n"
+                )
             else:
                 temporary.write_bytes(sources[name].read_bytes())
         replaced_together.enter_context(atomic_path(output)).write_text(text)
@@ -138,7 +142,7 @@ def model_card(folder, evaluations=(), analyses=(), prefix=""):
         f"# {model['name']}: `{folder.name}`" + ("" if finished else f" (unfinished: {_epochs_logged(config, log)})"),
         "",
         f"A `{config['model']}` of {model['parameters']:,} parameters ({model['head']}, {model['outputs']} output "
-        f"channel(s)), trained by `kfcn train` on {_shown(config.get('images') or config.get('tfds'))}"
+        f"channel(s)), trained by `kfcn train` on {shown_path(config.get('images') or config.get('tfds'))}"
         + (f" (recipe `{config['recipe']}`)" if config.get("recipe") else "")
         + ". Input: raw pixel values of any size the strides allow; the model scales them itself."
         + _density_note(config, summary),
@@ -153,7 +157,7 @@ def model_card(folder, evaluations=(), analyses=(), prefix=""):
         "| setting | value |",
         "|---|---|",
         *[
-            f"| {key} | `{json.dumps(_shown(value))}` |"
+            f"| {key} | `{json.dumps(shown_path(value))}` |"
             for key, value in config.items()
             if key not in ("overwrite", "output")
         ],
@@ -385,30 +389,6 @@ def _density_note(config, summary):
     return note
 
 
-def _shown(value):
-    """A path as the card shows it: relative to the working folder (or to the folder above it: data beside
-    the project, `../shared/...`), or inside the kfcn package; else its name alone (no absolute path of the
-    machine that wrote the card); other values as they are.
-
-    Example:
-    >>> _shown(str(Path.cwd() / "runs" / "a")), _shown(str(Path.cwd().parent / "data")), _shown(3)
-    ('runs/a', '../data', 3)
-    """
-    if not isinstance(value, str) or not Path(value).is_absolute():
-        return value
-    path = Path(value).resolve()
-    package = Path(__file__).resolve().parents[1]
-    bases = [(Path.cwd(), ""), (package.parent, "")]
-    if len(Path.cwd().parts) > 2:  # the folder above the working one, unless that is the root
-        bases.append((Path.cwd().parent, "../"))
-    for base, above in bases:
-        try:
-            return above + str(path.relative_to(base))
-        except ValueError:
-            continue
-    return path.name
-
-
 def _score_table(log, best):
     from kfcn.checkpoints import RUN_COLUMNS
 
@@ -457,11 +437,11 @@ def _held_out_section(path, model_file):
         raise ValueError(
             f"--evaluation {path} scored {report.get('model')!r}, not this run's {model_file.name} (another file, "
             "or the run has changed since: it was extended or retrained). Rerun kfcn evaluate on "
-            f"{_shown(str(model_file.resolve()))} and pass the new report."
+            f"{shown_path(str(model_file.resolve()))} and pass the new report."
         )
     options = ", ".join(f"{key} {value}" for key, value in report.get("options", {}).items() if value is not None)
     lines = [
-        f"## Held-out scores: `{_shown(report.get('images'))}`",
+        f"## Held-out scores: `{shown_path(report.get('images'))}`",
         "",
         f"`kfcn evaluate` ({task}{'; ' + options if options else ''}) on {len(per_image)} image(s) the model did "
         "not train on. Means over images:",
@@ -509,7 +489,7 @@ def _analysis_section(path, model_file):
         raise ValueError(
             f"--analysis {path} analysed {report.get('model')!r}, not this run's {model_file.name} (another file, "
             "or the run has changed since: it was extended or retrained). Rerun the analysis on "
-            f"{_shown(str(model_file.resolve()))} and pass the new report."
+            f"{shown_path(str(model_file.resolve()))} and pass the new report."
         )
     return section.rstrip("\n") + "\n"
 

@@ -69,6 +69,30 @@ def quiet_backend_import(verbose, tensorflow=False):
             tf.config.list_logical_devices()  # the device set-up logs now, while stderr is silenced
 
 
+def shown_path(value):
+    """A path as a card or a committed report shows it: relative to the working folder (or to the folder
+    above it: data beside the project, `../shared/...`), or inside the kfcn package; else its name alone
+    (no absolute path of the machine that wrote it); other values as they are.
+
+    Example:
+    >>> shown_path(str(Path.cwd() / "runs" / "a")), shown_path(str(Path.cwd().parent / "data")), shown_path(3)
+    ('runs/a', '../data', 3)
+    """
+    if not isinstance(value, str) or not Path(value).is_absolute():
+        return value
+    path = Path(value).resolve()
+    package = Path(__file__).resolve().parents[1]  # kfcn/
+    bases = [(Path.cwd(), ""), (package.parent, "")]
+    if len(Path.cwd().parts) > 2:  # the folder above the working one, unless that is the root
+        bases.append((Path.cwd().parent, "../"))
+    for base, above in bases:
+        try:
+            return above + str(path.relative_to(base))
+        except ValueError:
+            continue
+    return path.name
+
+
 def file_sha256(path):
     """The SHA-256 of a file's bytes, in hex: which model file a report was made from.
 
