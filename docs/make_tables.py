@@ -156,14 +156,18 @@ def _isbi_filters_16(root):
 
 
 def _without_epochs(config):
-    return {key: value for key, value in config.items() if key not in ("epochs", "precision_used")}
+    return {key: value for key, value in config.items() if key not in ("epochs", "extended", "precision_used")}
 
 
 def _isbi_recipe_label(run, before=None):
     """'filters 32, U-Net border weights, cosine from 1e-3, ..., mixed bfloat16' from a run's settings; 'the same
-    recipe, 210 epochs' where they are those of the run listed `before` but for the epochs."""
+    run, extended from 90 to 210 epochs' (or 'the same recipe, 210 epochs', where it was not extended from it)
+    where they are those of the run listed `before` but for the epochs."""
     config = run["config"]
     if before is not None and _without_epochs(config) == _without_epochs(before["config"]):
+        extended = config.get("extended") or []  # kfcn train's record of each --epochs extension
+        if extended and extended[0]["epochs_before"] == before["config"]["epochs"]:
+            return f"the same run, extended from {extended[0]['epochs_before']} to {config['epochs']} epochs"
         return f"the same recipe, {config['epochs']} epochs"
     weights = "U-Net border weights" if config["weight_map"] == "unet" else f"weight map {config['weight_map']}"
     return (

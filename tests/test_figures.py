@@ -70,7 +70,8 @@ def test_the_isbi_recipe_run_gets_its_rows_kept_as_an_experiment_or_shipped(tmp_
     models = tmp_path / "saved_models"
     experiments = ROOT / "saved_models" / "experiments"
     # copies, not links: the files written below would go through a link into the committed ones
-    shutil.copytree(experiments, models / "experiments")
+    # (but for the recipe runs kept as experiments, which would add their rows)
+    shutil.copytree(experiments, models / "experiments", ignore=shutil.ignore_patterns("unet_isbi_recipe*"))
     validation = json.loads((experiments / "unet_isbi_f16_plateau_validation.json").read_text())
     filters_16 = validation | {}
     run = validation | {"plain": validation["plain"] | {"mean": validation["plain"]["mean"] | {"pixel_error": 0.0812}}}
@@ -104,7 +105,8 @@ def test_a_recipe_run_kept_beside_the_shipped_one_gets_its_rows_and_says_what_di
 
     models = tmp_path / "saved_models"
     shutil.copytree(ROOT / "saved_models", models)  # copies, not links: the files written below stay in tmp_path
-    config = json.loads((models / "unet_isbi_config.json").read_text()) | {"epochs": 210}
+    shipped = json.loads((models / "unet_isbi_config.json").read_text())
+    config = shipped | {"epochs": 210, "extended": [{"epochs_before": shipped["epochs"]}]}
     validation = json.loads((models / "unet_isbi_validation.json").read_text())
     extended = validation | {
         "plain": validation["plain"] | {"mean": validation["plain"]["mean"] | {"pixel_error": 0.0999}}
@@ -119,7 +121,10 @@ def test_a_recipe_run_kept_beside_the_shipped_one_gets_its_rows_and_says_what_di
         attempts[2].startswith("| **shipped**: filters 32, U-Net border weights")
         and "(3.5 CPU h) | **0.0936** |" in (attempts[2])
     )
-    assert attempts[4].startswith("| the same recipe, 210 epochs | 10,500 | 2.5 h (5.0 CPU h) | 0.0999 | ")
+    assert attempts[4].startswith(f"| the same run, extended from {shipped['epochs']} to 210 epochs | 10,500 | 2.5 h")
+    assert attempts[4].startswith(
+        "| the same run, extended from 90 to 210 epochs | 10,500 | 2.5 h (5.0 CPU h) | 0.0999 |"
+    )
     assert attempts[6].startswith("| shipped until the recipe's run: filters 16")
     results = make_tables.isbi_results(tmp_path)
     assert (
