@@ -95,8 +95,9 @@ def precision_used(config, facts=None):
     by the machine (`machine()` facts) and recorded; a resumed run keeps the recorded choice.
 
     bfloat16 pays only where the CPU has it natively: measured on the ISBI U-Net step (benchmarks/README.md,
-    training_precision.py), mixed_bfloat16 without XLA ran 3.8x float32 on an AMX/AVX-512-BF16 Xeon, while XLA's
-    CPU code gained nothing from it (0.79x) and an AVX2 CPU emulates it (0.56x).
+    training_precision.py), mixed_bfloat16 without XLA ran 3.8x float32 on an AMX/AVX-512-BF16 Xeon and 1.9x on an
+    AVX-512-BF16 EPYC without AMX, while XLA's CPU code gained nothing from it (0.79x, 0.95x) and an AVX2 CPU
+    emulates it (0.56x).
 
     Example:
     >>> precision_used({"precision": "auto", "jit_compile": True}, {"bf16": False, "gpu": False})["precision"]
