@@ -20,7 +20,7 @@ import json
 import math
 from pathlib import Path
 
-from kfcn.cli.common import shown_path
+from kfcn.cli.common import file_sha256, shown_path
 
 COMPANIONS = ("config.json", "training.csv", "curves.png")  # the run's files a card names
 
@@ -423,8 +423,6 @@ def _model_facts(path):
 
 def _held_out_section(path, model_file):
     """Markdown of one `kfcn evaluate --json` report, checked to be of `model_file`."""
-    from kfcn.cli.common import file_sha256
-
     try:
         report = json.loads(path.read_text())
         task, mean, per_image = report["task"], report["mean"], report["per_image"]
@@ -433,12 +431,7 @@ def _held_out_section(path, model_file):
             f"--evaluation {path}: not a `kfcn evaluate --json` report ({error}). Write one with "
             "kfcn evaluate IMAGES LABELS --model RUN/model.keras --json FILE."
         ) from None
-    if report.get("model_sha256") != file_sha256(model_file):
-        raise ValueError(
-            f"--evaluation {path} scored {report.get('model')!r}, not this run's {model_file.name} (another file, "
-            "or the run has changed since: it was extended or retrained). Rerun kfcn evaluate on "
-            f"{shown_path(str(model_file.resolve()))} and pass the new report."
-        )
+    _check_of_model(report, model_file, f"--evaluation {path} scored", "kfcn evaluate")
     options = ", ".join(f"{key} {value}" for key, value in report.get("options", {}).items() if value is not None)
     lines = [
         f"## Held-out scores: `{shown_path(report.get('images'))}`",
@@ -473,8 +466,6 @@ def _held_out_section(path, model_file):
 
 def _analysis_section(path, model_file):
     """The Markdown section of an analysis report, checked to be of `model_file`."""
-    from kfcn.cli.common import file_sha256
-
     try:
         report = json.loads(path.read_text())
         section = report["markdown"]
@@ -485,13 +476,18 @@ def _analysis_section(path, model_file):
             f"--analysis {path}: not an analysis report ({error}): a JSON object with the analysed file's "
             "model_sha256 and a markdown section, as examples/isbi_error_analysis.py writes."
         ) from None
+    _check_of_model(report, model_file, f"--analysis {path} analysed", "the analysis")
+    return section.rstrip("\n") + "\n"
+
+
+def _check_of_model(report, model_file, what, command):
+    """Refuses a report whose `model_sha256` is not `model_file`'s: its figures would be shown as this model's."""
     if report.get("model_sha256") != file_sha256(model_file):
         raise ValueError(
-            f"--analysis {path} analysed {report.get('model')!r}, not this run's {model_file.name} (another file, "
-            "or the run has changed since: it was extended or retrained). Rerun the analysis on "
+            f"{what} {report.get('model')!r}, not this run's {model_file.name} (another file, or the run has "
+            f"changed since: it was extended or retrained). Rerun {command} on "
             f"{shown_path(str(model_file.resolve()))} and pass the new report."
         )
-    return section.rstrip("\n") + "\n"
 
 
 def _number(value):
