@@ -284,6 +284,15 @@ def edge_distance(label):
     return np.where(truth, ndimage.distance_transform_edt(truth), ndimage.distance_transform_edt(~truth))
 
 
+def _check_tolerance(tolerance):
+    if (
+        isinstance(tolerance, bool)
+        or not isinstance(tolerance, (int, float, np.integer, np.floating))
+        or not (tolerance >= 0 and math.isfinite(tolerance))
+    ):
+        raise ValueError(f"An edge tolerance is a distance in pixels, 0 or more; got {tolerance!r}.")
+
+
 def errors_near_edges(predicted, label, tolerance):
     """The wrong pixels of a 0/1 prediction that an edge drawn within `tolerance` px of its place explains.
 
@@ -301,9 +310,16 @@ def errors_near_edges(predicted, label, tolerance):
     >>> errors_near_edges(predicted, label, 1).astype(int).tolist()
     [[0, 0, 1, 0, 0, 0, 0, 0]]
     """
-    predicted, truth = _binary_label(predicted).astype(bool), _binary_label(label).astype(bool)
+    predicted = _two_d(predicted, "prediction")
+    if not set(np.unique(predicted).tolist()) <= {0, 1}:
+        raise ValueError(
+            "errors_near_edges takes a 0/1 prediction (classes, not probabilities); threshold a probability map "
+            "first: probability > 0.5."
+        )
+    predicted, truth = predicted.astype(bool), _binary_label(label).astype(bool)
     if predicted.shape != truth.shape:
         raise ValueError(f"The prediction {predicted.shape} and the label {truth.shape} differ in size.")
+    _check_tolerance(tolerance)
     near = (edge_distance(truth.astype("int64")) <= tolerance) & (edge_distance(predicted.astype("int64")) <= tolerance)
     return (predicted != truth) & near
 
@@ -337,6 +353,8 @@ def pixel_errors_by_edge_distance(probability, label, threshold=0.5, tolerances=
     >>> errors["pixel_error"], errors["pixel_error_beyond_1px"], errors["false_background_beyond_1px"]
     (0.25, 0.125, 0.125)
     """
+    if np.asarray(probability).size == 0 or np.asarray(label).size == 0:
+        raise ValueError("The prediction or the label is empty: there is no pixel to score.")
     probability = _check_probability(probability)
     if probability.shape[-1] not in (1, 2):
         raise ValueError(
@@ -347,6 +365,8 @@ def pixel_errors_by_edge_distance(probability, label, threshold=0.5, tolerances=
     predicted = probability[..., -1] > threshold
     if predicted.shape != truth.shape:
         raise ValueError(f"The prediction {predicted.shape} and the label {truth.shape} differ in size.")
+    for tolerance in tolerances:
+        _check_tolerance(tolerance)
     wrong = predicted != truth
     scores = {
         "pixel_error": float(wrong.mean()),

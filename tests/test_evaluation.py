@@ -296,6 +296,13 @@ def test_mean_scores_leave_nan_out():
         (lambda: pixel_errors_by_edge_distance(np.full((4, 4, 3), 0.3), np.zeros((4, 4), int)), "two-class"),
         (lambda: pixel_errors_by_edge_distance(np.full((4, 4), 0.5), np.full((4, 4), 255)), "labels // 255"),
         (lambda: pixel_errors_by_edge_distance(np.full((4, 5), 0.5), np.zeros((4, 4), int)), "differ"),
+        (lambda: pixel_errors_by_edge_distance(np.zeros((0, 0)), np.zeros((0, 0), int)), "empty"),
+        (
+            lambda: pixel_errors_by_edge_distance(np.full((4, 4), 0.5), np.ones((4, 4), int), tolerances=(-1,)),
+            "0 or more",
+        ),
+        (lambda: errors_near_edges(np.full((4, 4), 0.3), np.zeros((4, 4), int), 1), "probability > 0.5"),
+        (lambda: errors_near_edges(np.zeros((4, 4), int), np.zeros((4, 4), int), "2"), "0 or more"),
         (lambda: restoration_scores(np.zeros((8, 8, 1)), np.zeros((8, 8, 3), np.uint8)), "channels"),
         (lambda: restoration_scores(np.full((8, 8, 1), 0.5), np.full((8, 8, 1), 200, np.uint8)), r"\[0, 1\] values"),
         (lambda: restoration_scores(np.zeros((4, 4, 1)), np.zeros((4, 4, 1), np.uint8)), "7x7"),
